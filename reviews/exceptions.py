@@ -1,0 +1,60 @@
+"""Errors the review services raise; each carries a stable code and the HTTP status it maps to."""
+
+
+class ReviewError(Exception):
+    """A request the review workflow refuses, with a message a person can act on."""
+
+    code = "review_error"
+    http_status = 400
+
+    def __init__(self, message: str, *, field_errors: dict[str, list[str]] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field_errors = field_errors or {}
+
+
+class InvalidReviewInput(ReviewError):
+    code = "invalid"
+    http_status = 400
+
+
+class ReasonRequired(ReviewError):
+    code = "reason_required"
+    http_status = 400
+
+
+class ChoiceNotOffered(ReviewError):
+    code = "choice_not_offered"
+    http_status = 400
+
+
+class NotAuthorized(ReviewError):
+    code = "not_authorized"
+    http_status = 403
+
+
+class SelfDecisionForbidden(ReviewError):
+    code = "self_decision_forbidden"
+    http_status = 403
+
+
+class AlreadyDecided(ReviewError):
+    """Someone else decided (or the review closed) first; nothing was changed."""
+
+    code = "already_decided"
+    http_status = 409
+
+
+class TransitionNotAllowed(ReviewError):
+    code = "transition_not_allowed"
+    http_status = 409
+
+
+class ReviewExpired(ReviewError):
+    code = "review_expired"
+    http_status = 409
+
+
+class DuplicateApproval(ReviewError):
+    code = "duplicate_approval"
+    http_status = 409

@@ -1,0 +1,453 @@
+"""Queues, agent runs, review requests with their state machine, evidence and decisions."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+from simple_history.models import HistoricalRecords
+
+from .history import HistoryActorMixin
+from .ids import new_ulid
+
+
+def _default_sla() -> timedelta:
+    return timedelta(minutes=settings.HITL_DEFAULT_SLA_MINUTES)
+
+
+def _default_expiry() -> timedelta:
+    return timedelta(minutes=settings.HITL_DEFAULT_EXPIRY_MINUTES)
+
+
+class Risk(models.TextChoices):
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+    CRITICAL = "critical", "Critical"
+
+
+class ReviewKind(models.TextChoices):
+    APPROVAL = "approval", "Approval"
+    EDIT = "edit", "Edit"
+    ESCALATION = "escalation", "Escalation"
+
+
+class ReviewState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved"
+    EDITED = "edited", "Edited"
+    REJECTED = "rejected", "Rejected"
+    ESCALATED = "escalated", "Escalated"
+    EXPIRED = "expired", "Expired"
+    AWAITING_EVIDENCE = "awaiting_evidence", "Awaiting evidence"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+OPEN_STATES = (ReviewState.PENDING, ReviewState.ESCALATED, ReviewState.AWAITING_EVIDENCE)
+DECIDED_STATES = (ReviewState.APPROVED, ReviewState.EDITED, ReviewState.REJECTED)
+FINAL_STATES = (*DECIDED_STATES, ReviewState.EXPIRED, ReviewState.CANCELLED)
+
+
+class Choice(models.TextChoices):
+    APPROVE = "approve", "Approve"
+    EDIT = "edit", "Edit"
+    REJECT = "reject", "Reject"
+    REQUEST_MORE_EVIDENCE = "request_more_evidence", "Request more evidence"
+    ESCALATE = "escalate", "Escalate"
+
+
+# What each kind of review may offer; the policy may narrow it (e.g. no argument edits).
+CHOICES_BY_KIND = {
+    ReviewKind.APPROVAL: [
+        Choice.APPROVE,
+        Choice.REJECT,
+        Choice.REQUEST_MORE_EVIDENCE,
+        Choice.ESCALATE,
+    ],
+    ReviewKind.EDIT: [Choice.APPROVE, Choice.EDIT, Choice.REJECT, Choice.ESCALATE],
+    ReviewKind.ESCALATION: [Choice.APPROVE, Choice.EDIT, Choice.REJECT],
+}
+
+
+class ExpiryBehaviour(models.TextChoices):
+    CANCEL = "cancel", "Cancel and tell the agent"
+    REROUTE = "reroute", "Reroute to the fallback queue"
+    REGENERATE = "regenerate", "Ask the agent for fresh evidence"
+
+
+class Queue(models.Model):
+    """A team's inbox: who works it, who owns it, and how long its reviews may wait."""
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    tenant = models.CharField(max_length=100, blank=True, default="", db_index=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="owned_queues",
+    )
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="review_queues"
+    )
+    sla = models.DurationField(default=_default_sla, help_text="Time to decision.")
+    expiry = models.DurationField(
+        default=_default_expiry, help_text="Time from creation until a review expires."
+    )
+    expiry_behaviour = models.CharField(
+        max_length=20, choices=ExpiryBehaviour.choices, default=ExpiryBehaviour.CANCEL
+    )
+    fallback = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    escalation_owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="escalation_queues",
+    )
+    history = HistoricalRecords(bases=[HistoryActorMixin])
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        seen = {self.pk}
+        node = self.fallback
+        while node is not None:
+            if node.pk in seen:
+                raise ValidationError({"fallback": "The fallback chain loops back on itself."})
+            seen.add(node.pk)
+            node = node.fallback
+        if self.sla is not None and self.sla <= timedelta(0):
+            raise ValidationError({"sla": "The SLA must be positive."})
+        if self.expiry is not None and self.expiry <= timedelta(0):
+            raise ValidationError({"expiry": "The expiry must be positive."})
+
+
+class RunStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    WAITING = "waiting", "Waiting for a review"
+    RESUMABLE = "resumable", "Decision ready, waiting for the agent"
+    HANDED_OVER = "handed_over", "Handed over to a person"
+    COMPLETED = "completed", "Completed"
+    STOPPED = "stopped", "Stopped"
+
+
+class AgentRun(models.Model):
+    """One run of an agent, with what it needs to resume after a pause."""
+
+    run_id = models.CharField(max_length=200, unique=True)
+    thread_id = models.CharField(max_length=200, blank=True, default="")
+    agent_name = models.CharField(max_length=200)
+    tenant = models.CharField(max_length=100, blank=True, default="", db_index=True)
+    agent_version = models.CharField(max_length=100, blank=True, default="")
+    model_version = models.CharField(max_length=100, blank=True, default="")
+    prompt_version = models.CharField(max_length=100, blank=True, default="")
+    checkpoint = models.JSONField(default=dict, blank=True)
+    pending_tool_call = models.JSONField(null=True, blank=True)
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.RUNNING)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords(bases=[HistoryActorMixin])
+
+    def __str__(self) -> str:
+        return self.run_id
+
+
+class ReviewQuerySet(models.QuerySet):
+    """Refuses bulk writes of state: only the state machine moves a review."""
+
+    def update(self, **kwargs):
+        if "state" in kwargs:
+            raise TypeError("ReviewRequest.state changes only through reviews.services.")
+        return super().update(**kwargs)
+
+    def bulk_update(self, objs, fields, *args, **kwargs):
+        if "state" in fields:
+            raise TypeError("ReviewRequest.state changes only through reviews.services.")
+        return super().bulk_update(objs, fields, *args, **kwargs)
+
+    def open(self):
+        return self.filter(state__in=OPEN_STATES)
+
+
+def _not_expired(review: "ReviewRequest") -> bool:
+    return not review.is_past_expiry()
+
+
+def _past_expiry(review: "ReviewRequest") -> bool:
+    return review.is_past_expiry()
+
+
+class ReviewRequest(ConcurrentTransitionMixin, models.Model):
+    """An agent's proposed action, waiting for or carrying a person's decision."""
+
+    review_id = models.CharField(max_length=26, unique=True, default=new_ulid, editable=False)
+    run = models.ForeignKey(AgentRun, on_delete=models.PROTECT, related_name="reviews")
+    kind = models.CharField(max_length=20, choices=ReviewKind.choices)
+    tenant = models.CharField(max_length=100, blank=True, default="", db_index=True)
+    state = FSMField(
+        max_length=20, choices=ReviewState.choices, default=ReviewState.PENDING, protected=True
+    )
+
+    # The proposal.
+    action_name = models.CharField(max_length=200)
+    target_system = models.CharField(max_length=200, blank=True, default="")
+    arguments = models.JSONField(default=dict, blank=True)
+    summary = models.TextField()
+    consequence = models.TextField(blank=True, default="")
+    content = models.TextField(blank=True, default="")
+    affected_resources = models.JSONField(default=list, blank=True)
+
+    # The case for it.
+    confidence = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
+    uncertainty = models.TextField(blank=True, default="")
+    options_considered = models.JSONField(default=list, blank=True)
+    policy = models.JSONField(default=dict, blank=True)
+    risk = models.CharField(max_length=10, choices=Risk.choices, default=Risk.MEDIUM)
+
+    # The workflow.
+    queue = models.ForeignKey(Queue, on_delete=models.PROTECT, related_name="reviews")
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="assigned_reviews",
+    )
+    choices = models.JSONField(default=list, blank=True)
+    required_approvals = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(5)]
+    )
+    due_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    versions = models.JSONField(default=dict, blank=True)
+    proposed_by = models.CharField(max_length=200)
+    proposed_by_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The person the agent acted for, who may never decide this review.",
+    )
+
+    # The outcome.
+    final_arguments = models.JSONField(null=True, blank=True)
+    final_content = models.TextField(null=True, blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    history = HistoricalRecords(bases=[HistoryActorMixin])
+    objects = ReviewQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["queue", "state", "due_at"], name="review_inbox_idx"),
+            models.Index(fields=["state", "expires_at"], name="review_expiry_idx"),
+            models.Index(fields=["assignee", "state"], name="review_assignee_idx"),
+        ]
+        permissions = [("decide_reviewrequest", "Can decide review requests")]
+
+    def __str__(self) -> str:
+        return f"{self.review_id} {self.action_name} ({self.state})"
+
+    def save(self, *args, **kwargs):
+        if self._state.adding and self.state != ReviewState.PENDING:
+            raise ValueError("A review is created pending; its state then moves by transition.")
+        super().save(*args, **kwargs)
+
+    def is_past_expiry(self) -> bool:
+        return self.expires_at is not None and timezone.now() >= self.expires_at
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_STATES
+
+    # Transitions only move the state; reviews.services checks the actor and writes the rest.
+
+    @transition(
+        field=state,
+        source=[ReviewState.PENDING, ReviewState.ESCALATED],
+        target=ReviewState.APPROVED,
+        conditions=[_not_expired],
+    )
+    def approve(self) -> None:
+        pass
+
+    @transition(
+        field=state,
+        source=[ReviewState.PENDING, ReviewState.ESCALATED],
+        target=ReviewState.EDITED,
+        conditions=[_not_expired],
+    )
+    def edit(self) -> None:
+        pass
+
+    @transition(
+        field=state,
+        source=[ReviewState.PENDING, ReviewState.ESCALATED],
+        target=ReviewState.REJECTED,
+        conditions=[_not_expired],
+    )
+    def reject(self) -> None:
+        pass
+
+    @transition(
+        field=state,
+        source=ReviewState.PENDING,
+        target=ReviewState.ESCALATED,
+        conditions=[_not_expired],
+    )
+    def escalate(self) -> None:
+        pass
+
+    @transition(
+        field=state,
+        source=ReviewState.PENDING,
+        target=ReviewState.AWAITING_EVIDENCE,
+        conditions=[_not_expired],
+    )
+    def request_more_evidence(self) -> None:
+        pass
+
+    @transition(
+        field=state,
+        source=ReviewState.AWAITING_EVIDENCE,
+        target=ReviewState.PENDING,
+        conditions=[_not_expired],
+    )
+    def supply_evidence(self) -> None:
+        pass
+
+    @transition(
+        field=state,
+        source=list(OPEN_STATES),
+        target=ReviewState.EXPIRED,
+        conditions=[_past_expiry],
+    )
+    def expire(self) -> None:
+        pass
+
+    @transition(
+        field=state,
+        source=[ReviewState.PENDING, ReviewState.AWAITING_EVIDENCE],
+        target=ReviewState.CANCELLED,
+    )
+    def cancel(self) -> None:
+        pass
+
+
+class ApprovalReview(ReviewRequest):
+    """Approval reviews: may this action happen?"""
+
+    class Meta:
+        proxy = True
+        verbose_name = "approval review"
+
+
+class EditReview(ReviewRequest):
+    """Edit reviews: should this generated content change before use?"""
+
+    class Meta:
+        proxy = True
+        verbose_name = "edit review"
+
+
+class EscalationReview(ReviewRequest):
+    """Escalation reviews: should a person take over?"""
+
+    class Meta:
+        proxy = True
+        verbose_name = "escalation review"
+
+
+# Proxies share the concrete model's history table; simple-history's admin looks the
+# manager up on each model's own _meta, so point the proxies at it.
+for _proxy in (ApprovalReview, EditReview, EscalationReview):
+    _proxy._meta.simple_history_manager_attribute = "history"
+
+PROXY_BY_KIND = {
+    ReviewKind.APPROVAL: ApprovalReview,
+    ReviewKind.EDIT: EditReview,
+    ReviewKind.ESCALATION: EscalationReview,
+}
+
+
+class Evidence(models.Model):
+    """A piece of evidence the agent offers for its proposal."""
+
+    review = models.ForeignKey(ReviewRequest, on_delete=models.CASCADE, related_name="evidence")
+    evidence_id = models.CharField(max_length=200)
+    title = models.CharField(max_length=500)
+    url = models.URLField(max_length=2000, blank=True, default="")
+    excerpt = models.TextField(blank=True, default="")
+    fresh_until = models.DateTimeField(null=True, blank=True)
+    position = models.PositiveIntegerField(default=0)
+    supplied_at = models.DateTimeField(default=timezone.now)
+    history = HistoricalRecords(bases=[HistoryActorMixin])
+
+    class Meta:
+        ordering = ["review", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["review", "evidence_id"], name="evidence_unique_id")
+        ]
+        verbose_name_plural = "evidence"
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def is_stale(self) -> bool:
+        return self.fresh_until is not None and timezone.now() >= self.fresh_until
+
+
+class Decision(models.Model):
+    """One reviewer's decision on a review; written once, never changed."""
+
+    review = models.ForeignKey(ReviewRequest, on_delete=models.PROTECT, related_name="decisions")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="review_decisions"
+    )
+    choice = models.CharField(max_length=30, choices=Choice.choices)
+    reason = models.TextField(blank=True, default="")
+    edited_arguments = models.JSONField(null=True, blank=True)
+    edited_content = models.TextField(null=True, blank=True)
+    diff = models.TextField(blank=True, default="")
+    state_before = models.CharField(max_length=20, choices=ReviewState.choices)
+    state_after = models.CharField(max_length=20, choices=ReviewState.choices)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    decided_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["review", "decided_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.choice} by {self.reviewer} on {self.review_id}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise ValueError("Decisions are an audit record and cannot be changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("Decisions are an audit record and cannot be deleted.")
+
+    @property
+    def time_spent(self) -> timedelta | None:
+        if self.opened_at is None:
+            return None
+        return self.decided_at - self.opened_at

@@ -1,0 +1,791 @@
+"""Writes of the reviews app: every change of a review's state goes through here.
+
+Each service is one complete change: it runs in one transaction, locks the row it changes,
+checks who is acting, moves the state machine, records the decision and the history row
+(with `history_user` or the acting agent, and a change reason), and sends events only after
+commit.
+"""
+
+import difflib
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django_fsm import ConcurrentTransition, can_proceed
+from django_fsm import TransitionNotAllowed as FSMTransitionNotAllowed
+
+from policies.authority import check_authority
+
+from . import selectors
+from .actors import Actor, as_actor
+from .exceptions import (
+    AlreadyDecided,
+    ChoiceNotOffered,
+    DuplicateApproval,
+    InvalidReviewInput,
+    NotAuthorized,
+    ReasonRequired,
+    ReviewExpired,
+    SelfDecisionForbidden,
+    TransitionNotAllowed,
+)
+from .models import (
+    CHOICES_BY_KIND,
+    FINAL_STATES,
+    AgentRun,
+    Choice,
+    Decision,
+    Evidence,
+    Queue,
+    ReviewKind,
+    ReviewRequest,
+    ReviewState,
+    Risk,
+    RunStatus,
+)
+from .signals import review_decided
+
+logger = logging.getLogger(__name__)
+
+# Choices that must say why: a rejection, an escalation and a question to the agent.
+REASON_REQUIRED = {Choice.REJECT, Choice.ESCALATE, Choice.REQUEST_MORE_EVIDENCE}
+
+_TRANSITION_FOR_CHOICE = {
+    Choice.APPROVE: "approve",
+    Choice.EDIT: "edit",
+    Choice.REJECT: "reject",
+    Choice.ESCALATE: "escalate",
+    Choice.REQUEST_MORE_EVIDENCE: "request_more_evidence",
+}
+
+
+# --- creation ---------------------------------------------------------------------------
+
+
+def review_create(
+    *,
+    actor: Actor,
+    run_id: str,
+    agent_name: str,
+    kind: str,
+    queue: Queue,
+    action_name: str,
+    summary: str,
+    target_system: str = "",
+    arguments: Mapping[str, Any] | None = None,
+    consequence: str = "",
+    content: str = "",
+    evidence: Iterable[Mapping[str, Any]] = (),
+    affected_resources: Iterable[Mapping[str, Any]] = (),
+    confidence: float | None = None,
+    uncertainty: str = "",
+    options_considered: Iterable[Any] = (),
+    risk: str = Risk.MEDIUM,
+    policy: Mapping[str, Any] | None = None,
+    choices: Iterable[str] | None = None,
+    required_approvals: int = 1,
+    due_at: datetime | None = None,
+    expires_at: datetime | None = None,
+    versions: Mapping[str, str] | None = None,
+    tenant: str = "",
+    thread_id: str = "",
+    checkpoint: Mapping[str, Any] | None = None,
+    proposed_by_user: AbstractBaseUser | None = None,
+) -> ReviewRequest:
+    """Open a review for an agent's proposal, pausing its run until a person decides."""
+    now = timezone.now()
+    errors: dict[str, list[str]] = {}
+    kind_value = _enum_value(ReviewKind, kind, "kind", errors)
+    choice_values = _validate_choices(kind_value, choices, errors)
+    evidence_rows = _clean_evidence(evidence, errors)
+    resources = _clean_resources(affected_resources, errors)
+    if expires_at is not None and expires_at <= now:
+        errors.setdefault("expires_at", []).append("expires_at must be in the future.")
+    if not isinstance(arguments or {}, Mapping):
+        errors.setdefault("arguments", []).append("arguments must be a JSON object.")
+    if not run_id or not str(run_id).strip():
+        errors.setdefault("run_id", []).append("run_id is required.")
+    if errors:
+        raise InvalidReviewInput(_summarise(errors), field_errors=errors)
+
+    versions = dict(versions or {})
+    policy = dict(policy or {})
+    if policy.get("version") and "policy" not in versions:
+        versions["policy"] = policy["version"]
+
+    with transaction.atomic():
+        run = _lock_or_create_run(
+            run_id=run_id,
+            agent_name=agent_name,
+            tenant=tenant,
+            thread_id=thread_id,
+            versions=versions,
+            actor=actor,
+        )
+        run.status = RunStatus.WAITING
+        if checkpoint is not None:
+            run.checkpoint = dict(checkpoint)
+        run.pending_tool_call = {
+            "action": action_name,
+            "target_system": target_system,
+            "args": dict(arguments or {}),
+        }
+        _stamp(run, actor, f"paused for a review of {action_name}")
+        run.save()
+        review = ReviewRequest(
+            run=run,
+            kind=kind_value,
+            tenant=tenant,
+            action_name=action_name,
+            target_system=target_system,
+            arguments=dict(arguments or {}),
+            summary=summary,
+            consequence=consequence,
+            content=content,
+            affected_resources=resources,
+            confidence=confidence,
+            uncertainty=uncertainty,
+            options_considered=list(options_considered),
+            policy=policy,
+            risk=risk,
+            queue=queue,
+            choices=choice_values,
+            required_approvals=required_approvals,
+            due_at=due_at or now + queue.sla,
+            expires_at=expires_at or now + queue.expiry,
+            versions=versions,
+            proposed_by=actor.label,
+            proposed_by_user=proposed_by_user,
+            created_at=now,
+        )
+        try:
+            review.full_clean(exclude=["run", "queue", "review_id", "state"])
+        except ValidationError as exc:
+            raise InvalidReviewInput(
+                _summarise(exc.message_dict), field_errors=exc.message_dict
+            ) from exc
+        _stamp(review, actor, f"created by {actor.label}: {action_name}")
+        review.save()
+        for position, row in enumerate(evidence_rows):
+            item = Evidence(review=review, position=position, supplied_at=now, **row)
+            _stamp(item, actor, "supplied with the proposal")
+            item.save()
+    return review
+
+
+def _lock_or_create_run(
+    *,
+    run_id: str,
+    agent_name: str,
+    tenant: str,
+    thread_id: str,
+    versions: Mapping[str, str],
+    actor: Actor,
+) -> AgentRun:
+    run = AgentRun.objects.select_for_update().filter(run_id=run_id).first()
+    if run is None:
+        run = AgentRun(
+            run_id=run_id,
+            agent_name=agent_name,
+            tenant=tenant,
+            thread_id=thread_id,
+            agent_version=versions.get("agent", ""),
+            model_version=versions.get("model", ""),
+            prompt_version=versions.get("prompt", ""),
+        )
+        try:
+            run.full_clean()
+        except ValidationError as exc:
+            raise InvalidReviewInput(
+                _summarise(exc.message_dict), field_errors=exc.message_dict
+            ) from exc
+        return run
+    if run.agent_name != agent_name or run.tenant != tenant:
+        # A run id is the agent's own; another agent or tenant never writes into it.
+        raise InvalidReviewInput(
+            f"run {run_id} belongs to another agent or tenant.",
+            field_errors={"run_id": ["This run belongs to another agent or tenant."]},
+        )
+    if run.status in (RunStatus.COMPLETED, RunStatus.STOPPED):
+        raise InvalidReviewInput(
+            f"run {run_id} is {run.status}; start a new run.",
+            field_errors={"run_id": [f"This run is {run.status}."]},
+        )
+    return run
+
+
+# --- reviewer decisions -----------------------------------------------------------------
+
+
+def review_approve(
+    *,
+    review_id: str,
+    reviewer: AbstractBaseUser,
+    reason: str = "",
+    opened_at: datetime | None = None,
+) -> Decision:
+    """Approve the action as proposed (or accept generated content as is)."""
+    return _decide(
+        review_id=review_id,
+        reviewer=reviewer,
+        choice=Choice.APPROVE,
+        reason=reason,
+        opened_at=opened_at,
+    )
+
+
+def review_edit(
+    *,
+    review_id: str,
+    reviewer: AbstractBaseUser,
+    arguments: Mapping[str, Any] | None = None,
+    content: str | None = None,
+    reason: str = "",
+    opened_at: datetime | None = None,
+) -> Decision:
+    """Approve the action with the reviewer's corrected arguments or content."""
+    return _decide(
+        review_id=review_id,
+        reviewer=reviewer,
+        choice=Choice.EDIT,
+        reason=reason,
+        arguments=arguments,
+        content=content,
+        opened_at=opened_at,
+    )
+
+
+def review_reject(
+    *,
+    review_id: str,
+    reviewer: AbstractBaseUser,
+    reason: str,
+    opened_at: datetime | None = None,
+) -> Decision:
+    """Refuse the action; the run stops or re-plans with the reason."""
+    return _decide(
+        review_id=review_id,
+        reviewer=reviewer,
+        choice=Choice.REJECT,
+        reason=reason,
+        opened_at=opened_at,
+    )
+
+
+def review_escalate(
+    *,
+    review_id: str,
+    reviewer: AbstractBaseUser,
+    reason: str,
+    opened_at: datetime | None = None,
+) -> Decision:
+    """Hand the review to the queue's escalation owner, saying why."""
+    return _decide(
+        review_id=review_id,
+        reviewer=reviewer,
+        choice=Choice.ESCALATE,
+        reason=reason,
+        opened_at=opened_at,
+    )
+
+
+def review_request_more_evidence(
+    *,
+    review_id: str,
+    reviewer: AbstractBaseUser,
+    reason: str,
+    opened_at: datetime | None = None,
+) -> Decision:
+    """Ask the agent a question; the review waits for its evidence."""
+    return _decide(
+        review_id=review_id,
+        reviewer=reviewer,
+        choice=Choice.REQUEST_MORE_EVIDENCE,
+        reason=reason,
+        opened_at=opened_at,
+    )
+
+
+def review_decide(
+    *,
+    review_id: str,
+    reviewer: AbstractBaseUser,
+    choice: str,
+    reason: str = "",
+    arguments: Mapping[str, Any] | None = None,
+    content: str | None = None,
+    opened_at: datetime | None = None,
+) -> Decision:
+    """Record one reviewer's choice; the entry point shared by the admin and the API."""
+    errors: dict[str, list[str]] = {}
+    choice_value = _enum_value(Choice, choice, "choice", errors)
+    if errors:
+        raise InvalidReviewInput(_summarise(errors), field_errors=errors)
+    return _decide(
+        review_id=review_id,
+        reviewer=reviewer,
+        choice=choice_value,
+        reason=reason,
+        arguments=arguments,
+        content=content,
+        opened_at=opened_at,
+    )
+
+
+def _decide(
+    *,
+    review_id: str,
+    reviewer: AbstractBaseUser,
+    choice: str,
+    reason: str,
+    arguments: Mapping[str, Any] | None = None,
+    content: str | None = None,
+    opened_at: datetime | None = None,
+) -> Decision:
+    reason = (reason or "").strip()
+    if choice != Choice.EDIT and (arguments is not None or content is not None):
+        raise InvalidReviewInput(
+            "Only an edit carries arguments or content.",
+            field_errors={"choice": ["Use choice 'edit' to change arguments or content."]},
+        )
+    now = timezone.now()
+    if opened_at is not None and opened_at > now:
+        raise InvalidReviewInput(
+            "opened_at cannot be in the future.",
+            field_errors={"opened_at": ["opened_at cannot be in the future."]},
+        )
+    with transaction.atomic():
+        review = _lock_review(review_id)
+        state_before = review.state
+        _check_decision_allowed(review=review, reviewer=reviewer, choice=choice, reason=reason)
+
+        final_arguments, final_content, diff = review.arguments, review.content, ""
+        if choice == Choice.EDIT:
+            final_arguments, final_content, diff = _apply_edit(review, arguments, content)
+        _check_authority(review=review, reviewer=reviewer, arguments=final_arguments)
+
+        partial = False
+        if choice == Choice.APPROVE and review.required_approvals > 1:
+            approvers = _approvers_this_round(review)
+            if reviewer.pk in approvers:
+                raise DuplicateApproval(
+                    "You already approved this review; it needs another reviewer's approval."
+                )
+            partial = len(approvers) + 1 < review.required_approvals
+            count = len(approvers) + 1
+
+        if partial:
+            change_reason = f"approval {count} of {review.required_approvals}"
+        else:
+            _move(review, _TRANSITION_FOR_CHOICE[choice])
+            change_reason = choice if not reason else f"{choice}: {reason}"
+            if choice in (Choice.APPROVE, Choice.EDIT):
+                review.final_arguments = final_arguments
+                review.final_content = final_content
+            if review.state in FINAL_STATES:
+                review.decided_at = now
+            if choice == Choice.ESCALATE:
+                review.assignee = review.queue.escalation_owner or review.queue.owner
+
+        _stamp(review, Actor.of_user(reviewer), change_reason)
+        _save_transition(review)
+        decision = Decision.objects.create(
+            review=review,
+            reviewer=reviewer,
+            choice=choice,
+            reason=reason,
+            edited_arguments=final_arguments if choice == Choice.EDIT else None,
+            edited_content=final_content if choice == Choice.EDIT else None,
+            diff=diff,
+            state_before=state_before,
+            state_after=review.state,
+            opened_at=opened_at,
+            decided_at=now,
+        )
+        _refresh_run_status(review.run, Actor.of_user(reviewer), review)
+        _send_decided_on_commit(review.review_id, decision.pk)
+    return decision
+
+
+def _check_decision_allowed(
+    *, review: ReviewRequest, reviewer: AbstractBaseUser, choice: str, reason: str
+) -> None:
+    if review.state in FINAL_STATES:
+        raise AlreadyDecided(f"This review is already {review.get_state_display().lower()}.")
+    if review.is_past_expiry():
+        raise ReviewExpired("This review has expired and can no longer be decided.")
+    if not can_proceed(getattr(review, _TRANSITION_FOR_CHOICE[choice]), check_conditions=False):
+        raise TransitionNotAllowed(
+            f"'{choice}' is not possible while the review is "
+            f"{review.get_state_display().lower()}."
+        )
+    if choice not in review.choices:
+        raise ChoiceNotOffered(f"'{choice}' is not offered for this review.")
+    if choice in REASON_REQUIRED and not reason:
+        raise ReasonRequired(
+            "A reason is required to " + Choice(choice).label.lower() + ".",
+            field_errors={"reason": ["This choice needs a reason."]},
+        )
+    if review.proposed_by_user_id is not None and review.proposed_by_user_id == reviewer.pk:
+        raise SelfDecisionForbidden("You proposed this action and cannot decide it yourself.")
+    if not selectors.can_decide(user=reviewer, review=review):
+        raise NotAuthorized("You are not a reviewer of this review's queue.")
+
+
+def _check_authority(
+    *, review: ReviewRequest, reviewer: AbstractBaseUser, arguments: Mapping[str, Any]
+) -> None:
+    verdict = check_authority(
+        user=reviewer,
+        action_name=review.action_name,
+        tenant=review.tenant,
+        amount=_amount_for(review.action_name, arguments),
+    )
+    if not verdict.allowed:
+        raise NotAuthorized(f"Not within your authority: {verdict.reason}.")
+
+
+def _amount_for(action_name: str, arguments: Mapping[str, Any]) -> Decimal | None:
+    return None
+
+
+def _apply_edit(
+    review: ReviewRequest,
+    arguments: Mapping[str, Any] | None,
+    content: str | None,
+) -> tuple[dict, str, str]:
+    if arguments is None and content is None:
+        raise InvalidReviewInput(
+            "An edit needs new arguments or new content.",
+            field_errors={"arguments": ["Give the corrected arguments or content."]},
+        )
+    if arguments is not None and not isinstance(arguments, Mapping):
+        raise InvalidReviewInput(
+            "arguments must be a JSON object.",
+            field_errors={"arguments": ["Must be a JSON object."]},
+        )
+    if content is not None and not isinstance(content, str):
+        raise InvalidReviewInput(
+            "content must be text.", field_errors={"content": ["Must be text."]}
+        )
+    if review.kind == ReviewKind.EDIT and content is None:
+        raise InvalidReviewInput(
+            "An edit review is corrected through its content.",
+            field_errors={"content": ["Give the corrected content."]},
+        )
+    final_arguments = dict(arguments) if arguments is not None else dict(review.arguments)
+    final_content = content if content is not None else review.content
+    if final_arguments == review.arguments and final_content == review.content:
+        raise InvalidReviewInput(
+            "The edit changes nothing; approve the proposal as it is instead.",
+            field_errors={"content": ["Nothing was changed."]},
+        )
+    return final_arguments, final_content, _diff(review, final_arguments, final_content)
+
+
+def _diff(review: ReviewRequest, arguments: dict, content: str) -> str:
+    parts = []
+    if arguments != review.arguments:
+        before = json.dumps(review.arguments, indent=2, sort_keys=True, default=str)
+        after = json.dumps(arguments, indent=2, sort_keys=True, default=str)
+        parts.extend(
+            difflib.unified_diff(
+                before.splitlines(), after.splitlines(), "proposed arguments", "edited", lineterm=""
+            )
+        )
+    if content != review.content:
+        parts.extend(
+            difflib.unified_diff(
+                review.content.splitlines(),
+                content.splitlines(),
+                "proposed content",
+                "edited",
+                lineterm="",
+            )
+        )
+    return "\n".join(parts)
+
+
+def _approvers_this_round(review: ReviewRequest) -> set[int]:
+    # Approvals count until any other decision (a question, an escalation) resets the round.
+    approvers: set[int] = set()
+    for choice, reviewer_id in review.decisions.order_by("decided_at", "id").values_list(
+        "choice", "reviewer_id"
+    ):
+        if choice == Choice.APPROVE:
+            approvers.add(reviewer_id)
+        else:
+            approvers.clear()
+    return approvers
+
+
+# --- the agent's side and the system's --------------------------------------------------
+
+
+def review_supply_evidence(
+    *,
+    review_id: str,
+    actor: Actor,
+    evidence: Iterable[Mapping[str, Any]],
+    note: str = "",
+) -> ReviewRequest:
+    """The agent answers a request for more evidence; the review goes back to pending."""
+    errors: dict[str, list[str]] = {}
+    rows = _clean_evidence(evidence, errors)
+    if not rows and "evidence" not in errors:
+        errors["evidence"] = ["Supply at least one piece of evidence."]
+    if errors:
+        raise InvalidReviewInput(_summarise(errors), field_errors=errors)
+    now = timezone.now()
+    with transaction.atomic():
+        review = _lock_review(review_id)
+        _check_agent_owns(review, actor)
+        if review.state in FINAL_STATES:
+            raise AlreadyDecided(f"This review is already {review.get_state_display().lower()}.")
+        if review.is_past_expiry():
+            raise ReviewExpired("This review has expired; evidence can no longer be added.")
+        if review.state != ReviewState.AWAITING_EVIDENCE:
+            raise TransitionNotAllowed("Nobody asked for more evidence on this review.")
+        existing = {e.evidence_id: e for e in review.evidence.all()}
+        position = max((e.position for e in existing.values()), default=-1) + 1
+        for row in rows:
+            item = existing.get(row["evidence_id"])
+            if item is None:
+                item = Evidence(review=review, position=position)
+                position += 1
+            for field, value in row.items():
+                setattr(item, field, value)
+            item.supplied_at = now
+            _stamp(item, actor, "supplied on request")
+            item.save()
+        _move(review, "supply_evidence")
+        _stamp(review, actor, f"evidence supplied: {note}" if note else "evidence supplied")
+        _save_transition(review)
+        _refresh_run_status(review.run, actor, review)
+    return review
+
+
+def review_cancel(*, review_id: str, actor: Actor, reason: str) -> ReviewRequest:
+    """The agent withdraws its proposal; the review closes without a decision."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ReasonRequired(
+            "A reason is required to cancel.", field_errors={"reason": ["Say why."]}
+        )
+    with transaction.atomic():
+        review = _lock_review(review_id)
+        _check_agent_owns(review, actor)
+        if review.state in FINAL_STATES:
+            raise AlreadyDecided(f"This review is already {review.get_state_display().lower()}.")
+        _move(review, "cancel")
+        review.decided_at = timezone.now()
+        _stamp(review, actor, f"cancelled: {reason}")
+        _save_transition(review)
+        _refresh_run_status(review.run, actor, review)
+    return review
+
+
+def review_expire(
+    *,
+    review_id: str,
+    actor: Actor | None = None,
+    reason: str = "expired: past expires_at",
+) -> ReviewRequest:
+    """Close a review that nobody decided in time; it never executes."""
+    actor = actor or Actor.system("expiry")
+    with transaction.atomic():
+        review = _lock_review(review_id)
+        if review.state in FINAL_STATES:
+            raise AlreadyDecided(f"This review is already {review.get_state_display().lower()}.")
+        if not review.is_past_expiry():
+            raise TransitionNotAllowed("This review has not reached its expiry time.")
+        _move(review, "expire")
+        review.decided_at = timezone.now()
+        _stamp(review, actor, reason)
+        _save_transition(review)
+        _refresh_run_status(review.run, actor, review)
+    return review
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def _lock_review(review_id: str) -> ReviewRequest:
+    try:
+        return (
+            ReviewRequest.objects.select_for_update(of=("self",))
+            .select_related("queue", "run")
+            .get(review_id=review_id)
+        )
+    except ReviewRequest.DoesNotExist:
+        raise InvalidReviewInput(
+            f"No review {review_id}.", field_errors={"review_id": ["Unknown review."]}
+        ) from None
+
+
+def _move(review: ReviewRequest, transition_name: str) -> None:
+    try:
+        getattr(review, transition_name)()
+    except FSMTransitionNotAllowed as exc:
+        if review.is_past_expiry() and transition_name != "expire":
+            raise ReviewExpired("This review has expired and can no longer be decided.") from exc
+        raise TransitionNotAllowed(
+            f"'{transition_name}' is not possible while the review is "
+            f"{review.get_state_display().lower()}."
+        ) from exc
+
+
+def _save_transition(review: ReviewRequest) -> None:
+    try:
+        review.save()
+    except ConcurrentTransition as exc:
+        # Without row locks (SQLite) the state check in the UPDATE is what catches a race.
+        raise AlreadyDecided("Someone else changed this review first.") from exc
+
+
+def _stamp(instance, actor: Actor, reason: str) -> None:
+    instance._history_user = actor.user
+    instance._history_actor = actor.label
+    instance._change_reason = reason
+
+
+def _check_agent_owns(review: ReviewRequest, actor: Actor) -> None:
+    if actor.user is not None and actor.user.is_superuser:
+        return
+    if actor.label != f"agent:{review.run.agent_name}":
+        raise NotAuthorized("Only the agent that proposed this action may do that.")
+
+
+def _refresh_run_status(run: AgentRun, actor: Actor, review: ReviewRequest) -> None:
+    locked = AgentRun.objects.select_for_update().get(pk=run.pk)
+    if locked.status in (RunStatus.COMPLETED, RunStatus.STOPPED):
+        return
+    waiting = locked.reviews.filter(
+        state__in=(ReviewState.PENDING, ReviewState.ESCALATED)
+    ).exists()
+    status = RunStatus.WAITING if waiting else RunStatus.RESUMABLE
+    if status != locked.status:
+        locked.status = status
+        _stamp(locked, actor, f"review {review.review_id} is {review.state}")
+        locked.save()
+
+
+def _send_decided_on_commit(review_id: str, decision_id: int) -> None:
+    def send() -> None:
+        for receiver, result in review_decided.send_robust(
+            sender=ReviewRequest, review_id=review_id, decision_id=decision_id
+        ):
+            if isinstance(result, Exception):
+                logger.error(
+                    "review_decided receiver %r failed for %s",
+                    receiver,
+                    review_id,
+                    exc_info=result,
+                )
+
+    transaction.on_commit(send)
+
+
+def _enum_value(enum, value: Any, field: str, errors: dict[str, list[str]]) -> str:
+    if value in enum.values:
+        return enum(value).value
+    allowed = ", ".join(enum.values)
+    errors.setdefault(field, []).append(f"'{value}' is not one of: {allowed}.")
+    return ""
+
+
+def _validate_choices(
+    kind: str, choices: Iterable[str] | None, errors: dict[str, list[str]]
+) -> list[str]:
+    if not kind:
+        return []
+    defaults = [c.value for c in CHOICES_BY_KIND[ReviewKind(kind)]]
+    if choices is None:
+        return defaults
+    values = list(choices)
+    # An approval may also offer argument edits when the policy allows them.
+    possible = set(defaults) | ({Choice.EDIT.value} if kind == ReviewKind.APPROVAL else set())
+    wrong = [c for c in values if c not in possible]
+    if wrong:
+        errors.setdefault("choices", []).append(
+            f"not offered for a {kind} review: {', '.join(map(str, wrong))}."
+        )
+    if not values:
+        errors.setdefault("choices", []).append("offer at least one choice.")
+    return list(dict.fromkeys(values))
+
+
+def _clean_evidence(
+    rows: Iterable[Mapping[str, Any]], errors: dict[str, list[str]]
+) -> list[dict[str, Any]]:
+    cleaned: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for index, row in enumerate(rows):
+        prefix = f"evidence[{index}]"
+        if not isinstance(row, Mapping):
+            errors.setdefault(prefix, []).append("must be an object.")
+            continue
+        evidence_id = str(row.get("id") or row.get("evidence_id") or "").strip()
+        fresh_until = row.get("fresh_until")
+        if isinstance(fresh_until, str):
+            parsed = parse_datetime(fresh_until)
+            if parsed is None:
+                errors.setdefault(f"{prefix}.fresh_until", []).append(
+                    "must be an ISO 8601 date-time."
+                )
+            elif timezone.is_naive(parsed):
+                errors.setdefault(f"{prefix}.fresh_until", []).append("must include a timezone.")
+            fresh_until = parsed
+        item = {
+            "evidence_id": evidence_id,
+            "title": str(row.get("title") or "").strip(),
+            "url": str(row.get("url") or "").strip(),
+            "excerpt": str(row.get("excerpt") or ""),
+            "fresh_until": fresh_until if isinstance(fresh_until, datetime) else None,
+        }
+        if evidence_id in seen:
+            errors.setdefault(f"{prefix}.id", []).append(f"duplicate evidence id {evidence_id}.")
+        seen.add(evidence_id)
+        try:
+            Evidence(**item).full_clean(exclude=["review"])
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                name = "id" if field == "evidence_id" else field
+                errors.setdefault(f"{prefix}.{name}", []).extend(messages)
+        cleaned.append(item)
+    return cleaned
+
+
+def _clean_resources(
+    rows: Iterable[Mapping[str, Any]], errors: dict[str, list[str]]
+) -> list[dict[str, str]]:
+    cleaned = []
+    for index, row in enumerate(rows):
+        prefix = f"affected_resources[{index}]"
+        if not isinstance(row, Mapping):
+            errors.setdefault(prefix, []).append("must be an object with type, id and version.")
+            continue
+        missing = [k for k in ("type", "id") if not str(row.get(k, "")).strip()]
+        if missing:
+            errors.setdefault(prefix, []).append(f"missing {', '.join(missing)}.")
+        version = row.get("version")
+        cleaned.append(
+            {
+                "type": str(row.get("type", "")),
+                "id": str(row.get("id", "")),
+                "version": None if version is None else str(version),
+            }
+        )
+    return cleaned
+
+
+def _summarise(errors: Mapping[str, list[str]]) -> str:
+    return "; ".join(f"{field}: {' '.join(map(str, msgs))}" for field, msgs in errors.items())
