@@ -147,6 +147,9 @@ class QueueAdmin(NoRevertHistoryAdmin):
     filter_horizontal = ("members",)
     search_fields = ("name", "slug")
 
+    def get_queryset(self, request):
+        return selectors.queues_for(user=request.user).select_related("owner")
+
 
 @admin.register(AgentRun)
 class AgentRunAdmin(NoRevertHistoryAdmin):
@@ -173,3 +176,7 @@ class AgentRunAdmin(NoRevertHistoryAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def get_queryset(self, request):
+        visible = selectors.reviews_visible_to(user=request.user).values("run_id")
+        return super().get_queryset(request).filter(pk__in=visible)

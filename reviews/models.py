@@ -245,7 +245,8 @@ class ReviewRequest(ConcurrentTransitionMixin, models.Model):
 
     # The outcome.
     final_arguments = models.JSONField(null=True, blank=True)
-    final_content = models.TextField(null=True, blank=True)
+    # None means "not decided yet", distinct from an approved empty text.
+    final_content = models.TextField(null=True, blank=True)  # noqa: DJ001
 
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
@@ -425,7 +426,7 @@ class Decision(models.Model):
     choice = models.CharField(max_length=30, choices=Choice.choices)
     reason = models.TextField(blank=True, default="")
     edited_arguments = models.JSONField(null=True, blank=True)
-    edited_content = models.TextField(null=True, blank=True)
+    edited_content = models.TextField(null=True, blank=True)  # noqa: DJ001
     diff = models.TextField(blank=True, default="")
     state_before = models.CharField(max_length=20, choices=ReviewState.choices)
     state_after = models.CharField(max_length=20, choices=ReviewState.choices)

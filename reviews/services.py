@@ -25,7 +25,7 @@ from django_fsm import TransitionNotAllowed as FSMTransitionNotAllowed
 from policies.authority import check_authority
 
 from . import selectors
-from .actors import Actor, as_actor
+from .actors import Actor
 from .exceptions import (
     AlreadyDecided,
     ChoiceNotOffered,
@@ -424,8 +424,7 @@ def _check_decision_allowed(
         raise ReviewExpired("This review has expired and can no longer be decided.")
     if not can_proceed(getattr(review, _TRANSITION_FOR_CHOICE[choice]), check_conditions=False):
         raise TransitionNotAllowed(
-            f"'{choice}' is not possible while the review is "
-            f"{review.get_state_display().lower()}."
+            f"'{choice}' is not possible while the review is {review.get_state_display().lower()}."
         )
     if choice not in review.choices:
         raise ChoiceNotOffered(f"'{choice}' is not offered for this review.")
@@ -668,9 +667,7 @@ def _refresh_run_status(run: AgentRun, actor: Actor, review: ReviewRequest) -> N
     locked = AgentRun.objects.select_for_update().get(pk=run.pk)
     if locked.status in (RunStatus.COMPLETED, RunStatus.STOPPED):
         return
-    waiting = locked.reviews.filter(
-        state__in=(ReviewState.PENDING, ReviewState.ESCALATED)
-    ).exists()
+    waiting = locked.reviews.filter(state__in=(ReviewState.PENDING, ReviewState.ESCALATED)).exists()
     status = RunStatus.WAITING if waiting else RunStatus.RESUMABLE
     if status != locked.status:
         locked.status = status

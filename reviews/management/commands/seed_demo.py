@@ -13,7 +13,7 @@ from reviews.actors import Actor
 from reviews.models import AgentRun, Queue
 from reviews.services import review_create
 
-PASSWORD = "demo"
+PASSWORD = "demo"  # noqa: S105 - demo users only, refused unless DEBUG or --force
 
 GROUP_PERMISSIONS = {
     "Reviewers": [
@@ -273,12 +273,10 @@ class Command(BaseCommand):
             queues = self._queues(users)
             created = self._reviews(queues)
         self.stdout.write(
-            f"Demo ready: {len(DEMO_REVIEWS)} reviews ({created} new) in "
-            f"{', '.join(queues)}."
+            f"Demo ready: {len(DEMO_REVIEWS)} reviews ({created} new) in {', '.join(queues)}."
         )
         self.stdout.write(
-            "Log in at /admin/ as admin, lead, reviewer, reviewer2 or ml, "
-            f"password '{PASSWORD}'."
+            f"Log in at /admin/ as admin, lead, reviewer, reviewer2 or ml, password '{PASSWORD}'."
         )
 
     def _users(self):

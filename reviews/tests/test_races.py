@@ -1,0 +1,59 @@
+"""Real races on PostgreSQL: separate connections, real row locks."""
+
+import threading
+
+import pytest
+from django.db import connection
+
+from reviews.exceptions import AlreadyDecided
+from reviews.models import Decision, ReviewState
+from reviews.services import review_approve, review_reject
+from reviews.tests.factories import QueueFactory, UserFactory, make_review
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def race(workers):
+    """Start every worker at the same instant, each on its own connection."""
+    barrier = threading.Barrier(len(workers))
+    results = [None] * len(workers)
+
+    def run(index, work):
+        try:
+            barrier.wait()
+            results[index] = work()
+        except Exception as exc:
+            results[index] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i, w)) for i, w in enumerate(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_many_reviewers_one_review_exactly_one_decision():
+    reviewers = [UserFactory(username=f"rev{i}") for i in range(8)]
+    queue = QueueFactory()
+    review = make_review(queue=queue, reviewers=reviewers)
+
+    def approve(user):
+        return lambda: review_approve(review_id=review.review_id, reviewer=user)
+
+    def reject(user):
+        return lambda: review_reject(review_id=review.review_id, reviewer=user, reason="no")
+
+    workers = [approve(u) if i % 2 else reject(u) for i, u in enumerate(reviewers)]
+    results = race(workers)
+
+    winners = [r for r in results if isinstance(r, Decision)]
+    losers = [r for r in results if isinstance(r, AlreadyDecided)]
+    assert len(winners) == 1, results
+    assert len(losers) == len(reviewers) - 1, results
+    review.refresh_from_db()
+    assert review.state in (ReviewState.APPROVED, ReviewState.REJECTED)
+    assert Decision.objects.filter(review=review).count() == 1
+    assert review.history.filter(state=review.state).count() == 1

@@ -1,0 +1,391 @@
+"""The review services: guards, the two-person rule, edits, evidence and bad input."""
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from reviews.actors import Actor
+from reviews.exceptions import (
+    AlreadyDecided,
+    ChoiceNotOffered,
+    DuplicateApproval,
+    InvalidReviewInput,
+    NotAuthorized,
+    ReasonRequired,
+    ReviewExpired,
+    SelfDecisionForbidden,
+    TransitionNotAllowed,
+)
+from reviews.models import AgentRun, Decision, ReviewState, RunStatus
+from reviews.services import (
+    review_approve,
+    review_cancel,
+    review_decide,
+    review_edit,
+    review_escalate,
+    review_reject,
+    review_request_more_evidence,
+    review_supply_evidence,
+)
+from reviews.signals import review_decided
+from reviews.tests.factories import QueueFactory, UserFactory, make_review
+
+AGENT = Actor.agent("refund-bot")
+
+
+def state_of(review):
+    review.refresh_from_db()
+    return review.state
+
+
+# --- creation ---
+
+
+@pytest.mark.django_db
+def test_create_pauses_the_run_and_stamps_the_sla(queue):
+    queue.sla = timedelta(hours=2)
+    queue.expiry = timedelta(days=1)
+    queue.save()
+    with time_machine.travel("2026-11-23 10:00:00+00:00", tick=False):
+        review = make_review(queue=queue, run_id="run-1", checkpoint={"step": 3})
+    assert review.state == ReviewState.PENDING
+    assert review.due_at.isoformat() == "2026-11-23T12:00:00+00:00"
+    assert review.expires_at.isoformat() == "2026-11-24T10:00:00+00:00"
+    assert review.choices == ["approve", "reject", "request_more_evidence", "escalate"]
+    run = AgentRun.objects.get(run_id="run-1")
+    assert run.status == RunStatus.WAITING
+    assert run.checkpoint == {"step": 3}
+    assert run.pending_tool_call["action"] == "issue_refund"
+    assert [e.evidence_id for e in review.evidence.all()] == ["order-17"]
+    created = review.history.get()
+    assert created.history_type == "+"
+    assert created.history_actor == "agent:refund-bot"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"kind": "vote"}, "kind"),
+        ({"risk": "extreme"}, "risk"),
+        ({"confidence": 1.5}, "confidence"),
+        ({"evidence": [{"id": "a", "title": "A", "url": "not a url"}]}, "evidence[0].url"),
+        ({"evidence": [{"id": "", "title": "A"}]}, "evidence[0].id"),
+        (
+            {"evidence": [{"id": "a", "title": "A", "fresh_until": "soon"}]},
+            "evidence[0].fresh_until",
+        ),
+        ({"evidence": [{"id": "a", "title": "A"}, {"id": "a", "title": "B"}]}, "evidence[1].id"),
+        ({"evidence": ["just text"]}, "evidence[0]"),
+        ({"affected_resources": [{"type": "order"}]}, "affected_resources[0]"),
+        ({"choices": ["approve", "take_a_nap"]}, "choices"),
+        ({"expires_at": "past"}, "expires_at"),
+        ({"run_id": ""}, "run_id"),
+        ({"required_approvals": 0}, "required_approvals"),
+    ],
+)
+def test_create_refuses_bad_input_with_field_errors_and_writes_nothing(queue, overrides, field):
+    if overrides.get("expires_at") == "past":
+        overrides = {"expires_at": timezone.now() - timedelta(minutes=1)}
+    with pytest.raises(InvalidReviewInput) as info:
+        make_review(queue=queue, run_id=overrides.pop("run_id", "run-bad"), **overrides)
+    assert field in info.value.field_errors
+    assert not AgentRun.objects.filter(run_id="run-bad").exists()
+
+
+@pytest.mark.django_db
+def test_a_run_id_belongs_to_one_agent(queue):
+    make_review(queue=queue, run_id="run-1", agent="refund-bot")
+    with pytest.raises(InvalidReviewInput, match="another agent"):
+        make_review(queue=queue, run_id="run-1", agent="mail-bot")
+
+
+# --- guards ---
+
+
+@pytest.mark.django_db
+def test_the_proposer_cannot_decide_their_own_proposal(queue, reviewer):
+    review = make_review(queue=queue, proposed_by_user=reviewer)
+    with pytest.raises(SelfDecisionForbidden):
+        review_approve(review_id=review.review_id, reviewer=reviewer)
+    assert state_of(review) == ReviewState.PENDING
+
+
+@pytest.mark.django_db
+def test_no_decision_after_expiry(review, reviewer):
+    with time_machine.travel(review.expires_at, tick=False), pytest.raises(ReviewExpired):
+        review_approve(review_id=review.review_id, reviewer=reviewer)
+    assert state_of(review) == ReviewState.PENDING
+    assert not Decision.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("decide", [review_reject, review_escalate, review_request_more_evidence])
+@pytest.mark.parametrize("reason", ["", "   "])
+def test_reason_required(review, reviewer, decide, reason):
+    with pytest.raises(ReasonRequired):
+        decide(review_id=review.review_id, reviewer=reviewer, reason=reason)
+    assert state_of(review) == ReviewState.PENDING
+
+
+@pytest.mark.django_db
+def test_only_members_of_the_queue_decide(review):
+    outsider = UserFactory(username="outsider")
+    with pytest.raises(NotAuthorized):
+        review_approve(review_id=review.review_id, reviewer=outsider)
+    assert state_of(review) == ReviewState.PENDING
+
+
+@pytest.mark.django_db
+def test_inactive_members_do_not_decide(review, reviewer):
+    reviewer.is_active = False
+    reviewer.save()
+    with pytest.raises(NotAuthorized):
+        review_approve(review_id=review.review_id, reviewer=reviewer)
+
+
+@pytest.mark.django_db
+def test_second_decision_gets_already_decided(review, reviewer, reviewer2):
+    review_approve(review_id=review.review_id, reviewer=reviewer)
+    with pytest.raises(AlreadyDecided):
+        review_reject(review_id=review.review_id, reviewer=reviewer2, reason="no")
+    assert Decision.objects.filter(review=review).count() == 1
+
+
+@pytest.mark.django_db
+def test_choice_not_offered_is_refused(review, reviewer):
+    with pytest.raises(ChoiceNotOffered):
+        review_edit(review_id=review.review_id, reviewer=reviewer, arguments={"amount": "1"})
+
+
+@pytest.mark.django_db
+def test_decide_refuses_an_unknown_choice(review, reviewer):
+    with pytest.raises(InvalidReviewInput) as info:
+        review_decide(review_id=review.review_id, reviewer=reviewer, choice="maybe")
+    assert "choice" in info.value.field_errors
+
+
+@pytest.mark.django_db
+def test_unknown_review_is_a_clear_error(reviewer):
+    with pytest.raises(InvalidReviewInput, match="No review"):
+        review_approve(review_id="01NOPE", reviewer=reviewer)
+
+
+# --- escalation ---
+
+
+@pytest.mark.django_db
+def test_escalation_moves_ownership(queue, reviewer, reviewer2):
+    specialist = UserFactory(username="specialist")
+    queue.escalation_owner = specialist
+    queue.save()
+    review = make_review(queue=queue)
+    review_escalate(review_id=review.review_id, reviewer=reviewer, reason="needs finance")
+    review.refresh_from_db()
+    assert review.assignee == specialist
+    with pytest.raises(NotAuthorized):
+        review_approve(review_id=review.review_id, reviewer=reviewer2)
+    review_approve(review_id=review.review_id, reviewer=specialist)
+    assert state_of(review) == ReviewState.APPROVED
+
+
+# --- two-person rule ---
+
+
+@pytest.mark.django_db
+def test_two_person_rule(queue, reviewer, reviewer2):
+    review = make_review(queue=queue, required_approvals=2)
+    first = review_approve(review_id=review.review_id, reviewer=reviewer)
+    assert (first.state_before, first.state_after) == ("pending", "pending")
+    assert state_of(review) == ReviewState.PENDING
+    assert review.history.latest().history_change_reason == "approval 1 of 2"
+
+    with pytest.raises(DuplicateApproval):
+        review_approve(review_id=review.review_id, reviewer=reviewer)
+    assert state_of(review) == ReviewState.PENDING
+
+    review_approve(review_id=review.review_id, reviewer=reviewer2)
+    assert state_of(review) == ReviewState.APPROVED
+
+
+@pytest.mark.django_db
+def test_a_question_resets_collected_approvals(queue, reviewer, reviewer2):
+    review = make_review(queue=queue, required_approvals=2)
+    review_approve(review_id=review.review_id, reviewer=reviewer)
+    review_request_more_evidence(review_id=review.review_id, reviewer=reviewer2, reason="who?")
+    review_supply_evidence(
+        review_id=review.review_id, actor=AGENT, evidence=[{"id": "hr", "title": "HR"}]
+    )
+    review_approve(review_id=review.review_id, reviewer=reviewer2)
+    assert state_of(review) == ReviewState.PENDING
+
+
+# --- edits ---
+
+
+@pytest.mark.django_db
+def test_edit_review_records_the_corrected_content_and_a_diff(queue, reviewer):
+    review = make_review(
+        queue=queue, kind="edit", action_name="draft_reply", content="Hello Sam,\nRefund sent."
+    )
+    decision = review_edit(
+        review_id=review.review_id, reviewer=reviewer, content="Hello Sam,\nRefund sent Monday."
+    )
+    review.refresh_from_db()
+    assert review.state == ReviewState.EDITED
+    assert review.final_content == "Hello Sam,\nRefund sent Monday."
+    assert "-Refund sent." in decision.diff
+    assert "+Refund sent Monday." in decision.diff
+
+
+@pytest.mark.django_db
+def test_edit_of_arguments_keeps_the_proposal_and_stores_the_correction(queue, reviewer):
+    review = make_review(queue=queue, choices=["approve", "edit", "reject"])
+    review_edit(
+        review_id=review.review_id,
+        reviewer=reviewer,
+        arguments={**review.arguments, "amount": "15.00"},
+    )
+    review.refresh_from_db()
+    assert review.arguments["amount"] == "20.00"
+    assert review.final_arguments["amount"] == "15.00"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "needs new arguments or new content"),
+        ({"content": "same"}, "changes nothing"),
+        ({"arguments": ["not", "a", "dict"]}, "JSON object"),
+    ],
+)
+def test_bad_edits_are_refused(queue, reviewer, kwargs, message):
+    review = make_review(queue=queue, kind="edit", action_name="draft_reply", content="same")
+    with pytest.raises(InvalidReviewInput, match=message):
+        review_edit(review_id=review.review_id, reviewer=reviewer, **kwargs)
+    assert state_of(review) == ReviewState.PENDING
+
+
+@pytest.mark.django_db
+def test_only_an_edit_carries_changes(review, reviewer):
+    with pytest.raises(InvalidReviewInput):
+        review_decide(
+            review_id=review.review_id, reviewer=reviewer, choice="approve", content="sneaky"
+        )
+
+
+@pytest.mark.django_db
+def test_approve_fixes_the_final_arguments(review, reviewer):
+    review_approve(review_id=review.review_id, reviewer=reviewer)
+    review.refresh_from_db()
+    assert review.final_arguments == review.arguments
+    assert review.decided_at is not None
+
+
+# --- evidence and the agent's side ---
+
+
+@pytest.mark.django_db
+def test_more_evidence_round_trip(review, reviewer):
+    review_request_more_evidence(
+        review_id=review.review_id, reviewer=reviewer, reason="Photo of the damage?"
+    )
+    assert AgentRun.objects.get(pk=review.run_id).status == RunStatus.RESUMABLE
+    review_supply_evidence(
+        review_id=review.review_id,
+        actor=AGENT,
+        evidence=[{"id": "photo-1", "title": "Photo", "url": "https://cdn.example.com/p.jpg"}],
+        note="photo attached",
+    )
+    review.refresh_from_db()
+    assert review.state == ReviewState.PENDING
+    assert [e.evidence_id for e in review.evidence.all()] == ["order-17", "photo-1"]
+    assert AgentRun.objects.get(pk=review.run_id).status == RunStatus.WAITING
+
+
+@pytest.mark.django_db
+def test_evidence_nobody_asked_for_is_refused(review):
+    with pytest.raises(TransitionNotAllowed):
+        review_supply_evidence(
+            review_id=review.review_id, actor=AGENT, evidence=[{"id": "x", "title": "X"}]
+        )
+
+
+@pytest.mark.django_db
+def test_only_the_proposing_agent_acts_on_its_review(review):
+    with pytest.raises(NotAuthorized):
+        review_cancel(review_id=review.review_id, actor=Actor.agent("mail-bot"), reason="mine")
+    assert state_of(review) == ReviewState.PENDING
+
+
+@pytest.mark.django_db
+def test_cancel_needs_a_reason(review):
+    with pytest.raises(ReasonRequired):
+        review_cancel(review_id=review.review_id, actor=AGENT, reason="")
+
+
+# --- after commit ---
+
+
+@pytest.mark.django_db
+def test_review_decided_is_sent_after_commit_only(
+    review, reviewer, django_capture_on_commit_callbacks
+):
+    received = []
+
+    def listener(sender, review_id, decision_id, **kwargs):
+        received.append((review_id, decision_id))
+
+    review_decided.connect(listener)
+    try:
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            decision = review_approve(review_id=review.review_id, reviewer=reviewer)
+        assert received == []
+        for callback in callbacks:
+            callback()
+        assert received == [(review.review_id, decision.pk)]
+    finally:
+        review_decided.disconnect(listener)
+
+
+@pytest.mark.django_db
+def test_a_failing_listener_does_not_undo_the_decision(
+    review, reviewer, django_capture_on_commit_callbacks
+):
+    def broken(**kwargs):
+        raise RuntimeError("evaluation is down")
+
+    review_decided.connect(broken)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            review_approve(review_id=review.review_id, reviewer=reviewer)
+    finally:
+        review_decided.disconnect(broken)
+    assert state_of(review) == ReviewState.APPROVED
+
+
+@pytest.mark.django_db
+def test_run_becomes_resumable_once_decided(review, reviewer):
+    review_approve(review_id=review.review_id, reviewer=reviewer)
+    assert AgentRun.objects.get(pk=review.run_id).status == RunStatus.RESUMABLE
+
+
+@pytest.mark.django_db
+def test_decision_records_time_spent(review, reviewer):
+    opened = timezone.now() - timedelta(seconds=90)
+    decision = review_approve(review_id=review.review_id, reviewer=reviewer, opened_at=opened)
+    assert decision.time_spent >= timedelta(seconds=90)
+
+
+@pytest.mark.django_db
+def test_queue_fallback_cannot_loop():
+    from django.core.exceptions import ValidationError
+
+    a = QueueFactory()
+    b = QueueFactory(fallback=a)
+    a.fallback = b
+    with pytest.raises(ValidationError, match="loops"):
+        a.full_clean()
