@@ -1,9 +1,9 @@
 """Admin screens: scoping to the reviewer's queues, and history that cannot be reverted."""
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from reviews.models import ReviewState
