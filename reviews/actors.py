@@ -1,8 +1,12 @@
 """The principal acting in a service call: a person, an agent, or the platform itself."""
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.contrib.auth.models import AbstractBaseUser
+
+if TYPE_CHECKING:
+    from .models import Agent
 
 
 @dataclass(frozen=True)
@@ -11,20 +15,16 @@ class Actor:
 
     label: str
     user: AbstractBaseUser | None = None
+    agent: "Agent | None" = None
 
     @classmethod
     def of_user(cls, user: AbstractBaseUser) -> "Actor":
         return cls(label=f"user:{user.get_username()}", user=user)
 
     @classmethod
-    def agent(cls, name: str) -> "Actor":
-        return cls(label=f"agent:{name}")
+    def of_agent(cls, agent: "Agent") -> "Actor":
+        return cls(label=f"agent:{agent.name}", agent=agent)
 
     @classmethod
     def system(cls, what: str) -> "Actor":
         return cls(label=f"system:{what}")
-
-
-def as_actor(actor: "Actor | AbstractBaseUser") -> Actor:
-    """Services accept a user where a person acts; normalise to an Actor."""
-    return actor if isinstance(actor, Actor) else Actor.of_user(actor)

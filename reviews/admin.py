@@ -153,13 +153,14 @@ class QueueAdmin(NoRevertHistoryAdmin):
 
 @admin.register(AgentRun)
 class AgentRunAdmin(NoRevertHistoryAdmin):
-    list_display = ("run_id", "agent_name", "tenant", "status", "updated_at")
+    list_display = ("run_id", "agent", "tenant", "status", "updated_at")
+    list_select_related = ("agent",)
     list_filter = ("status",)
-    search_fields = ("run_id", "thread_id", "agent_name")
+    search_fields = ("run_id", "thread_id", "agent__name")
     readonly_fields = (
         "run_id",
         "thread_id",
-        "agent_name",
+        "agent",
         "tenant",
         "agent_version",
         "model_version",

@@ -58,3 +58,29 @@ class ReviewExpired(ReviewError):
 class DuplicateApproval(ReviewError):
     code = "duplicate_approval"
     http_status = 409
+
+
+class NotExecutable(ReviewError):
+    """Only an approved or edited review executes."""
+
+    code = "not_executable"
+    http_status = 409
+
+
+class AlreadyClaimed(ReviewError):
+    """The review's one execution exists already; it is never started twice."""
+
+    code = "already_claimed"
+    http_status = 409
+
+
+class ConfigurationError(ReviewError):
+    """The platform's own setup is wrong (e.g. a policy routes to a missing queue)."""
+
+    code = "configuration_error"
+    http_status = 503
+
+
+class IdempotencyConflict(ReviewError):
+    code = "idempotency_conflict"
+    http_status = 422

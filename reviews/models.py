@@ -1,5 +1,6 @@
 """Queues, agent runs, review requests with their state machine, evidence and decisions."""
 
+import secrets
 from datetime import timedelta
 
 from django.conf import settings
@@ -12,6 +13,10 @@ from simple_history.models import HistoricalRecords
 
 from .history import HistoryActorMixin
 from .ids import new_ulid
+
+
+def _new_webhook_secret() -> str:
+    return secrets.token_hex(32)
 
 
 def _default_sla() -> timedelta:
@@ -133,6 +138,42 @@ class Queue(models.Model):
             raise ValidationError({"expiry": "The expiry must be positive."})
 
 
+class Agent(models.Model):
+    """A program that proposes actions through the API, known by its hashed API keys."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    tenant = models.CharField(max_length=100, blank=True, default="", db_index=True)
+    callback_url = models.URLField(max_length=2000, blank=True, default="")
+    # Signs webhooks (HMAC-SHA256); the agent holds a copy to verify them.
+    webhook_secret = models.CharField(max_length=64, default=_new_webhook_secret)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    history = HistoricalRecords(bases=[HistoryActorMixin], excluded_fields=["webhook_secret"])
+
+    # DRF treats whatever authentication returns as request.user; an agent is authenticated.
+    is_authenticated = True
+    is_anonymous = False
+    is_superuser = False
+    is_staff = False
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AgentKey(models.Model):
+    """One API key of an agent, stored as a SHA-256 digest; the key is shown once."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="keys")
+    prefix = models.CharField(max_length=16, unique=True)
+    digest = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.agent})"
+
+
 class RunStatus(models.TextChoices):
     RUNNING = "running", "Running"
     WAITING = "waiting", "Waiting for a review"
@@ -147,7 +188,7 @@ class AgentRun(models.Model):
 
     run_id = models.CharField(max_length=200, unique=True)
     thread_id = models.CharField(max_length=200, blank=True, default="")
-    agent_name = models.CharField(max_length=200)
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="runs")
     tenant = models.CharField(max_length=100, blank=True, default="", db_index=True)
     agent_version = models.CharField(max_length=100, blank=True, default="")
     model_version = models.CharField(max_length=100, blank=True, default="")
@@ -452,3 +493,111 @@ class Decision(models.Model):
         if self.opened_at is None:
             return None
         return self.decided_at - self.opened_at
+
+
+class ExecutionState(models.TextChoices):
+    CLAIMED = "claimed", "Claimed"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    BLOCKED_STALE = "blocked_stale", "Blocked: stale"
+
+
+class ExecutionMode(models.TextChoices):
+    EXECUTOR = "executor", "Registered executor"
+    AGENT = "agent", "Claimed by the agent"
+
+
+class Execution(ConcurrentTransitionMixin, models.Model):
+    """The single execution of a decided review: at most one row per review, ever."""
+
+    review = models.OneToOneField(ReviewRequest, on_delete=models.PROTECT, related_name="execution")
+    state = FSMField(
+        max_length=20,
+        choices=ExecutionState.choices,
+        default=ExecutionState.CLAIMED,
+        protected=True,
+    )
+    mode = models.CharField(max_length=10, choices=ExecutionMode.choices)
+    # Handed to the executor or the agent so the downstream system can deduplicate too.
+    idempotency_key = models.CharField(max_length=64, unique=True)
+    claimed_by = models.CharField(max_length=200)
+    claimed_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    arguments = models.JSONField(default=dict, blank=True)
+    content = models.TextField(blank=True, default="")
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    blocked_reasons = models.JSONField(default=list, blank=True)
+    history = HistoricalRecords(bases=[HistoryActorMixin])
+
+    def __str__(self) -> str:
+        return f"execution of {self.review_id} ({self.state})"
+
+    def save(self, *args, **kwargs):
+        if self._state.adding and self.state not in (
+            ExecutionState.CLAIMED,
+            ExecutionState.BLOCKED_STALE,
+        ):
+            raise ValueError("An execution starts claimed or blocked, then moves by transition.")
+        super().save(*args, **kwargs)
+
+    @transition(field=state, source=ExecutionState.CLAIMED, target=ExecutionState.SUCCEEDED)
+    def succeed(self) -> None:
+        pass
+
+    @transition(field=state, source=ExecutionState.CLAIMED, target=ExecutionState.FAILED)
+    def fail(self) -> None:
+        pass
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Gave up"
+
+
+class WebhookDelivery(models.Model):
+    """One event POSTed to an agent's callback URL, with every attempt's outcome."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="deliveries")
+    review = models.ForeignKey(
+        ReviewRequest, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    event = models.CharField(max_length=50)
+    url = models.URLField(max_length=2000)
+    payload = models.JSONField()
+    status = models.CharField(
+        max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="delivery_due_idx")]
+        verbose_name_plural = "webhook deliveries"
+
+    def __str__(self) -> str:
+        return f"{self.event} -> {self.agent} ({self.status})"
+
+
+class IdempotencyRecord(models.Model):
+    """The first answer to a POST carrying an Idempotency-Key, replayed on retries."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=200)
+    fingerprint = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField(default=0)
+    response = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "key"], name="idempotency_unique_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent}:{self.key}"

@@ -3,8 +3,8 @@ import uuid
 import factory
 from django.contrib.auth import get_user_model
 
-from reviews.actors import Actor
-from reviews.models import Queue
+from policies.services import grant_authority
+from reviews.models import Agent, Queue
 from reviews.services import review_create
 
 
@@ -12,11 +12,19 @@ class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = get_user_model()
         django_get_or_create = ("username",)
+        skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"user{n}")
     email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
     is_staff = True
     password = factory.django.Password("pw")
+
+    @factory.post_generation
+    def grant(user, create, extracted, **kwargs):
+        # Reviewers in these tests may decide anything unless a test says otherwise
+        # (UserFactory(grant=False)); authority limits have tests of their own.
+        if create and extracted is not False:
+            grant_authority(actor=None, user=user)
 
 
 class QueueFactory(factory.django.DjangoModelFactory):
@@ -46,4 +54,5 @@ def make_review(*, queue=None, reviewers=(), agent="refund-bot", **overrides):
         ],
     }
     fields.update(overrides)
-    return review_create(actor=Actor.agent(agent), agent_name=agent, queue=queue, **fields)
+    agent_obj = Agent.objects.get_or_create(name=agent)[0]
+    return review_create(agent=agent_obj, queue=queue, **fields)

@@ -8,7 +8,7 @@ import time_machine
 from reviews.actors import Actor
 from reviews.exceptions import ReviewError
 from reviews.ids import new_ulid
-from reviews.models import Decision, ReviewRequest, ReviewState
+from reviews.models import Agent, Decision, ReviewRequest, ReviewState
 from reviews.services import (
     review_approve,
     review_cancel,
@@ -21,7 +21,11 @@ from reviews.services import (
 )
 from reviews.tests.factories import make_review
 
-AGENT = Actor.agent("refund-bot")
+
+def agent_actor(name="refund-bot"):
+    return Actor.of_agent(Agent.objects.get_or_create(name=name)[0])
+
+
 ALL_CHOICES = ["approve", "edit", "reject", "request_more_evidence", "escalate"]
 
 ALLOWED = {
@@ -56,10 +60,10 @@ def perform(action: str, review: ReviewRequest, user) -> None:
         review_request_more_evidence(review_id=rid, reviewer=user, reason="photo of damage?")
     elif action == "supply_evidence":
         review_supply_evidence(
-            review_id=rid, actor=AGENT, evidence=[{"id": "photo-1", "title": "Photo"}]
+            review_id=rid, actor=agent_actor(), evidence=[{"id": "photo-1", "title": "Photo"}]
         )
     elif action == "cancel":
-        review_cancel(review_id=rid, actor=AGENT, reason="customer withdrew")
+        review_cancel(review_id=rid, actor=agent_actor(), reason="customer withdrew")
     elif action == "expire":
         with time_machine.travel(review.expires_at + timedelta(minutes=1), tick=False):
             review_expire(review_id=rid)

@@ -18,7 +18,7 @@ from reviews.exceptions import (
     SelfDecisionForbidden,
     TransitionNotAllowed,
 )
-from reviews.models import AgentRun, Decision, ReviewState, RunStatus
+from reviews.models import Agent, AgentRun, Decision, ReviewState, RunStatus
 from reviews.services import (
     review_approve,
     review_cancel,
@@ -32,7 +32,9 @@ from reviews.services import (
 from reviews.signals import review_decided
 from reviews.tests.factories import QueueFactory, UserFactory, make_review
 
-AGENT = Actor.agent("refund-bot")
+
+def agent_actor(name="refund-bot"):
+    return Actor.of_agent(Agent.objects.get_or_create(name=name)[0])
 
 
 def state_of(review):
@@ -216,7 +218,7 @@ def test_a_question_resets_collected_approvals(queue, reviewer, reviewer2):
     review_approve(review_id=review.review_id, reviewer=reviewer)
     review_request_more_evidence(review_id=review.review_id, reviewer=reviewer2, reason="who?")
     review_supply_evidence(
-        review_id=review.review_id, actor=AGENT, evidence=[{"id": "hr", "title": "HR"}]
+        review_id=review.review_id, actor=agent_actor(), evidence=[{"id": "hr", "title": "HR"}]
     )
     review_approve(review_id=review.review_id, reviewer=reviewer2)
     assert state_of(review) == ReviewState.PENDING
@@ -296,7 +298,7 @@ def test_more_evidence_round_trip(review, reviewer):
     assert AgentRun.objects.get(pk=review.run_id).status == RunStatus.RESUMABLE
     review_supply_evidence(
         review_id=review.review_id,
-        actor=AGENT,
+        actor=agent_actor(),
         evidence=[{"id": "photo-1", "title": "Photo", "url": "https://cdn.example.com/p.jpg"}],
         note="photo attached",
     )
@@ -310,21 +312,21 @@ def test_more_evidence_round_trip(review, reviewer):
 def test_evidence_nobody_asked_for_is_refused(review):
     with pytest.raises(TransitionNotAllowed):
         review_supply_evidence(
-            review_id=review.review_id, actor=AGENT, evidence=[{"id": "x", "title": "X"}]
+            review_id=review.review_id, actor=agent_actor(), evidence=[{"id": "x", "title": "X"}]
         )
 
 
 @pytest.mark.django_db
 def test_only_the_proposing_agent_acts_on_its_review(review):
     with pytest.raises(NotAuthorized):
-        review_cancel(review_id=review.review_id, actor=Actor.agent("mail-bot"), reason="mine")
+        review_cancel(review_id=review.review_id, actor=agent_actor("mail-bot"), reason="mine")
     assert state_of(review) == ReviewState.PENDING
 
 
 @pytest.mark.django_db
 def test_cancel_needs_a_reason(review):
     with pytest.raises(ReasonRequired):
-        review_cancel(review_id=review.review_id, actor=AGENT, reason="")
+        review_cancel(review_id=review.review_id, actor=agent_actor(), reason="")
 
 
 # --- after commit ---

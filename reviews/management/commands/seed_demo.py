@@ -10,8 +10,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from reviews.actors import Actor
-from reviews.models import AgentRun, Queue
-from reviews.services import review_create
+from reviews.models import Agent, AgentRun, Queue
+from reviews.services import agent_create, review_create
 
 PASSWORD = "demo"  # noqa: S105 - demo users only, refused unless DEBUG or --force
 
@@ -78,7 +78,7 @@ DEMO_REVIEWS = [
         "queue": "operations",
         "kind": "approval",
         "action_name": "issue_refund",
-        "target_system": "payments",
+        "target_system": "billing",
         "arguments": {"order_id": "17", "amount": "20.00", "currency": "EUR"},
         "summary": "Refund a damaged mug on order 17.",
         "consequence": "Approving will refund 20.00 EUR to order 17.",
@@ -172,7 +172,7 @@ DEMO_REVIEWS = [
         "queue": "operations",
         "kind": "escalation",
         "action_name": "issue_refund",
-        "target_system": "payments",
+        "target_system": "billing",
         "arguments": {"order_id": "512", "amount": "750.00", "currency": "EUR"},
         "summary": "Customer demands a full refund for a sofa delivered late.",
         "consequence": "Approving will refund 750.00 EUR to order 512.",
@@ -319,6 +319,9 @@ class Command(BaseCommand):
         return queues
 
     def _reviews(self, queues):
+        agent = Agent.objects.filter(name="support-agent").first()
+        if agent is None:
+            agent, _key = agent_create(actor=Actor.system("seed_demo"), name="support-agent")
         created = 0
         existing = set(AgentRun.objects.values_list("run_id", flat=True))
         for spec in DEMO_REVIEWS:
@@ -327,8 +330,7 @@ class Command(BaseCommand):
             spec = dict(spec)
             queue = queues[spec.pop("queue")]
             review_create(
-                actor=Actor.agent("support-agent"),
-                agent_name="support-agent",
+                agent=agent,
                 queue=queue,
                 versions={"agent": "1.4.0", "model": "gpt-4.1-2025-04", "prompt": "support-v7"},
                 **spec,

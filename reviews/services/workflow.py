@@ -1,17 +1,10 @@
-"""Writes of the reviews app: every change of a review's state goes through here.
-
-Each service is one complete change: it runs in one transaction, locks the row it changes,
-checks who is acting, moves the state machine, records the decision and the history row
-(with `history_user` or the acting agent, and a change reason), and sends events only after
-commit.
-"""
+"""The review workflow: open a review, decide it, supply evidence, cancel, expire."""
 
 import difflib
 import json
 import logging
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -19,14 +12,15 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from django_fsm import ConcurrentTransition, can_proceed
-from django_fsm import TransitionNotAllowed as FSMTransitionNotAllowed
+from django_fsm import can_proceed
 
 from policies.authority import check_authority
+from policies.exceptions import PolicyInputError
+from policies.selectors import amount_for, evaluate_proposal
 
-from . import selectors
-from .actors import Actor
-from .exceptions import (
+from .. import selectors
+from ..actors import Actor
+from ..exceptions import (
     AlreadyDecided,
     ChoiceNotOffered,
     DuplicateApproval,
@@ -37,9 +31,10 @@ from .exceptions import (
     SelfDecisionForbidden,
     TransitionNotAllowed,
 )
-from .models import (
+from ..models import (
     CHOICES_BY_KIND,
     FINAL_STATES,
+    Agent,
     AgentRun,
     Choice,
     Decision,
@@ -51,7 +46,19 @@ from .models import (
     Risk,
     RunStatus,
 )
-from .signals import review_decided
+from ..signals import review_decided
+from ._common import (
+    check_agent_owns,
+    lock_review,
+    move,
+    policy_input,
+    refresh_run_status,
+    save_transition,
+    stamp,
+    summarise,
+)
+from .execution import queue_executor_on_commit
+from .webhooks import webhook_queue
 
 logger = logging.getLogger(__name__)
 
@@ -72,9 +79,8 @@ _TRANSITION_FOR_CHOICE = {
 
 def review_create(
     *,
-    actor: Actor,
+    agent: Agent,
     run_id: str,
-    agent_name: str,
     kind: str,
     queue: Queue,
     action_name: str,
@@ -95,12 +101,14 @@ def review_create(
     due_at: datetime | None = None,
     expires_at: datetime | None = None,
     versions: Mapping[str, str] | None = None,
-    tenant: str = "",
+    tenant: str | None = None,
     thread_id: str = "",
     checkpoint: Mapping[str, Any] | None = None,
     proposed_by_user: AbstractBaseUser | None = None,
 ) -> ReviewRequest:
     """Open a review for an agent's proposal, pausing its run until a person decides."""
+    actor = Actor.of_agent(agent)
+    tenant = agent.tenant if tenant is None else tenant
     now = timezone.now()
     errors: dict[str, list[str]] = {}
     kind_value = _enum_value(ReviewKind, kind, "kind", errors)
@@ -114,7 +122,7 @@ def review_create(
     if not run_id or not str(run_id).strip():
         errors.setdefault("run_id", []).append("run_id is required.")
     if errors:
-        raise InvalidReviewInput(_summarise(errors), field_errors=errors)
+        raise InvalidReviewInput(summarise(errors), field_errors=errors)
 
     versions = dict(versions or {})
     policy = dict(policy or {})
@@ -124,7 +132,7 @@ def review_create(
     with transaction.atomic():
         run = _lock_or_create_run(
             run_id=run_id,
-            agent_name=agent_name,
+            agent=agent,
             tenant=tenant,
             thread_id=thread_id,
             versions=versions,
@@ -138,7 +146,7 @@ def review_create(
             "target_system": target_system,
             "args": dict(arguments or {}),
         }
-        _stamp(run, actor, f"paused for a review of {action_name}")
+        stamp(run, actor, f"paused for a review of {action_name}")
         run.save()
         review = ReviewRequest(
             run=run,
@@ -170,13 +178,13 @@ def review_create(
             review.full_clean(exclude=["run", "queue", "review_id", "state"])
         except ValidationError as exc:
             raise InvalidReviewInput(
-                _summarise(exc.message_dict), field_errors=exc.message_dict
+                summarise(exc.message_dict), field_errors=exc.message_dict
             ) from exc
-        _stamp(review, actor, f"created by {actor.label}: {action_name}")
+        stamp(review, actor, f"created by {actor.label}: {action_name}")
         review.save()
         for position, row in enumerate(evidence_rows):
             item = Evidence(review=review, position=position, supplied_at=now, **row)
-            _stamp(item, actor, "supplied with the proposal")
+            stamp(item, actor, "supplied with the proposal")
             item.save()
     return review
 
@@ -184,7 +192,7 @@ def review_create(
 def _lock_or_create_run(
     *,
     run_id: str,
-    agent_name: str,
+    agent: Agent,
     tenant: str,
     thread_id: str,
     versions: Mapping[str, str],
@@ -194,7 +202,7 @@ def _lock_or_create_run(
     if run is None:
         run = AgentRun(
             run_id=run_id,
-            agent_name=agent_name,
+            agent=agent,
             tenant=tenant,
             thread_id=thread_id,
             agent_version=versions.get("agent", ""),
@@ -205,10 +213,10 @@ def _lock_or_create_run(
             run.full_clean()
         except ValidationError as exc:
             raise InvalidReviewInput(
-                _summarise(exc.message_dict), field_errors=exc.message_dict
+                summarise(exc.message_dict), field_errors=exc.message_dict
             ) from exc
         return run
-    if run.agent_name != agent_name or run.tenant != tenant:
+    if run.agent_id != agent.pk or run.tenant != tenant:
         # A run id is the agent's own; another agent or tenant never writes into it.
         raise InvalidReviewInput(
             f"run {run_id} belongs to another agent or tenant.",
@@ -328,7 +336,7 @@ def review_decide(
     errors: dict[str, list[str]] = {}
     choice_value = _enum_value(Choice, choice, "choice", errors)
     if errors:
-        raise InvalidReviewInput(_summarise(errors), field_errors=errors)
+        raise InvalidReviewInput(summarise(errors), field_errors=errors)
     return _decide(
         review_id=review_id,
         reviewer=reviewer,
@@ -363,13 +371,15 @@ def _decide(
             field_errors={"opened_at": ["opened_at cannot be in the future."]},
         )
     with transaction.atomic():
-        review = _lock_review(review_id)
+        review = lock_review(review_id)
         state_before = review.state
         _check_decision_allowed(review=review, reviewer=reviewer, choice=choice, reason=reason)
 
         final_arguments, final_content, diff = review.arguments, review.content, ""
         if choice == Choice.EDIT:
             final_arguments, final_content, diff = _apply_edit(review, arguments, content)
+            if final_arguments != review.arguments:
+                _revalidate_edit(review, final_arguments)
         _check_authority(review=review, reviewer=reviewer, arguments=final_arguments)
 
         partial = False
@@ -385,7 +395,7 @@ def _decide(
         if partial:
             change_reason = f"approval {count} of {review.required_approvals}"
         else:
-            _move(review, _TRANSITION_FOR_CHOICE[choice])
+            move(review, _TRANSITION_FOR_CHOICE[choice])
             change_reason = choice if not reason else f"{choice}: {reason}"
             if choice in (Choice.APPROVE, Choice.EDIT):
                 review.final_arguments = final_arguments
@@ -395,8 +405,8 @@ def _decide(
             if choice == Choice.ESCALATE:
                 review.assignee = review.queue.escalation_owner or review.queue.owner
 
-        _stamp(review, Actor.of_user(reviewer), change_reason)
-        _save_transition(review)
+        stamp(review, Actor.of_user(reviewer), change_reason)
+        save_transition(review)
         decision = Decision.objects.create(
             review=review,
             reviewer=reviewer,
@@ -410,7 +420,15 @@ def _decide(
             opened_at=opened_at,
             decided_at=now,
         )
-        _refresh_run_status(review.run, Actor.of_user(reviewer), review)
+        refresh_run_status(review.run, Actor.of_user(reviewer), review)
+        if not partial:
+            if review.state in (ReviewState.APPROVED, ReviewState.EDITED):
+                queue_executor_on_commit(review)
+            webhook_queue(
+                review=review,
+                event="review.decided",
+                data={"state": review.state, "resume": selectors.resume_instruction(review)},
+            )
         _send_decided_on_commit(review.review_id, decision.pk)
     return decision
 
@@ -446,14 +464,26 @@ def _check_authority(
         user=reviewer,
         action_name=review.action_name,
         tenant=review.tenant,
-        amount=_amount_for(review.action_name, arguments),
+        amount=amount_for(action_name=review.action_name, args=arguments),
     )
     if not verdict.allowed:
         raise NotAuthorized(f"Not within your authority: {verdict.reason}.")
 
 
-def _amount_for(action_name: str, arguments: Mapping[str, Any]) -> Decimal | None:
-    return None
+def _revalidate_edit(review: ReviewRequest, arguments: Mapping[str, Any]) -> None:
+    # An edit is a new proposal under the reviewer's name: the schema and the policy must
+    # still accept it (the authority check then applies to the edited amount).
+    try:
+        decision = evaluate_proposal(proposal=policy_input(review, arguments, None))
+    except PolicyInputError as exc:
+        raise InvalidReviewInput(
+            f"The edited arguments are not valid: {exc.one_line()}",
+            field_errors=exc.message_dict,
+        ) from exc
+    if decision.outcome == "deny":
+        raise NotAuthorized(
+            f"The policy denies the edited action ({decision.rule}): {decision.explanation}"
+        )
 
 
 def _apply_edit(
@@ -542,11 +572,11 @@ def review_supply_evidence(
     if not rows and "evidence" not in errors:
         errors["evidence"] = ["Supply at least one piece of evidence."]
     if errors:
-        raise InvalidReviewInput(_summarise(errors), field_errors=errors)
+        raise InvalidReviewInput(summarise(errors), field_errors=errors)
     now = timezone.now()
     with transaction.atomic():
-        review = _lock_review(review_id)
-        _check_agent_owns(review, actor)
+        review = lock_review(review_id)
+        check_agent_owns(review, actor)
         if review.state in FINAL_STATES:
             raise AlreadyDecided(f"This review is already {review.get_state_display().lower()}.")
         if review.is_past_expiry():
@@ -563,12 +593,12 @@ def review_supply_evidence(
             for field, value in row.items():
                 setattr(item, field, value)
             item.supplied_at = now
-            _stamp(item, actor, "supplied on request")
+            stamp(item, actor, "supplied on request")
             item.save()
-        _move(review, "supply_evidence")
-        _stamp(review, actor, f"evidence supplied: {note}" if note else "evidence supplied")
-        _save_transition(review)
-        _refresh_run_status(review.run, actor, review)
+        move(review, "supply_evidence")
+        stamp(review, actor, f"evidence supplied: {note}" if note else "evidence supplied")
+        save_transition(review)
+        refresh_run_status(review.run, actor, review)
     return review
 
 
@@ -580,15 +610,15 @@ def review_cancel(*, review_id: str, actor: Actor, reason: str) -> ReviewRequest
             "A reason is required to cancel.", field_errors={"reason": ["Say why."]}
         )
     with transaction.atomic():
-        review = _lock_review(review_id)
-        _check_agent_owns(review, actor)
+        review = lock_review(review_id)
+        check_agent_owns(review, actor)
         if review.state in FINAL_STATES:
             raise AlreadyDecided(f"This review is already {review.get_state_display().lower()}.")
-        _move(review, "cancel")
+        move(review, "cancel")
         review.decided_at = timezone.now()
-        _stamp(review, actor, f"cancelled: {reason}")
-        _save_transition(review)
-        _refresh_run_status(review.run, actor, review)
+        stamp(review, actor, f"cancelled: {reason}")
+        save_transition(review)
+        refresh_run_status(review.run, actor, review)
     return review
 
 
@@ -601,78 +631,25 @@ def review_expire(
     """Close a review that nobody decided in time; it never executes."""
     actor = actor or Actor.system("expiry")
     with transaction.atomic():
-        review = _lock_review(review_id)
+        review = lock_review(review_id)
         if review.state in FINAL_STATES:
             raise AlreadyDecided(f"This review is already {review.get_state_display().lower()}.")
         if not review.is_past_expiry():
             raise TransitionNotAllowed("This review has not reached its expiry time.")
-        _move(review, "expire")
+        move(review, "expire")
         review.decided_at = timezone.now()
-        _stamp(review, actor, reason)
-        _save_transition(review)
-        _refresh_run_status(review.run, actor, review)
+        stamp(review, actor, reason)
+        save_transition(review)
+        refresh_run_status(review.run, actor, review)
+        webhook_queue(
+            review=review,
+            event="review.expired",
+            data={"state": review.state, "resume": selectors.resume_instruction(review)},
+        )
     return review
 
 
 # --- helpers ----------------------------------------------------------------------------
-
-
-def _lock_review(review_id: str) -> ReviewRequest:
-    try:
-        return (
-            ReviewRequest.objects.select_for_update(of=("self",))
-            .select_related("queue", "run")
-            .get(review_id=review_id)
-        )
-    except ReviewRequest.DoesNotExist:
-        raise InvalidReviewInput(
-            f"No review {review_id}.", field_errors={"review_id": ["Unknown review."]}
-        ) from None
-
-
-def _move(review: ReviewRequest, transition_name: str) -> None:
-    try:
-        getattr(review, transition_name)()
-    except FSMTransitionNotAllowed as exc:
-        if review.is_past_expiry() and transition_name != "expire":
-            raise ReviewExpired("This review has expired and can no longer be decided.") from exc
-        raise TransitionNotAllowed(
-            f"'{transition_name}' is not possible while the review is "
-            f"{review.get_state_display().lower()}."
-        ) from exc
-
-
-def _save_transition(review: ReviewRequest) -> None:
-    try:
-        review.save()
-    except ConcurrentTransition as exc:
-        # Without row locks (SQLite) the state check in the UPDATE is what catches a race.
-        raise AlreadyDecided("Someone else changed this review first.") from exc
-
-
-def _stamp(instance, actor: Actor, reason: str) -> None:
-    instance._history_user = actor.user
-    instance._history_actor = actor.label
-    instance._change_reason = reason
-
-
-def _check_agent_owns(review: ReviewRequest, actor: Actor) -> None:
-    if actor.user is not None and actor.user.is_superuser:
-        return
-    if actor.label != f"agent:{review.run.agent_name}":
-        raise NotAuthorized("Only the agent that proposed this action may do that.")
-
-
-def _refresh_run_status(run: AgentRun, actor: Actor, review: ReviewRequest) -> None:
-    locked = AgentRun.objects.select_for_update().get(pk=run.pk)
-    if locked.status in (RunStatus.COMPLETED, RunStatus.STOPPED):
-        return
-    waiting = locked.reviews.filter(state__in=(ReviewState.PENDING, ReviewState.ESCALATED)).exists()
-    status = RunStatus.WAITING if waiting else RunStatus.RESUMABLE
-    if status != locked.status:
-        locked.status = status
-        _stamp(locked, actor, f"review {review.review_id} is {review.state}")
-        locked.save()
 
 
 def _send_decided_on_commit(review_id: str, decision_id: int) -> None:
@@ -782,7 +759,3 @@ def _clean_resources(
             }
         )
     return cleaned
-
-
-def _summarise(errors: Mapping[str, list[str]]) -> str:
-    return "; ".join(f"{field}: {' '.join(map(str, msgs))}" for field, msgs in errors.items())

@@ -1,0 +1,261 @@
+"""Request and response shapes of the agent and reviewer API."""
+
+from rest_framework import serializers
+
+from ..models import Choice, Decision, Evidence, ReviewRequest
+from ..selectors import execution_summary, resume_instruction
+
+MAX_ITEMS = 50
+
+
+class ActionIn(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    target_system = serializers.CharField(max_length=200, allow_blank=True, default="")
+    args = serializers.DictField(default=dict)
+
+
+class EvidenceIn(serializers.Serializer):
+    id = serializers.CharField(max_length=200)
+    title = serializers.CharField(max_length=500)
+    url = serializers.URLField(max_length=2000, allow_blank=True, required=False, default="")
+    excerpt = serializers.CharField(
+        max_length=20000, allow_blank=True, required=False, default="", trim_whitespace=False
+    )
+    fresh_until = serializers.DateTimeField(required=False, allow_null=True, default=None)
+
+
+class ResourceIn(serializers.Serializer):
+    type = serializers.CharField(max_length=100)
+    id = serializers.CharField(max_length=200)
+    version = serializers.CharField(max_length=100, required=False, allow_null=True, default=None)
+
+
+class VersionsIn(serializers.Serializer):
+    agent = serializers.CharField(max_length=100, allow_blank=True, default="")
+    model = serializers.CharField(max_length=100, allow_blank=True, default="")
+    prompt = serializers.CharField(max_length=100, allow_blank=True, default="")
+
+
+class ProposalIn(serializers.Serializer):
+    run_id = serializers.CharField(max_length=200)
+    thread_id = serializers.CharField(max_length=200, allow_blank=True, default="")
+    action = ActionIn()
+    summary = serializers.CharField(max_length=2000)
+    consequence = serializers.CharField(max_length=1000, allow_blank=True, default="")
+    content = serializers.CharField(
+        max_length=100_000, allow_blank=True, default="", trim_whitespace=False
+    )
+    confidence = serializers.FloatField(min_value=0.0, max_value=1.0)
+    estimated_cost_usd = serializers.DecimalField(
+        max_digits=14, decimal_places=4, min_value=0, coerce_to_string=False
+    )
+    audience = serializers.ChoiceField(choices=["internal", "external"], default="internal")
+    tenant = serializers.CharField(max_length=100, allow_blank=True, default="")
+    evidence = EvidenceIn(many=True, default=list, max_length=MAX_ITEMS)
+    affected_resources = ResourceIn(many=True, default=list, max_length=MAX_ITEMS)
+    facts = serializers.DictField(default=dict)
+    checkpoint = serializers.DictField(required=False)
+    versions = VersionsIn(default=dict)
+    uncertainty = serializers.CharField(max_length=5000, allow_blank=True, default="")
+    options_considered = serializers.ListField(
+        child=serializers.CharField(max_length=500), default=list, max_length=MAX_ITEMS
+    )
+
+
+class EvidenceSupplyIn(serializers.Serializer):
+    evidence = EvidenceIn(many=True, min_length=1, max_length=MAX_ITEMS)
+    note = serializers.CharField(max_length=2000, allow_blank=True, default="")
+
+
+class ReasonIn(serializers.Serializer):
+    reason = serializers.CharField(max_length=5000)
+
+
+class DecisionIn(serializers.Serializer):
+    choice = serializers.ChoiceField(choices=Choice.choices)
+    reason = serializers.CharField(max_length=5000, allow_blank=True, default="")
+    arguments = serializers.DictField(required=False)
+    content = serializers.CharField(max_length=100_000, required=False, trim_whitespace=False)
+    opened_at = serializers.DateTimeField(required=False)
+
+
+class ClaimIn(serializers.Serializer):
+    facts = serializers.DictField(required=False)
+    affected_resources = ResourceIn(many=True, required=False, max_length=MAX_ITEMS)
+
+
+class ReportIn(serializers.Serializer):
+    outcome = serializers.ChoiceField(choices=["succeeded", "failed"])
+    result = serializers.JSONField(required=False, allow_null=True, default=None)
+    error = serializers.CharField(max_length=5000, allow_blank=True, default="")
+
+
+class EvidenceOut(serializers.ModelSerializer):
+    id = serializers.CharField(source="evidence_id")
+    stale = serializers.BooleanField(source="is_stale")
+
+    class Meta:
+        model = Evidence
+        fields = ["id", "title", "url", "excerpt", "fresh_until", "stale"]
+
+
+class DecisionOut(serializers.ModelSerializer):
+    reviewer = serializers.CharField(source="reviewer.get_username")
+
+    class Meta:
+        model = Decision
+        fields = [
+            "choice",
+            "reviewer",
+            "reason",
+            "edited_arguments",
+            "edited_content",
+            "diff",
+            "state_before",
+            "state_after",
+            "opened_at",
+            "decided_at",
+        ]
+
+
+class ProposedActionOut(serializers.Serializer):
+    name = serializers.CharField()
+    target_system = serializers.CharField()
+    args = serializers.DictField()
+
+
+class CheckOut(serializers.Serializer):
+    name = serializers.CharField()
+    passed = serializers.BooleanField()
+    detail = serializers.CharField()
+
+
+class PolicyOut(serializers.Serializer):
+    outcome = serializers.CharField()
+    version = serializers.CharField(allow_null=True)
+    rule = serializers.CharField(allow_null=True)
+    risk = serializers.CharField()
+    review_kind = serializers.CharField(allow_null=True)
+    queue = serializers.CharField(allow_null=True)
+    required_approvals = serializers.IntegerField()
+    checks = CheckOut(many=True)
+    explanation = serializers.CharField()
+
+
+class ReviewPacketOut(serializers.ModelSerializer):
+    """Everything an agent or a custom front end needs to know about one review."""
+
+    run_id = serializers.CharField(source="run.run_id")
+    queue = serializers.CharField(source="queue.slug")
+    assignee = serializers.SerializerMethodField()
+    proposed_action = serializers.SerializerMethodField()
+    evidence = EvidenceOut(many=True)
+    policy = serializers.SerializerMethodField()
+    decisions = DecisionOut(many=True)
+    resume = serializers.SerializerMethodField()
+    execution = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ReviewRequest
+        fields = [
+            "review_id",
+            "run_id",
+            "kind",
+            "state",
+            "tenant",
+            "queue",
+            "assignee",
+            "summary",
+            "proposed_action",
+            "consequence",
+            "content",
+            "evidence",
+            "affected_resources",
+            "confidence",
+            "uncertainty",
+            "options_considered",
+            "risk",
+            "policy",
+            "choices",
+            "required_approvals",
+            "due_at",
+            "expires_at",
+            "versions",
+            "decisions",
+            "final_arguments",
+            "final_content",
+            "created_at",
+            "decided_at",
+            "resume",
+            "execution",
+        ]
+
+    def get_assignee(self, review) -> str | None:
+        return review.assignee.get_username() if review.assignee_id else None
+
+    def get_proposed_action(self, review) -> ProposedActionOut:
+        return {
+            "name": review.action_name,
+            "target_system": review.target_system,
+            "args": review.arguments,
+        }
+
+    def get_policy(self, review) -> PolicyOut:
+        policy = review.policy or {}
+        return {
+            "outcome": policy.get("outcome", "human_review"),
+            "version": policy.get("version") or policy.get("policy_version"),
+            "rule": policy.get("rule"),
+            "risk": policy.get("risk", review.risk),
+            "review_kind": policy.get("review_kind"),
+            "queue": policy.get("queue"),
+            "required_approvals": policy.get("required_approvals", review.required_approvals),
+            "checks": policy.get("checks", []),
+            "explanation": policy.get("explanation", ""),
+        }
+
+    def get_resume(self, review) -> dict:
+        return resume_instruction(review)
+
+    def get_execution(self, review) -> dict | None:
+        try:
+            return execution_summary(review.execution)
+        except ReviewRequest.execution.RelatedObjectDoesNotExist:
+            return None
+
+
+class ProposalOut(serializers.Serializer):
+    outcome = serializers.CharField()
+    review = ReviewPacketOut(allow_null=True)
+    execution = serializers.DictField(allow_null=True)
+    policy = serializers.DictField()
+
+
+class RunOut(serializers.Serializer):
+    run_id = serializers.CharField()
+    thread_id = serializers.CharField()
+    agent = serializers.CharField()
+    status = serializers.CharField()
+    checkpoint = serializers.DictField()
+    pending_tool_call = serializers.DictField(allow_null=True)
+    pending_reviews = serializers.ListField(child=serializers.CharField())
+    reviews = ReviewPacketOut(many=True)
+
+
+class ExecutionOut(serializers.Serializer):
+    state = serializers.CharField()
+    mode = serializers.CharField()
+    idempotency_key = serializers.CharField()
+    claimed_by = serializers.CharField()
+    claimed_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    arguments = serializers.DictField()
+    result = serializers.JSONField(allow_null=True)
+    error = serializers.CharField()
+    blocked_reasons = serializers.ListField(child=serializers.CharField())
+
+
+class ErrorOut(serializers.Serializer):
+    error = serializers.CharField()
+    detail = serializers.CharField()
+    fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))

@@ -1,0 +1,262 @@
+"""The agent and reviewer API. Views parse and answer; services do the work."""
+
+from django.db.models import Prefetch
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ..actors import Actor
+from ..models import Agent, AgentRun, Decision, ReviewRequest, ReviewState
+from ..selectors import execution_summary, reviews_visible_to
+from ..services import review_cancel, review_decide, review_supply_evidence
+from ..services.execution import execution_claim, execution_report
+from ..services.proposals import action_propose, fingerprint, idempotent_call
+from . import serializers as s
+from .errors import reject_deep_json
+from .permissions import IsAgent, IsAgentOrReviewer, IsReviewer
+
+ERRORS = {
+    400: OpenApiResponse(s.ErrorOut, description="Invalid input, with field errors"),
+    401: OpenApiResponse(s.ErrorOut, description="Not authenticated"),
+    403: OpenApiResponse(s.ErrorOut, description="Not allowed"),
+    404: OpenApiResponse(s.ErrorOut, description="Unknown, or not yours"),
+    409: OpenApiResponse(s.ErrorOut, description="Conflicts with the review's state"),
+}
+
+
+def packet_queryset():
+    """Reviews with everything a packet shows, in a fixed number of queries."""
+    return ReviewRequest.objects.select_related(
+        "run", "queue", "assignee", "execution"
+    ).prefetch_related(
+        "evidence",
+        Prefetch("decisions", queryset=Decision.objects.select_related("reviewer")),
+    )
+
+
+def visible_reviews(request):
+    if isinstance(request.user, Agent):
+        return packet_queryset().filter(run__agent=request.user)
+    return reviews_visible_to(user=request.user, queryset=packet_queryset())
+
+
+def packet(review_id: str, request) -> dict:
+    review = get_object_or_404(visible_reviews(request), review_id=review_id)
+    return s.ReviewPacketOut(review).data
+
+
+def parse(serializer_class, request):
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    reject_deep_json(serializer.validated_data)
+    return serializer.validated_data
+
+
+class ActionsView(APIView):
+    permission_classes = [IsAgent]
+
+    @extend_schema(
+        operation_id="propose_action",
+        request=s.ProposalIn,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="A retried POST with the same key returns the first answer.",
+            )
+        ],
+        responses={200: s.ProposalOut, 201: s.ProposalOut, 422: s.ErrorOut, **ERRORS},
+    )
+    def post(self, request):
+        """Propose an action: the policy decides; a review opens if a person must judge."""
+        agent = request.user
+
+        def produce():
+            data = parse(s.ProposalIn, request)
+            result = action_propose(agent=agent, proposal=data)
+            body = {
+                "outcome": result.outcome,
+                "review": packet(result.review.review_id, request) if result.review else None,
+                "execution": None,
+                "policy": result.decision.to_dict(),
+            }
+            return (201 if result.review else 200), _jsonable(body)
+
+        key = request.headers.get("Idempotency-Key")
+        if key is None:
+            code, body = produce()
+            return Response(body, status=code)
+        code, body, replayed = idempotent_call(
+            actor=Actor.of_agent(agent),
+            key=key,
+            body_fingerprint=fingerprint(request.data),
+            produce=produce,
+        )
+        return Response(body, status=code, headers={"Idempotent-Replayed": str(replayed).lower()})
+
+
+class ReviewDetailView(APIView):
+    permission_classes = [IsAgentOrReviewer]
+
+    @extend_schema(operation_id="get_review", responses={200: s.ReviewPacketOut, **ERRORS})
+    def get(self, request, review_id):
+        """One review packet, with its decisions and what the agent should do next."""
+        return Response(packet(review_id, request))
+
+
+class ReviewEvidenceView(APIView):
+    permission_classes = [IsAgent]
+
+    @extend_schema(
+        operation_id="supply_evidence",
+        request=s.EvidenceSupplyIn,
+        responses={200: s.ReviewPacketOut, **ERRORS},
+    )
+    def post(self, request, review_id):
+        """Answer a reviewer's request for more evidence; the review goes back to pending."""
+        get_object_or_404(visible_reviews(request), review_id=review_id)
+        data = parse(s.EvidenceSupplyIn, request)
+        review_supply_evidence(
+            review_id=review_id,
+            actor=Actor.of_agent(request.user),
+            evidence=data["evidence"],
+            note=data["note"],
+        )
+        return Response(packet(review_id, request))
+
+
+class ReviewCancelView(APIView):
+    permission_classes = [IsAgent]
+
+    @extend_schema(
+        operation_id="cancel_review",
+        request=s.ReasonIn,
+        responses={200: s.ReviewPacketOut, **ERRORS},
+    )
+    def post(self, request, review_id):
+        """Withdraw the proposal: the review closes without a decision."""
+        get_object_or_404(visible_reviews(request), review_id=review_id)
+        data = parse(s.ReasonIn, request)
+        review_cancel(
+            review_id=review_id, actor=Actor.of_agent(request.user), reason=data["reason"]
+        )
+        return Response(packet(review_id, request))
+
+
+class ReviewDecisionsView(APIView):
+    permission_classes = [IsReviewer]
+
+    @extend_schema(
+        operation_id="decide_review",
+        request=s.DecisionIn,
+        responses={201: s.ReviewPacketOut, **ERRORS},
+    )
+    def post(self, request, review_id):
+        """Decide a review as a signed-in reviewer (session and CSRF), like the admin does."""
+        get_object_or_404(visible_reviews(request), review_id=review_id)
+        data = parse(s.DecisionIn, request)
+        review_decide(
+            review_id=review_id,
+            reviewer=request.user,
+            choice=data["choice"],
+            reason=data["reason"],
+            arguments=data.get("arguments"),
+            content=data.get("content"),
+            opened_at=data.get("opened_at"),
+        )
+        return Response(packet(review_id, request), status=status.HTTP_201_CREATED)
+
+
+class ExecutionClaimView(APIView):
+    permission_classes = [IsAgent]
+
+    @extend_schema(
+        operation_id="claim_execution",
+        request=s.ClaimIn,
+        responses={200: s.ExecutionOut, **ERRORS},
+    )
+    def post(self, request, review_id):
+        """Claim the approved action to run it yourself; re-validated first, granted once.
+        A stale review answers 409 with the reasons and must not be executed."""
+        get_object_or_404(visible_reviews(request), review_id=review_id)
+        data = parse(s.ClaimIn, request)
+        execution = execution_claim(
+            review_id=review_id,
+            actor=Actor.of_agent(request.user),
+            facts=data.get("facts"),
+            resources=data.get("affected_resources"),
+        )
+        body = _jsonable(execution_summary(execution))
+        if execution.blocked_reasons:
+            detail = "Not executed, the review is stale: " + "; ".join(execution.blocked_reasons)
+            return Response(
+                {"error": "blocked_stale", "detail": detail, "fields": {}, "execution": body},
+                status=status.HTTP_409_CONFLICT,
+            )
+        return Response(body)
+
+
+class ExecutionReportView(APIView):
+    permission_classes = [IsAgent]
+
+    @extend_schema(
+        operation_id="report_execution",
+        request=s.ReportIn,
+        responses={200: s.ExecutionOut, **ERRORS},
+    )
+    def post(self, request, review_id):
+        """Report how the claimed execution ended."""
+        get_object_or_404(visible_reviews(request), review_id=review_id)
+        data = parse(s.ReportIn, request)
+        execution = execution_report(
+            review_id=review_id,
+            actor=Actor.of_agent(request.user),
+            succeeded=data["outcome"] == "succeeded",
+            result=data["result"],
+            error=data["error"],
+        )
+        return Response(_jsonable(execution_summary(execution)))
+
+
+class RunDetailView(APIView):
+    permission_classes = [IsAgentOrReviewer]
+
+    @extend_schema(operation_id="get_run", responses={200: s.RunOut, **ERRORS})
+    def get(self, request, run_id):
+        """Everything a restarted agent needs to resume: checkpoint, reviews, instructions."""
+        runs = AgentRun.objects.select_related("agent")
+        if isinstance(request.user, Agent):
+            runs = runs.filter(agent=request.user)
+        run = get_object_or_404(runs, run_id=run_id)
+        reviews = visible_reviews(request).filter(run=run).order_by("created_at", "id")
+        if not isinstance(request.user, Agent) and not reviews.exists():
+            return Response({"error": "not_found", "detail": "Not found.", "fields": {}}, 404)
+        packets = s.ReviewPacketOut(reviews, many=True).data
+        body = {
+            "run_id": run.run_id,
+            "thread_id": run.thread_id,
+            "agent": run.agent.name,
+            "status": run.status,
+            "checkpoint": run.checkpoint,
+            "pending_tool_call": run.pending_tool_call,
+            "pending_reviews": [
+                p["review_id"]
+                for p in packets
+                if p["state"]
+                in (ReviewState.PENDING, ReviewState.ESCALATED, ReviewState.AWAITING_EVIDENCE)
+            ],
+            "reviews": packets,
+        }
+        return Response(body)
+
+
+def _jsonable(data):
+    # Idempotent answers are stored as JSON; render once so replays are byte-identical.
+    import json
+
+    from rest_framework.utils.encoders import JSONEncoder
+
+    return json.loads(json.dumps(data, cls=JSONEncoder))

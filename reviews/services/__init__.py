@@ -1,0 +1,38 @@
+"""Writes of the reviews app; every change of a review's state goes through here.
+
+Each service is one complete change: keyword-only, it runs in one transaction, locks the
+row it changes, checks who is acting, moves the state machine, records the decision and
+the history row (`history_user` or the acting agent, and a change reason), and queues
+follow-up work only after commit.
+"""
+
+from .agents import agent_create, agent_key_issue, agent_key_revoke, key_digest
+from .workflow import (
+    review_approve,
+    review_cancel,
+    review_create,
+    review_decide,
+    review_edit,
+    review_escalate,
+    review_expire,
+    review_reject,
+    review_request_more_evidence,
+    review_supply_evidence,
+)
+
+__all__ = [
+    "agent_create",
+    "agent_key_issue",
+    "agent_key_revoke",
+    "key_digest",
+    "review_approve",
+    "review_cancel",
+    "review_create",
+    "review_decide",
+    "review_edit",
+    "review_escalate",
+    "review_expire",
+    "review_reject",
+    "review_request_more_evidence",
+    "review_supply_evidence",
+]

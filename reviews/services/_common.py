@@ -1,0 +1,99 @@
+"""Steps every review service shares: lock, move the state machine, stamp the history."""
+
+from collections.abc import Mapping
+from typing import Any
+
+from django_fsm import ConcurrentTransition
+from django_fsm import TransitionNotAllowed as FSMTransitionNotAllowed
+
+from ..actors import Actor
+from ..exceptions import (
+    AlreadyDecided,
+    InvalidReviewInput,
+    NotAuthorized,
+    ReviewExpired,
+    TransitionNotAllowed,
+)
+from ..models import AgentRun, ReviewRequest, ReviewState, RunStatus
+
+
+def lock_review(review_id: str) -> ReviewRequest:
+    try:
+        return (
+            ReviewRequest.objects.select_for_update(of=("self",))
+            .select_related("queue", "run")
+            .get(review_id=review_id)
+        )
+    except ReviewRequest.DoesNotExist:
+        raise InvalidReviewInput(
+            f"No review {review_id}.", field_errors={"review_id": ["Unknown review."]}
+        ) from None
+
+
+def move(review: ReviewRequest, transition_name: str) -> None:
+    try:
+        getattr(review, transition_name)()
+    except FSMTransitionNotAllowed as exc:
+        if review.is_past_expiry() and transition_name != "expire":
+            raise ReviewExpired("This review has expired and can no longer be decided.") from exc
+        raise TransitionNotAllowed(
+            f"'{transition_name}' is not possible while the review is "
+            f"{review.get_state_display().lower()}."
+        ) from exc
+
+
+def save_transition(review: ReviewRequest) -> None:
+    try:
+        review.save()
+    except ConcurrentTransition as exc:
+        # Without row locks (SQLite) the state check in the UPDATE is what catches a race.
+        raise AlreadyDecided("Someone else changed this review first.") from exc
+
+
+def stamp(instance, actor: Actor, reason: str) -> None:
+    instance._history_user = actor.user
+    instance._history_actor = actor.label
+    instance._change_reason = reason
+
+
+def check_agent_owns(review: ReviewRequest, actor: Actor) -> None:
+    if actor.user is not None and actor.user.is_superuser:
+        return
+    if actor.agent is None or actor.agent.pk != review.run.agent_id:
+        raise NotAuthorized("Only the agent that proposed this action may do that.")
+
+
+def refresh_run_status(run: AgentRun, actor: Actor, review: ReviewRequest) -> None:
+    locked = AgentRun.objects.select_for_update().get(pk=run.pk)
+    if locked.status in (RunStatus.COMPLETED, RunStatus.STOPPED):
+        return
+    waiting = locked.reviews.filter(state__in=(ReviewState.PENDING, ReviewState.ESCALATED)).exists()
+    status = RunStatus.WAITING if waiting else RunStatus.RESUMABLE
+    if status != locked.status:
+        locked.status = status
+        stamp(locked, actor, f"review {review.review_id} is {review.state}")
+        locked.save()
+
+
+def summarise(errors: Mapping[str, list[str]]) -> str:
+    return "; ".join(f"{field}: {' '.join(map(str, msgs))}" for field, msgs in errors.items())
+
+
+def policy_input(
+    review: ReviewRequest, arguments: Mapping[str, Any], fresh_facts: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The proposal as the policy sees it, rebuilt from the review with other arguments
+    (an edit, the final arguments) and, when given, fresher facts."""
+    given = review.policy.get("input", {}) if isinstance(review.policy, dict) else {}
+    return {
+        "action": {
+            "name": review.action_name,
+            "target_system": review.target_system,
+            "args": dict(arguments),
+        },
+        "confidence": review.confidence if review.confidence is not None else 1.0,
+        "estimated_cost_usd": given.get("estimated_cost_usd", 0),
+        "audience": given.get("audience", "internal"),
+        "tenant": review.tenant,
+        "facts": {**(given.get("facts") or {}), **dict(fresh_facts or {})},
+    }

@@ -1,0 +1,70 @@
+"""Agents and their API keys: registration, issue, revocation."""
+
+import hashlib
+import logging
+import secrets
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from ..actors import Actor
+from ..exceptions import InvalidReviewInput
+from ..models import Agent, AgentKey
+from ._common import stamp, summarise
+
+logger = logging.getLogger(__name__)
+
+
+def agent_create(
+    *,
+    actor: Actor,
+    name: str,
+    tenant: str = "",
+    callback_url: str = "",
+) -> tuple[Agent, str]:
+    """Register an agent and issue its first API key; the key is returned once, never stored."""
+    agent = Agent(name=name, tenant=tenant, callback_url=callback_url)
+    try:
+        agent.full_clean()
+    except ValidationError as exc:
+        raise InvalidReviewInput(
+            summarise(exc.message_dict), field_errors=exc.message_dict
+        ) from exc
+    with transaction.atomic():
+        stamp(agent, actor, f"agent {name} registered")
+        agent.save()
+        key = _issue_key(agent)
+    return agent, key
+
+
+def agent_key_issue(*, actor: Actor, agent: Agent) -> str:
+    """Issue one more API key for an agent (for rotation); returned once."""
+    with transaction.atomic():
+        locked = Agent.objects.select_for_update().get(pk=agent.pk)
+        key = _issue_key(locked)
+    logger.info("API key issued for %s by %s", agent, actor.label)
+    return key
+
+
+def agent_key_revoke(*, actor: Actor, prefix: str) -> AgentKey:
+    """Revoke one API key at once; requests with it are refused from then on."""
+    with transaction.atomic():
+        key = AgentKey.objects.select_for_update().select_related("agent").get(prefix=prefix)
+        if key.revoked_at is None:
+            key.revoked_at = timezone.now()
+            key.save(update_fields=["revoked_at"])
+            logger.info("API key %s of %s revoked by %s", prefix, key.agent, actor.label)
+    return key
+
+
+def _issue_key(agent: Agent) -> str:
+    prefix = secrets.token_hex(6)
+    key = f"hitl_{prefix}_{secrets.token_urlsafe(32)}"
+    AgentKey.objects.create(agent=agent, prefix=prefix, digest=key_digest(key))
+    return key
+
+
+def key_digest(key: str) -> str:
+    """Keys are 256 random bits, so a plain SHA-256 is enough to store them safely."""
+    return hashlib.sha256(key.encode()).hexdigest()

@@ -1,0 +1,289 @@
+"""Execution of decided reviews: re-validated first, then exactly once.
+
+Both paths, a registered executor run by the worker and an agent that claims the action
+itself, go through `execution_claim`: the review row is locked, the review's single
+`Execution` row (a one-to-one) is created or found, so a second claim, a retried task or
+a duplicated delivery finds it and never runs the action again.
+"""
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+from django.utils import timezone
+from django.utils.module_loading import import_string
+from django_fsm import TransitionNotAllowed as FSMTransitionNotAllowed
+
+from policies.authority import check_authority
+from policies.exceptions import PolicyInputError
+from policies.selectors import action_type_for, amount_for, evaluate_proposal
+
+from ..actors import Actor
+from ..exceptions import AlreadyClaimed, InvalidReviewInput, NotAuthorized, NotExecutable
+from ..models import (
+    Choice,
+    Execution,
+    ExecutionMode,
+    ExecutionState,
+    ReviewRequest,
+    ReviewState,
+)
+from ._common import check_agent_owns, lock_review, policy_input, stamp
+from .webhooks import webhook_queue
+
+logger = logging.getLogger(__name__)
+
+EXECUTOR_ACTOR = Actor.system("executor")
+
+
+def execution_claim(
+    *,
+    review_id: str,
+    actor: Actor,
+    mode: str = ExecutionMode.AGENT,
+    facts: Mapping[str, Any] | None = None,
+    resources: Iterable[Mapping[str, Any]] | None = None,
+) -> Execution:
+    """Claim the one execution of a decided review after re-checking it is still valid.
+    A stale review gets a blocked execution with the reasons; it never runs."""
+    with transaction.atomic():
+        review = lock_review(review_id)
+        if mode == ExecutionMode.AGENT:
+            check_agent_owns(review, actor)
+        if review.state not in (ReviewState.APPROVED, ReviewState.EDITED):
+            raise NotExecutable(
+                f"Only an approved or edited review executes; this one is {review.state}."
+            )
+        existing = Execution.objects.filter(review=review).first()
+        if existing is not None:
+            raise AlreadyClaimed(
+                f"This review's execution was claimed by {existing.claimed_by} and is "
+                f"{existing.state}; it never runs twice."
+            )
+        reasons = stale_reasons(review=review, facts=facts, resources=resources)
+        now = timezone.now()
+        execution = Execution(
+            review=review,
+            mode=mode,
+            idempotency_key=f"exec_{review.review_id}",
+            claimed_by=actor.label,
+            claimed_at=now,
+            arguments=review.final_arguments or {},
+            content=review.final_content or "",
+        )
+        if reasons:
+            execution = Execution(
+                review=review,
+                mode=mode,
+                state=ExecutionState.BLOCKED_STALE,
+                idempotency_key=execution.idempotency_key,
+                claimed_by=actor.label,
+                claimed_at=now,
+                finished_at=now,
+                arguments=execution.arguments,
+                content=execution.content,
+                blocked_reasons=reasons,
+            )
+            stamp(execution, actor, "blocked: " + "; ".join(reasons))
+        else:
+            stamp(execution, actor, f"claimed by {actor.label}")
+        execution.save()
+        if reasons:
+            webhook_queue(
+                review=review,
+                event="execution.blocked",
+                data={"reasons": reasons, "resume": "propose again with fresh data"},
+            )
+    return execution
+
+
+def execution_report(
+    *,
+    review_id: str,
+    actor: Actor,
+    succeeded: bool,
+    result: Any = None,
+    error: str = "",
+) -> Execution:
+    """Record how a claimed execution ended; only its claimant may, and only once."""
+    with transaction.atomic():
+        execution = (
+            Execution.objects.select_for_update(of=("self",))
+            .select_related("review", "review__run", "review__run__agent")
+            .filter(review__review_id=review_id)
+            .first()
+        )
+        if execution is None:
+            raise NotExecutable("Nothing was claimed for this review; claim it first.")
+        if actor.label != execution.claimed_by and not (actor.user and actor.user.is_superuser):
+            raise NotAuthorized("Only the claimant reports the outcome of an execution.")
+        try:
+            execution.succeed() if succeeded else execution.fail()
+        except FSMTransitionNotAllowed:
+            raise AlreadyClaimed(
+                f"This execution is already {execution.state}; its outcome was reported."
+            ) from None
+        execution.finished_at = timezone.now()
+        execution.result = _json_safe(result)
+        execution.error = (error or "")[:5000]
+        stamp(execution, actor, "succeeded" if succeeded else f"failed: {error}"[:500])
+        execution.save()
+        webhook_queue(
+            review=execution.review,
+            event="execution.succeeded" if succeeded else "execution.failed",
+            data={"result": execution.result, "error": execution.error},
+        )
+    return execution
+
+
+def execution_run_executor(*, review_id: str) -> Execution | None:
+    """The worker's path: claim, run the action type's registered executor, report.
+    Returns None when there is no executor or the execution was claimed before."""
+    review = ReviewRequest.objects.filter(review_id=review_id).first()
+    if review is None:
+        raise InvalidReviewInput(f"No review {review_id}.")
+    action_type = action_type_for(review.action_name)
+    if action_type is None or not action_type.executor:
+        return None
+    fresh = fresh_state(review=review)
+    try:
+        execution = execution_claim(
+            review_id=review_id,
+            actor=EXECUTOR_ACTOR,
+            mode=ExecutionMode.EXECUTOR,
+            facts=fresh.get("facts"),
+            resources=fresh.get("resources"),
+        )
+    except AlreadyClaimed:
+        logger.info("Execution of %s was already claimed; not running it again", review_id)
+        return None
+    if execution.state == ExecutionState.BLOCKED_STALE:
+        return execution
+    try:
+        executor = import_string(action_type.executor)
+        result = executor(
+            arguments=execution.arguments,
+            content=execution.content,
+            idempotency_key=execution.idempotency_key,
+            review_id=review_id,
+        )
+    except Exception as exc:
+        logger.exception("Executor of %s failed", review_id)
+        return execution_report(
+            review_id=review_id, actor=EXECUTOR_ACTOR, succeeded=False, error=repr(exc)
+        )
+    return execution_report(
+        review_id=review_id, actor=EXECUTOR_ACTOR, succeeded=True, result=result
+    )
+
+
+def queue_executor_on_commit(review: ReviewRequest) -> None:
+    """After an approval commits, run the registered executor in the worker, if any."""
+    action_type = action_type_for(review.action_name)
+    if action_type is None or not action_type.executor:
+        return
+    review_id = review.review_id
+
+    def enqueue() -> None:
+        from django_q.tasks import async_task
+
+        async_task("reviews.tasks.execute_review", review_id, task_name=f"execute-{review_id}")
+
+    transaction.on_commit(enqueue)
+
+
+def fresh_state(*, review: ReviewRequest) -> dict[str, Any]:
+    """Current facts and resource versions from the action type's fact provider, if any."""
+    action_type = action_type_for(review.action_name)
+    provider_path = getattr(action_type, "fact_provider", "") if action_type else ""
+    if not provider_path:
+        return {}
+    provider = import_string(provider_path)
+    answer = provider(
+        action_name=review.action_name,
+        arguments=review.final_arguments or review.arguments,
+        affected_resources=review.affected_resources,
+        tenant=review.tenant,
+    )
+    return answer if isinstance(answer, dict) else {}
+
+
+def stale_reasons(
+    *,
+    review: ReviewRequest,
+    facts: Mapping[str, Any] | None,
+    resources: Iterable[Mapping[str, Any]] | None,
+) -> list[str]:
+    """Why executing this decided review now would be wrong; empty when it is still valid."""
+    reasons: list[str] = []
+    now = timezone.now()
+    if review.is_past_expiry():
+        reasons.append(f"the review expired at {review.expires_at.isoformat()}")
+
+    arguments = review.final_arguments if review.final_arguments is not None else review.arguments
+    amount = amount_for(action_name=review.action_name, args=arguments)
+    for decision in _deciding_decisions(review):
+        verdict = check_authority(
+            user=decision.reviewer,
+            action_name=review.action_name,
+            tenant=review.tenant,
+            amount=amount,
+        )
+        if not verdict.allowed:
+            reasons.append(
+                f"{decision.reviewer.get_username()} no longer holds the authority: "
+                f"{verdict.reason}"
+            )
+
+    proposal = policy_input(review, arguments, facts)
+    try:
+        decision = evaluate_proposal(proposal=proposal)
+    except PolicyInputError as exc:
+        reasons.append(f"the arguments are no longer valid: {exc.one_line()}")
+    else:
+        if decision.outcome == "deny":
+            reasons.append(f"the policy now denies it ({decision.rule}): {decision.explanation}")
+
+    stale = [e.evidence_id for e in review.evidence.all() if e.fresh_until and e.fresh_until <= now]
+    if stale:
+        reasons.append(f"evidence is no longer fresh: {', '.join(stale)}")
+
+    current = {
+        (str(r.get("type")), str(r.get("id"))): r.get("version")
+        for r in (resources or [])
+        if isinstance(r, Mapping)
+    }
+    for resource in review.affected_resources or []:
+        if resource.get("version") in (None, ""):
+            continue
+        key = (resource["type"], resource["id"])
+        if key not in current:
+            reasons.append(f"could not confirm {key[0]} {key[1]} is unchanged (no current version)")
+        elif str(current[key]) != str(resource["version"]):
+            reasons.append(
+                f"{key[0]} {key[1]} changed: version {resource['version']} was reviewed, "
+                f"it is now {current[key]}"
+            )
+    return reasons
+
+
+def _deciding_decisions(review: ReviewRequest):
+    # The approvals (or edit) that made the review executable: the last uninterrupted round.
+    deciding = []
+    for decision in review.decisions.select_related("reviewer").order_by("decided_at", "id"):
+        if decision.choice in (Choice.APPROVE, Choice.EDIT):
+            deciding.append(decision)
+        else:
+            deciding = []
+    return deciding
+
+
+def _json_safe(value: Any) -> Any:
+    import json
+
+    try:
+        return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
+    except (TypeError, ValueError):
+        return {"repr": repr(value)}

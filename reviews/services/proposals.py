@@ -1,0 +1,189 @@
+"""An agent's proposal: the policy decides, and a review opens when a person must judge."""
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from policies.engine import PolicyDecision
+from policies.exceptions import PolicyInputError
+from policies.selectors import action_type_for, default_queue, evaluate_proposal
+from policies.selectors import render_consequence as catalogue_consequence
+from policies.services import record_evaluation
+
+from ..actors import Actor
+from ..exceptions import (
+    ConfigurationError,
+    IdempotencyConflict,
+    InvalidReviewInput,
+    NotAuthorized,
+)
+from ..models import (
+    CHOICES_BY_KIND,
+    Agent,
+    Choice,
+    IdempotencyRecord,
+    Queue,
+    ReviewKind,
+    ReviewRequest,
+)
+from .workflow import review_create
+
+POLICY_KEYS = ("action", "confidence", "estimated_cost_usd", "audience", "tenant", "facts")
+
+
+@dataclass(frozen=True)
+class ProposalResult:
+    """What the platform answered to one proposal."""
+
+    decision: PolicyDecision
+    review: ReviewRequest | None
+
+    @property
+    def outcome(self) -> str:
+        return self.decision.outcome
+
+
+def action_propose(*, agent: Agent, proposal: Mapping[str, Any]) -> ProposalResult:
+    """Decide an agent's proposal by policy; open a review when it needs a person."""
+    tenant = proposal.get("tenant") or agent.tenant
+    if agent.tenant and tenant != agent.tenant:
+        raise NotAuthorized(f"Agent {agent.name} proposes for tenant {agent.tenant} only.")
+    policy_input = {key: proposal[key] for key in POLICY_KEYS if key in proposal}
+    policy_input["tenant"] = tenant
+    try:
+        decision = evaluate_proposal(proposal=policy_input)
+    except PolicyInputError as exc:
+        raise InvalidReviewInput(exc.one_line(), field_errors=exc.message_dict) from exc
+
+    with transaction.atomic():
+        record_evaluation(
+            proposal=json.loads(json.dumps(policy_input, default=str)),
+            decision=decision,
+            actor_label=f"agent:{agent.name}",
+        )
+        review = None
+        if decision.outcome == "human_review":
+            review = _open_review(agent=agent, proposal=proposal, tenant=tenant, decision=decision)
+    return ProposalResult(decision=decision, review=review)
+
+
+def _open_review(
+    *, agent: Agent, proposal: Mapping[str, Any], tenant: str, decision: PolicyDecision
+) -> ReviewRequest:
+    slug = decision.queue or default_queue()
+    queue = Queue.objects.filter(slug=slug).first()
+    if queue is None:
+        raise ConfigurationError(
+            f"The policy routes this action to queue '{slug}', which does not exist; "
+            "ask an administrator to create it."
+        )
+    action = proposal["action"]
+    args = dict(action.get("args") or {})
+    action_type = action_type_for(action["name"])
+    kind = decision.review_kind or (action_type.default_review_kind if action_type else "approval")
+    if kind == "edit" and not (proposal.get("content") or "").strip():
+        raise InvalidReviewInput(
+            "This action is reviewed as an edit of its content; send the generated content.",
+            field_errors={"content": ["Required for an edit review."]},
+        )
+    # The catalogue's sentence is trusted; the agent's own is only a fallback.
+    consequence = (
+        catalogue_consequence(action_name=action["name"], args=args)
+        if action_type is not None
+        else proposal.get("consequence") or ""
+    )
+    choices = [c.value for c in CHOICES_BY_KIND[kind]]
+    schema = action_type.args_schema if action_type is not None else {}
+    if kind == ReviewKind.APPROVAL and (schema or {}).get("properties"):
+        # Typed arguments can be re-validated after an edit, so reviewers may correct them.
+        choices.insert(1, Choice.EDIT.value)
+    versions = dict(proposal.get("versions") or {})
+    versions["policy"] = decision.policy_version or ""
+    due_at = (
+        timezone.now() + timedelta(minutes=decision.sla_minutes) if decision.sla_minutes else None
+    )
+    return review_create(
+        agent=agent,
+        run_id=proposal["run_id"],
+        thread_id=proposal.get("thread_id") or "",
+        kind=kind,
+        queue=queue,
+        action_name=action["name"],
+        target_system=action.get("target_system") or "",
+        arguments=args,
+        summary=proposal.get("summary") or "",
+        consequence=consequence,
+        content=proposal.get("content") or "",
+        evidence=proposal.get("evidence") or [],
+        affected_resources=proposal.get("affected_resources") or [],
+        confidence=proposal.get("confidence"),
+        uncertainty=proposal.get("uncertainty") or "",
+        options_considered=proposal.get("options_considered") or [],
+        risk=decision.risk,
+        policy={
+            **decision.to_dict(),
+            "version": decision.policy_version,
+            "input": {
+                "estimated_cost_usd": str(proposal.get("estimated_cost_usd")),
+                "audience": proposal.get("audience") or "internal",
+                "facts": dict(proposal.get("facts") or {}),
+            },
+        },
+        choices=choices,
+        required_approvals=decision.required_approvals,
+        due_at=due_at,
+        versions=versions,
+        tenant=tenant,
+        checkpoint=proposal.get("checkpoint"),
+    )
+
+
+def fingerprint(body: Any) -> str:
+    """The same request body always gives the same fingerprint, whatever its key order."""
+    return hashlib.sha256(
+        json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
+    ).hexdigest()
+
+
+def idempotent_call(
+    *,
+    actor: Actor,
+    key: str,
+    body_fingerprint: str,
+    produce: Callable[[], tuple[int, dict]],
+) -> tuple[int, dict, bool]:
+    """Run `produce` once per (agent, key): a retry gets the first answer back (replayed
+    True) and creates nothing new; the same key with another body is refused."""
+    agent = actor.agent
+    if agent is None:
+        raise NotAuthorized("Idempotency keys are for agents.")
+    key = key.strip()
+    if not key or len(key) > 200:
+        raise InvalidReviewInput(
+            "Idempotency-Key must be 1 to 200 characters.",
+            field_errors={"Idempotency-Key": ["1 to 200 characters."]},
+        )
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                record = IdempotencyRecord.objects.create(
+                    agent=agent, key=key, fingerprint=body_fingerprint
+                )
+        except IntegrityError:
+            # A first request with this key committed (or was waiting on us); replay it.
+            record = IdempotencyRecord.objects.select_for_update().get(agent=agent, key=key)
+            if record.fingerprint != body_fingerprint:
+                raise IdempotencyConflict(
+                    "This Idempotency-Key was used with a different request body."
+                ) from None
+            return record.status_code, record.response, True
+        status, response = produce()
+        record.status_code, record.response = status, response
+        record.save(update_fields=["status_code", "response"])
+    return status, response, False

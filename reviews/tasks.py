@@ -1,0 +1,21 @@
+"""django-q2 entry points: thin wrappers over services, safe to run twice."""
+
+from .services.execution import execution_run_executor
+from .services.webhooks import webhook_deliver, webhook_retry_due
+
+
+def execute_review(review_id: str) -> str:
+    """Run the registered executor of a decided review (exactly once, whatever the retries)."""
+    execution = execution_run_executor(review_id=review_id)
+    return "skipped" if execution is None else execution.state
+
+
+def deliver_webhook(delivery_id: int) -> str:
+    """Attempt one webhook delivery now."""
+    delivery = webhook_deliver(delivery_id=delivery_id)
+    return "skipped" if delivery is None else delivery.status
+
+
+def retry_webhooks() -> int:
+    """The scheduled sweep: retry the deliveries whose backoff has elapsed."""
+    return webhook_retry_due()

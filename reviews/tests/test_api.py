@@ -1,0 +1,465 @@
+"""The agent and reviewer API, through HTTP with real keys and sessions."""
+
+import json
+from decimal import Decimal
+
+import pytest
+import time_machine
+from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
+
+from policies.models import ReviewerGrant
+from reviews.actors import Actor
+from reviews.models import AgentRun, Execution, ReviewRequest, ReviewState
+from reviews.services import agent_create, review_approve, review_edit
+from reviews.tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+ACTIONS = "/api/v1/actions/"
+
+
+def refund(**overrides):
+    body = {
+        "run_id": "run-17",
+        "action": {
+            "name": "issue_refund",
+            "target_system": "billing",
+            "args": {"order_id": "17", "amount": "20.00", "currency": "EUR"},
+        },
+        "summary": "Refund a damaged mug",
+        "confidence": 0.96,
+        "estimated_cost_usd": 0.02,
+        "evidence": [
+            {
+                "id": "order-17",
+                "title": "Order 17",
+                "url": "https://shop.example.com/orders/17",
+                "excerpt": "1x mug",
+                "fresh_until": "2099-01-01T00:00:00Z",
+            }
+        ],
+        "affected_resources": [{"type": "order", "id": "17", "version": "4"}],
+        "facts": {"refund_window_valid": True},
+        "checkpoint": {"step": "awaiting_refund_approval", "messages": 7},
+        "versions": {"agent": "1.0", "model": "m-1", "prompt": "p-3"},
+    }
+    body.update(overrides)
+    return body
+
+
+def post(client, url, body, **headers):
+    return client.post(url, json.dumps(body), content_type="application/json", **headers)
+
+
+@pytest.fixture
+def reviewer_in_ops(seeded):
+    user = UserFactory(username="rita")
+    user.user_permissions.add(
+        *__import__(
+            "django.contrib.auth.models", fromlist=["Permission"]
+        ).Permission.objects.filter(codename="decide_reviewrequest")
+    )
+    seeded["operations"].members.add(user)
+    return user
+
+
+def proposed(agent_client, **overrides):
+    response = post(agent_client, ACTIONS, refund(**overrides))
+    assert response.status_code == 201, response.json()
+    return response.json()["review"]
+
+
+# --- proposing ---
+
+
+def test_a_refund_goes_to_review_with_a_full_packet(seeded, agent_client):
+    response = post(agent_client, ACTIONS, refund())
+    assert response.status_code == 201
+    body = response.json()
+    assert body["outcome"] == "human_review"
+    assert body["execution"] is None
+    assert body["policy"]["rule"] == "writes_need_review"
+    packet = body["review"]
+    for key in [
+        "review_id",
+        "run_id",
+        "kind",
+        "state",
+        "queue",
+        "summary",
+        "proposed_action",
+        "consequence",
+        "evidence",
+        "affected_resources",
+        "confidence",
+        "risk",
+        "policy",
+        "choices",
+        "required_approvals",
+        "due_at",
+        "expires_at",
+        "versions",
+        "decisions",
+    ]:
+        assert key in packet, key
+    assert packet["state"] == "pending"
+    assert packet["queue"] == "operations"
+    assert packet["proposed_action"]["args"]["amount"] == "20.00"
+    assert "20.00 EUR" in packet["consequence"] and "17" in packet["consequence"]
+    assert packet["policy"]["version"] and packet["policy"]["checks"]
+    assert packet["versions"]["model"] == "m-1"
+    assert packet["evidence"][0]["stale"] is False
+    run = AgentRun.objects.get(run_id="run-17")
+    assert run.checkpoint == {"step": "awaiting_refund_approval", "messages": 7}
+
+
+def test_a_read_runs_at_once_and_opens_no_review(seeded, agent_client):
+    body = refund(
+        action={"name": "search_docs", "target_system": "knowledge_base", "args": {"query": "x"}}
+    )
+    response = post(agent_client, ACTIONS, body)
+    assert response.status_code == 200, response.json()
+    assert response.json()["outcome"] == "auto_execute"
+    assert response.json()["review"] is None
+    assert not ReviewRequest.objects.exists()
+
+
+def test_an_unknown_action_type_is_never_auto_executed(seeded, agent_client):
+    body = refund(action={"name": "launch_rocket", "target_system": "space", "args": {}})
+    response = post(agent_client, ACTIONS, body)
+    assert response.json()["outcome"] == "human_review"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda b: b.update(confidence="high"), "confidence"),
+        (lambda b: b.pop("summary"), "summary"),
+        (lambda b: b.pop("run_id"), "run_id"),
+        (lambda b: b["action"].update(args={"order_id": "17"}), "action.args"),
+        (lambda b: b["action"].update(args=["not", "an", "object"]), "action.args"),
+        (lambda b: b.update(evidence=[{"id": "x", "title": "T", "url": "nope"}]), "evidence"),
+        (lambda b: b.update(estimated_cost_usd=-1), "estimated_cost_usd"),
+        (lambda b: b.update(audience="everyone"), "audience"),
+        (lambda b: b.update(affected_resources=[{"type": "order"}]), "affected_resources"),
+    ],
+)
+def test_bad_proposals_get_field_errors_and_write_nothing(seeded, agent_client, mutate, field):
+    body = refund()
+    mutate(body)
+    response = post(agent_client, ACTIONS, body)
+    assert response.status_code == 400, response.json()
+    error = response.json()
+    assert error["error"] == "invalid"
+    assert any(name.startswith(field) for name in error["fields"]), error
+    assert not ReviewRequest.objects.exists()
+    assert not AgentRun.objects.exists()
+
+
+def test_malformed_json_is_a_400(seeded, agent_client):
+    response = agent_client.post(ACTIONS, "{not json", content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"] == "parse_error"
+
+
+def test_deep_json_is_refused_not_crashed(seeded, agent_client):
+    deep = "[" * 50_000 + "]" * 50_000
+    response = agent_client.post(ACTIONS, deep, content_type="application/json")
+    assert response.status_code == 400
+    nested = refund(facts={"a": json.loads("[" * 100 + "]" * 100)})
+    assert post(agent_client, ACTIONS, nested).status_code == 400
+
+
+def test_huge_bodies_get_413(seeded, agent_client, settings):
+    body = refund(summary="x" * (settings.HITL_MAX_BODY_BYTES + 1))
+    response = post(agent_client, ACTIONS, body)
+    assert response.status_code == 413
+    assert response.json()["error"] == "too_large"
+
+
+def test_an_agent_proposes_only_for_its_tenant(seeded):
+    _, key = agent_create(actor=Actor.system("t"), name="acme-bot", tenant="acme")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    response = post(client, ACTIONS, refund(tenant="globex"))
+    assert response.status_code == 403
+
+
+def test_keys_are_required_and_checked(seeded):
+    client = APIClient()
+    assert post(client, ACTIONS, refund()).status_code in (401, 403)
+    client.credentials(HTTP_AUTHORIZATION="Bearer hitl_deadbeef0000_nope")
+    assert post(client, ACTIONS, refund()).status_code == 401
+    client.credentials(HTTP_AUTHORIZATION="Bearer garbage")
+    assert post(client, ACTIONS, refund()).status_code == 401
+
+
+def test_keys_are_stored_hashed(agent_key):
+    agent, key = agent_key
+    stored = agent.keys.get()
+    assert key not in (stored.digest, stored.prefix)
+    assert len(stored.digest) == 64
+
+
+# --- idempotency ---
+
+
+def test_a_retried_post_returns_the_first_answer(seeded, agent_client):
+    first = post(agent_client, ACTIONS, refund(), HTTP_IDEMPOTENCY_KEY="k-1")
+    second = post(agent_client, ACTIONS, refund(), HTTP_IDEMPOTENCY_KEY="k-1")
+    assert first.status_code == second.status_code == 201
+    assert first.json() == second.json()
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert ReviewRequest.objects.count() == 1
+
+
+def test_the_same_key_with_another_body_is_refused(seeded, agent_client):
+    post(agent_client, ACTIONS, refund(), HTTP_IDEMPOTENCY_KEY="k-1")
+    response = post(agent_client, ACTIONS, refund(summary="other"), HTTP_IDEMPOTENCY_KEY="k-1")
+    assert response.status_code == 422
+    assert ReviewRequest.objects.count() == 1
+
+
+# --- reading, evidence, cancel ---
+
+
+def test_another_agents_review_is_invisible(seeded, agent_client):
+    review = proposed(agent_client)
+    _, other_key = agent_create(actor=Actor.system("t"), name="mail-bot")
+    other = APIClient()
+    other.credentials(HTTP_AUTHORIZATION=f"Bearer {other_key}")
+    rid = review["review_id"]
+    assert other.get(f"/api/v1/reviews/{rid}/").status_code == 404
+    assert post(other, f"/api/v1/reviews/{rid}/cancel/", {"reason": "x"}).status_code == 404
+    assert post(other, f"/api/v1/reviews/{rid}/execution/claim/", {}).status_code == 404
+    assert other.get("/api/v1/runs/run-17/").status_code == 404
+
+
+def test_evidence_answers_a_question(seeded, agent_client, reviewer_in_ops):
+    rid = proposed(agent_client)["review_id"]
+    from reviews.services import review_request_more_evidence
+
+    review_request_more_evidence(review_id=rid, reviewer=reviewer_in_ops, reason="Photo?")
+    run = agent_client.get("/api/v1/runs/run-17/").json()
+    assert run["reviews"][0]["resume"] == {"action": "supply_evidence", "question": "Photo?"}
+    response = post(
+        agent_client,
+        f"/api/v1/reviews/{rid}/evidence/",
+        {"evidence": [{"id": "photo", "title": "Photo of the mug"}], "note": "here"},
+    )
+    assert response.status_code == 200, response.json()
+    assert response.json()["state"] == "pending"
+    assert [e["id"] for e in response.json()["evidence"]] == ["order-17", "photo"]
+
+
+def test_cancel(seeded, agent_client):
+    rid = proposed(agent_client)["review_id"]
+    assert post(agent_client, f"/api/v1/reviews/{rid}/cancel/", {}).status_code == 400
+    response = post(agent_client, f"/api/v1/reviews/{rid}/cancel/", {"reason": "user left"})
+    assert response.json()["state"] == "cancelled"
+    again = post(agent_client, f"/api/v1/reviews/{rid}/cancel/", {"reason": "again"})
+    assert again.status_code == 409
+
+
+# --- reviewers deciding over the API ---
+
+
+def test_reviewers_decide_with_session_and_csrf(seeded, agent_client, reviewer_in_ops):
+    rid = proposed(agent_client)["review_id"]
+    browser = APIClient(enforce_csrf_checks=True)
+    browser.force_login(reviewer_in_ops)
+    url = f"/api/v1/reviews/{rid}/decisions/"
+    assert post(browser, url, {"choice": "approve"}).status_code == 403  # no CSRF token
+
+    browser.get("/admin/")  # any admin page sets the csrftoken cookie
+    token = browser.cookies["csrftoken"].value
+    response = post(browser, url, {"choice": "approve"}, HTTP_X_CSRFTOKEN=token)
+    assert response.status_code == 201, response.json()
+    assert response.json()["state"] == "approved"
+    again = post(browser, url, {"choice": "reject", "reason": "no"}, HTTP_X_CSRFTOKEN=token)
+    assert again.status_code == 409
+    assert again.json()["error"] == "already_decided"
+
+
+def test_an_agent_key_cannot_decide(seeded, agent_client):
+    rid = proposed(agent_client)["review_id"]
+    response = post(agent_client, f"/api/v1/reviews/{rid}/decisions/", {"choice": "approve"})
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"choice": "maybe"}, 400, "invalid"),
+        ({"choice": "reject"}, 400, "reason_required"),
+        ({"choice": "edit"}, 400, "invalid"),
+        ({"choice": "edit", "arguments": {"order_id": 17}}, 400, "invalid"),
+        ({"choice": "request_more_evidence"}, 400, "reason_required"),
+        ({"choice": "approve", "reason": "x" * 6000}, 400, "invalid"),
+    ],
+)
+def test_bad_decisions(seeded, agent_client, reviewer_in_ops, body, status, code):
+    rid = proposed(agent_client)["review_id"]
+    client = APIClient()
+    client.force_login(reviewer_in_ops)
+    response = post(client, f"/api/v1/reviews/{rid}/decisions/", body)
+    assert (response.status_code, response.json()["error"]) == (status, code)
+    assert ReviewRequest.objects.get(review_id=rid).state == ReviewState.PENDING
+
+
+# --- runs, resume and execution ---
+
+
+def test_whole_loop_propose_approve_claim_report(seeded, agent_client, reviewer_in_ops):
+    rid = proposed(agent_client)["review_id"]
+    run = agent_client.get("/api/v1/runs/run-17/").json()
+    assert run["status"] == "waiting"
+    assert run["pending_reviews"] == [rid]
+    assert run["checkpoint"]["step"] == "awaiting_refund_approval"
+
+    review_approve(review_id=rid, reviewer=reviewer_in_ops)
+    run = agent_client.get("/api/v1/runs/run-17/").json()
+    assert run["status"] == "resumable"
+    resume = run["reviews"][0]["resume"]
+    assert resume["action"] == "execute"
+    assert resume["arguments"]["amount"] == "20.00"
+
+    claim_url = f"/api/v1/reviews/{rid}/execution/claim/"
+    claim = post(
+        agent_client,
+        claim_url,
+        {"affected_resources": [{"type": "order", "id": "17", "version": 4}]},
+    )
+    assert claim.status_code == 200, claim.json()
+    assert claim.json()["state"] == "claimed"
+    assert claim.json()["idempotency_key"]
+    assert post(agent_client, claim_url, {}).status_code == 409
+
+    report = post(
+        agent_client,
+        f"/api/v1/reviews/{rid}/execution/report/",
+        {"outcome": "succeeded", "result": {"refund_id": "rf_1"}},
+    )
+    assert report.status_code == 200
+    assert report.json()["state"] == "succeeded"
+    assert (
+        post(
+            agent_client, f"/api/v1/reviews/{rid}/execution/report/", {"outcome": "failed"}
+        ).status_code
+        == 409
+    )
+    run = agent_client.get("/api/v1/runs/run-17/").json()
+    assert run["reviews"][0]["resume"]["action"] == "done"
+    assert Execution.objects.count() == 1
+
+
+def claim(agent_client, rid, version=4, facts=None):
+    body = {"affected_resources": [{"type": "order", "id": "17", "version": version}]}
+    if facts is not None:
+        body["facts"] = facts
+    return post(agent_client, f"/api/v1/reviews/{rid}/execution/claim/", body)
+
+
+@pytest.mark.parametrize("why", ["resource_changed", "authority_revoked", "expired", "evidence"])
+def test_stale_reviews_are_blocked_not_executed(seeded, agent_client, reviewer_in_ops, why):
+    overrides = {}
+    if why == "evidence":
+        overrides["evidence"] = [
+            {"id": "order-17", "title": "Order", "fresh_until": "2026-11-24T00:00:00Z"}
+        ]
+    with time_machine.travel("2026-11-23 12:00:00+00:00", tick=False):
+        rid = proposed(agent_client, **overrides)["review_id"]
+        review_approve(review_id=rid, reviewer=reviewer_in_ops)
+    version = 4
+    when = "2026-11-23 12:05:00+00:00"
+    if why == "resource_changed":
+        version = 5
+    elif why == "authority_revoked":
+        ReviewerGrant.objects.filter(user=reviewer_in_ops).update(max_amount=Decimal("10.00"))
+    elif why in ("expired", "evidence"):
+        when = "2026-12-30 00:00:00+00:00"
+    with time_machine.travel(when, tick=False):
+        response = claim(agent_client, rid, version=version)
+    assert response.status_code == 409, response.json()
+    body = response.json()
+    assert body["error"] == "blocked_stale"
+    assert body["execution"]["state"] == "blocked_stale"
+    assert body["execution"]["blocked_reasons"]
+    assert Execution.objects.get().state == "blocked_stale"
+    # Blocked stays blocked: a second claim does not get a second chance to run it.
+    assert claim(agent_client, rid).status_code == 409
+    run = agent_client.get("/api/v1/runs/run-17/").json()
+    assert run["reviews"][0]["resume"]["action"] == "blocked"
+
+
+def test_a_missing_resource_version_blocks(seeded, agent_client, reviewer_in_ops):
+    rid = proposed(agent_client)["review_id"]
+    review_approve(review_id=rid, reviewer=reviewer_in_ops)
+    response = post(agent_client, f"/api/v1/reviews/{rid}/execution/claim/", {})
+    assert response.status_code == 409
+    assert "could not confirm" in response.json()["detail"]
+
+
+def test_an_undecided_review_cannot_be_claimed(seeded, agent_client):
+    rid = proposed(agent_client)["review_id"]
+    response = claim(agent_client, rid)
+    assert response.status_code == 409
+    assert response.json()["error"] == "not_executable"
+
+
+def test_edit_then_execute_uses_the_edited_arguments(seeded, agent_client, reviewer_in_ops):
+    rid = proposed(agent_client)["review_id"]
+    assert "edit" in ReviewRequest.objects.get(review_id=rid).choices
+    review_edit(
+        review_id=rid,
+        reviewer=reviewer_in_ops,
+        arguments={"order_id": "17", "amount": "15.00", "currency": "EUR"},
+        reason="partial refund",
+    )
+    run = agent_client.get("/api/v1/runs/run-17/").json()
+    resume = run["reviews"][0]["resume"]
+    assert resume["action"] == "continue_with_edits"
+    assert resume["arguments"]["amount"] == "15.00"
+    response = claim(agent_client, rid)
+    assert response.status_code == 200
+    assert response.json()["arguments"]["amount"] == "15.00"
+
+
+def test_run_endpoint_query_count_does_not_grow(seeded, agent_client):
+    proposed(agent_client)
+    url = "/api/v1/runs/run-17/"
+    agent_client.get(url)
+    with CaptureQueriesContext(connection) as one:
+        agent_client.get(url)
+    for i in range(5):
+        post(agent_client, ACTIONS, refund(summary=f"refund {i}"))
+    with CaptureQueriesContext(connection) as six:
+        assert len(agent_client.get(url).json()["reviews"]) == 6
+    assert len(six.captured_queries) == len(one.captured_queries)
+
+
+def test_throttling_per_agent(seeded, agent_client, settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    rates = dict(settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], agent="3/min")
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
+    from rest_framework.settings import api_settings
+    from rest_framework.throttling import SimpleRateThrottle
+
+    SimpleRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
+    try:
+        codes = [agent_client.get("/api/v1/runs/nope/").status_code for _ in range(4)]
+    finally:
+        SimpleRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
+        cache.clear()
+    assert codes == [404, 404, 404, 429]
+
+
+def test_openapi_schema_validates_without_warnings(client):
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", "/dev/null")
+    assert client.get("/api/schema/").status_code == 200
+    assert client.get("/api/docs/").status_code == 200
