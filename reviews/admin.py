@@ -6,16 +6,22 @@ from django.core.exceptions import PermissionDenied
 from simple_history.admin import SimpleHistoryAdmin
 
 from . import selectors
+from .actors import Actor
 from .models import (
+    Agent,
+    AgentKey,
     AgentRun,
     ApprovalReview,
     Decision,
     EditReview,
     EscalationReview,
     Evidence,
+    Execution,
     Queue,
     ReviewKind,
+    WebhookDelivery,
 )
+from .services import agent_key_issue, agent_key_revoke
 
 
 class NoRevertHistoryAdmin(SimpleHistoryAdmin):
@@ -181,3 +187,116 @@ class AgentRunAdmin(NoRevertHistoryAdmin):
     def get_queryset(self, request):
         visible = selectors.reviews_visible_to(user=request.user).values("run_id")
         return super().get_queryset(request).filter(pk__in=visible)
+
+
+class AgentKeyInline(admin.TabularInline):
+    model = AgentKey
+    fields = ("prefix", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Agent)
+class AgentAdmin(NoRevertHistoryAdmin):
+    """Agents are registered with `manage.py create_agent`; here keys are rotated."""
+
+    list_display = ("name", "tenant", "callback_url", "is_active", "created_at")
+    list_filter = ("is_active", "tenant")
+    search_fields = ("name",)
+    fields = ("name", "tenant", "callback_url", "is_active", "created_at")
+    readonly_fields = ("name", "created_at")
+    inlines = (AgentKeyInline,)
+    actions = ("issue_key", "revoke_keys")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Issue a new API key (shown once)", permissions=["change"])
+    def issue_key(self, request, queryset):
+        for agent in queryset:
+            key = agent_key_issue(actor=Actor.of_user(request.user), agent=agent)
+            self.message_user(
+                request, f"New key for {agent.name} (copy it now, it is not shown again): {key}"
+            )
+
+    @admin.action(description="Revoke all API keys", permissions=["change"])
+    def revoke_keys(self, request, queryset):
+        keys = AgentKey.objects.filter(agent__in=queryset, revoked_at__isnull=True)
+        for key in keys:
+            agent_key_revoke(actor=Actor.of_user(request.user), prefix=key.prefix)
+        self.message_user(request, f"Revoked {len(keys)} key(s).")
+
+
+@admin.register(Execution)
+class ExecutionAdmin(NoRevertHistoryAdmin):
+    list_display = ("review", "state", "mode", "claimed_by", "claimed_at", "finished_at")
+    list_filter = ("state", "mode")
+    list_select_related = ("review",)
+    search_fields = ("review__review_id", "idempotency_key")
+    readonly_fields = (
+        "review",
+        "state",
+        "mode",
+        "idempotency_key",
+        "claimed_by",
+        "claimed_at",
+        "finished_at",
+        "arguments",
+        "content",
+        "result",
+        "error",
+        "blocked_reasons",
+    )
+
+    def get_queryset(self, request):
+        visible = selectors.reviews_visible_to(user=request.user).values("pk")
+        return super().get_queryset(request).filter(review__in=visible)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    list_display = (
+        "created_at",
+        "agent",
+        "event",
+        "status",
+        "attempts",
+        "last_status_code",
+        "next_attempt_at",
+    )
+    list_filter = ("status", "event")
+    list_select_related = ("agent",)
+    search_fields = ("agent__name", "review__review_id")
+    readonly_fields = (
+        "agent",
+        "review",
+        "event",
+        "url",
+        "payload",
+        "status",
+        "attempts",
+        "last_status_code",
+        "last_error",
+        "next_attempt_at",
+        "created_at",
+        "delivered_at",
+    )
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
