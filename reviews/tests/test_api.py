@@ -441,22 +441,23 @@ def test_run_endpoint_query_count_does_not_grow(seeded, agent_client):
     assert len(six.captured_queries) == len(one.captured_queries)
 
 
-def test_throttling_per_agent(seeded, agent_client, settings):
+def test_throttling_per_agent(seeded, agent_client, monkeypatch):
     from django.core.cache import cache
 
-    cache.clear()
-    rates = dict(settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], agent="3/min")
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
-    from rest_framework.settings import api_settings
-    from rest_framework.throttling import SimpleRateThrottle
+    from reviews.api.throttling import AgentRateThrottle
 
-    SimpleRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
+    monkeypatch.setattr(AgentRateThrottle, "THROTTLE_RATES", {"agent": "3/min"})
+    cache.clear()
+    _, other_key = agent_create(actor=Actor.system("t"), name="other-bot")
+    other = APIClient()
+    other.credentials(HTTP_AUTHORIZATION=f"Bearer {other_key}")
     try:
         codes = [agent_client.get("/api/v1/runs/nope/").status_code for _ in range(4)]
+        other_code = other.get("/api/v1/runs/nope/").status_code
     finally:
-        SimpleRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
         cache.clear()
     assert codes == [404, 404, 404, 429]
+    assert other_code == 404  # each agent has its own budget
 
 
 def test_openapi_schema_validates_without_warnings(client):
