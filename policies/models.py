@@ -57,16 +57,21 @@ class ActionType(models.Model):
         "and properties, in order, are the arguments a reviewer sees first.",
     )
     consequence_template = models.CharField(
-        max_length=300, blank=True,
+        max_length=300,
+        blank=True,
         help_text="One sentence with {argument} placeholders, e.g. "
         "'Refund {amount} {currency} to order {order_id}'.",
     )
     amount_path = models.CharField(
-        max_length=200, blank=True, validators=[path_validator],
+        max_length=200,
+        blank=True,
+        validators=[path_validator],
         help_text="Dotted path into the arguments where the money amount is, e.g. amount.",
     )
     executor = models.CharField(
-        max_length=200, blank=True, validators=[executor_validator],
+        max_length=200,
+        blank=True,
+        validators=[executor_validator],
         help_text="Dotted Python path of the function that runs the approved action.",
     )
     description = models.TextField(blank=True)
@@ -124,9 +129,11 @@ class RuleSet(models.Model):
 
     name = models.SlugField(max_length=80, unique=True)
     tenant = models.CharField(
-        max_length=64, blank=True, validators=[slug_validator],
-        help_text='The tenant this rule set is published for; empty = the default for all '
-        'tenants without their own policy.',
+        max_length=64,
+        blank=True,
+        validators=[slug_validator],
+        help_text="The tenant this rule set is published for; empty = the default for all "
+        "tenants without their own policy.",
     )
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -150,18 +157,26 @@ class Rule(models.Model):
     description = models.CharField(max_length=300, blank=True)
     enabled = models.BooleanField(default=True)
     conditions = models.JSONField(
-        default=list, blank=True,
+        default=list,
+        blank=True,
         help_text='A list like [{"field": "confidence", "op": "<", "value": 0.7}]; all must '
-        "hold. Fields: " + ", ".join(engine.FIELDS) + ". Operators: "
-        + ", ".join(engine.OPERATORS) + ".",
+        "hold. Fields: "
+        + ", ".join(engine.FIELDS)
+        + ". Operators: "
+        + ", ".join(engine.OPERATORS)
+        + ".",
     )
     outcome = models.CharField(max_length=30, choices=OUTCOME_CHOICES)
     review_kind = models.CharField(
-        max_length=20, choices=REVIEW_KIND_CHOICES, blank=True,
+        max_length=20,
+        choices=REVIEW_KIND_CHOICES,
+        blank=True,
         help_text="Empty: the action type's default kind.",
     )
     queue = models.CharField(
-        max_length=64, blank=True, validators=[slug_validator],
+        max_length=64,
+        blank=True,
+        validators=[slug_validator],
         help_text="Queue slug; empty: the default queue.",
     )
     risk = models.CharField(max_length=20, choices=RISK_CHOICES, default="medium")
@@ -210,8 +225,7 @@ class Rule(models.Model):
             )
             if unknown:
                 errors["conditions"] = [
-                    f"unknown action type(s) {', '.join(unknown)}: add them to the catalogue "
-                    "first"
+                    f"unknown action type(s) {', '.join(unknown)}: add them to the catalogue first"
                 ]
         if self.outcome and self.outcome != engine.HUMAN_REVIEW:
             for fname, is_set in (
@@ -249,7 +263,10 @@ class PolicyVersion(models.Model):
     snapshot = models.JSONField()
     note = models.CharField(max_length=300, blank=True)
     published_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
         related_name="+",
     )
     published_at = models.DateTimeField(default=timezone.now)
@@ -267,10 +284,6 @@ class PolicyVersion(models.Model):
     def __str__(self) -> str:
         return f"{self.rule_set.name} v{self.number} ({self.short_hash})"
 
-    @property
-    def short_hash(self) -> str:
-        return self.content_hash[:12]
-
     def save(self, *args, **kwargs):
         if not self._state.adding:
             raise ImmutableVersionError(
@@ -285,6 +298,10 @@ class PolicyVersion(models.Model):
             "decisions name it."
         )
 
+    @property
+    def short_hash(self) -> str:
+        return self.content_hash[:12]
+
 
 class PolicyActivation(models.Model):
     """Which policy version decides for a tenant ("" = every tenant without its own)."""
@@ -292,7 +309,10 @@ class PolicyActivation(models.Model):
     tenant = models.CharField(max_length=64, unique=True, blank=True, validators=[slug_validator])
     version = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT, related_name="+")
     activated_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
         related_name="+",
     )
     activated_at = models.DateTimeField(default=timezone.now)
@@ -309,11 +329,17 @@ class ReviewerGrant(models.Model):
     """Authority for a user or a group to decide some actions, up to an amount, for tenants."""
 
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True,
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
         related_name="reviewer_grants",
     )
     group = models.ForeignKey(
-        "auth.Group", on_delete=models.CASCADE, null=True, blank=True,
+        "auth.Group",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
         related_name="reviewer_grants",
     )
     action_names = models.JSONField(
@@ -321,19 +347,30 @@ class ReviewerGrant(models.Model):
     )
     tenants = models.JSONField(default=list, blank=True, help_text="Tenant slugs; empty = all.")
     max_amount = models.DecimalField(
-        max_digits=14, decimal_places=2, null=True, blank=True,
-        validators=[MinValueValidator(Decimal("0"))], help_text="Empty = no limit.",
+        max_digits=14,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="Empty = no limit.",
     )
     note = models.CharField(max_length=300, blank=True)
     granted_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
         related_name="+",
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
-        related_name="+", editable=False,
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        editable=False,
     )
     history = HistoricalRecords()
 

@@ -1,0 +1,1 @@
+"""Benchmarks at scale against hand-written baselines (``python -m bench.<name>``)."""

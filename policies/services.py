@@ -1,0 +1,373 @@
+"""Every write to policy data: one function per change, in a transaction, actor explicit.
+
+The admin, the management commands and the seed call these and nothing else; each locks
+the row it changes, validates with the model's ``full_clean`` (so a rule naming an unknown
+field is refused here exactly as in the admin form) and records who did it in the history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, Group
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from policies import engine
+from policies.engine import PolicyDecision
+from policies.models import (
+    ActionType,
+    PolicyActivation,
+    PolicyEvaluation,
+    PolicyVersion,
+    ReviewerGrant,
+    Rule,
+    RuleSet,
+)
+from policies.selectors import draft_snapshot
+
+Actor = AbstractBaseUser | None
+
+ACTION_TYPE_FIELDS = (
+    "name",
+    "tool_type",
+    "target_system",
+    "reversible",
+    "default_review_kind",
+    "args_schema",
+    "consequence_template",
+    "amount_path",
+    "executor",
+    "description",
+)
+RULE_SET_FIELDS = ("name", "tenant", "description")
+RULE_FIELDS = (
+    "name",
+    "priority",
+    "description",
+    "enabled",
+    "conditions",
+    "outcome",
+    "review_kind",
+    "queue",
+    "risk",
+    "required_approvals",
+    "sla_minutes",
+)
+
+
+def _attribute(obj: Any, actor: Actor, reason: str) -> None:
+    # simple-history reads these when the change happens outside a request (commands, seed).
+    obj._history_user = actor if actor is not None and actor.pk else None
+    obj._change_reason = reason
+
+
+def _apply(obj: Any, fields: Mapping[str, Any], allowed: Iterable[str]) -> None:
+    unknown = sorted(set(fields) - set(allowed))
+    if unknown:
+        raise ValidationError(f"Unknown field(s): {', '.join(unknown)}.")
+    for key, value in fields.items():
+        setattr(obj, key, value)
+
+
+# --- catalogue -----------------------------------------------------------------------
+
+
+def create_action_type(*, actor: Actor, fields: Mapping[str, Any]) -> ActionType:
+    """Add an action type to the catalogue."""
+    with transaction.atomic():
+        action_type = ActionType()
+        _apply(action_type, fields, ACTION_TYPE_FIELDS)
+        action_type.full_clean()
+        _attribute(action_type, actor, "created")
+        action_type.save()
+        return action_type
+
+
+def update_action_type(
+    *, actor: Actor, action_type: ActionType, fields: Mapping[str, Any]
+) -> ActionType:
+    """Change an action type; published versions keep the catalogue they froze."""
+    with transaction.atomic():
+        locked = ActionType.objects.select_for_update().get(pk=action_type.pk)
+        _apply(locked, fields, ACTION_TYPE_FIELDS)
+        locked.updated_at = timezone.now()
+        locked.full_clean()
+        _attribute(locked, actor, "changed")
+        locked.save()
+        return locked
+
+
+def delete_action_type(*, actor: Actor, action_type: ActionType) -> None:
+    """Remove an action type that no draft rule names."""
+    with transaction.atomic():
+        locked = ActionType.objects.select_for_update().get(pk=action_type.pk)
+        users = [
+            f"{rule.rule_set.name}/{rule.name}"
+            for rule in Rule.objects.select_related("rule_set")
+            if locked.name in engine.condition_action_names(rule.conditions or [])
+        ]
+        if users:
+            raise ValidationError(
+                f"{locked.name} is named by rule(s) {', '.join(users)}; change those first."
+            )
+        _attribute(locked, actor, "deleted")
+        locked.delete()
+
+
+# --- drafts --------------------------------------------------------------------------
+
+
+def create_rule_set(*, actor: Actor, name: str, tenant: str = "", description: str = "") -> RuleSet:
+    """Start a draft rule set for a tenant ("" = the default)."""
+    with transaction.atomic():
+        rule_set = RuleSet(name=name, tenant=tenant, description=description)
+        rule_set.full_clean()
+        _attribute(rule_set, actor, "created")
+        rule_set.save()
+        return rule_set
+
+
+def update_rule_set(*, actor: Actor, rule_set: RuleSet, fields: Mapping[str, Any]) -> RuleSet:
+    """Rename a draft, change its tenant or description."""
+    with transaction.atomic():
+        locked = RuleSet.objects.select_for_update().get(pk=rule_set.pk)
+        _apply(locked, fields, RULE_SET_FIELDS)
+        locked.updated_at = timezone.now()
+        locked.full_clean()
+        _attribute(locked, actor, "changed")
+        locked.save()
+        return locked
+
+
+def delete_rule_set(*, actor: Actor, rule_set: RuleSet) -> None:
+    """Delete a draft that was never published (published versions keep their rule set)."""
+    with transaction.atomic():
+        locked = RuleSet.objects.select_for_update().get(pk=rule_set.pk)
+        if PolicyVersion.objects.filter(rule_set=locked).exists():
+            raise ValidationError(
+                f"Rule set {locked.name} has published versions that past decisions name; it "
+                "cannot be deleted."
+            )
+        for rule in locked.rules.all():
+            _attribute(rule, actor, "rule set deleted")
+            rule.delete()
+        _attribute(locked, actor, "deleted")
+        locked.delete()
+
+
+def _touch(rule_set: RuleSet, actor: Actor, reason: str) -> RuleSet:
+    # Rule edits lock and stamp their rule set, so an edit and a publish never interleave.
+    locked = RuleSet.objects.select_for_update().get(pk=rule_set.pk)
+    locked.updated_at = timezone.now()
+    _attribute(locked, actor, reason)
+    locked.save(update_fields=["updated_at"])
+    return locked
+
+
+def add_rule(*, actor: Actor, rule_set: RuleSet, fields: Mapping[str, Any]) -> Rule:
+    """Add a rule to a draft rule set."""
+    with transaction.atomic():
+        locked_set = _touch(rule_set, actor, f"rule {fields.get('name')} added")
+        rule = Rule(rule_set=locked_set)
+        _apply(rule, fields, RULE_FIELDS)
+        rule.full_clean()
+        _attribute(rule, actor, "created")
+        rule.save()
+        return rule
+
+
+def update_rule(*, actor: Actor, rule: Rule, fields: Mapping[str, Any]) -> Rule:
+    """Change a rule of a draft rule set."""
+    with transaction.atomic():
+        _touch(rule.rule_set, actor, f"rule {rule.name} changed")
+        locked = Rule.objects.select_for_update().get(pk=rule.pk)
+        _apply(locked, fields, RULE_FIELDS)
+        locked.full_clean()
+        _attribute(locked, actor, "changed")
+        locked.save()
+        return locked
+
+
+def delete_rule(*, actor: Actor, rule: Rule) -> None:
+    """Remove a rule from a draft rule set."""
+    with transaction.atomic():
+        _touch(rule.rule_set, actor, f"rule {rule.name} deleted")
+        locked = Rule.objects.select_for_update().get(pk=rule.pk)
+        _attribute(locked, actor, "deleted")
+        locked.delete()
+
+
+# --- publishing ----------------------------------------------------------------------
+
+
+def publish_rule_set(
+    *, actor: Actor, rule_set: RuleSet, activate: bool = True, note: str = ""
+) -> PolicyVersion:
+    """Freeze a draft into an immutable version (reused if the content exists) and activate it."""
+    with transaction.atomic():
+        locked = RuleSet.objects.select_for_update().get(pk=rule_set.pk)
+        snapshot = draft_snapshot(locked)
+        digest = engine.content_hash(snapshot)
+        version = PolicyVersion.objects.filter(content_hash=digest).first()
+        if version is None:
+            number = (locked.versions.aggregate(n=Max("number"))["n"] or 0) + 1
+            try:
+                with transaction.atomic():
+                    version = PolicyVersion.objects.create(
+                        rule_set=locked,
+                        number=number,
+                        content_hash=digest,
+                        snapshot=snapshot,
+                        note=note,
+                        published_by=actor if actor is not None and actor.pk else None,
+                    )
+            except IntegrityError:
+                # Another rule set published the same content a moment ago: same version.
+                version = PolicyVersion.objects.get(content_hash=digest)
+        if activate:
+            activate_version(actor=actor, version=version, tenant=locked.tenant)
+        return version
+
+
+def activate_version(*, actor: Actor, version: PolicyVersion, tenant: str) -> PolicyActivation:
+    """Make a version the one that decides for a tenant (also how a rollback is done)."""
+    if tenant and not engine.SLUG_RE.match(tenant):
+        raise ValidationError(f"Tenant {tenant!r} is not a slug.")
+    with transaction.atomic():
+        activation = PolicyActivation.objects.select_for_update().filter(tenant=tenant).first()
+        if activation is None:
+            # No row to lock yet: the unique tenant decides who creates it; the loser
+            # waits for the winner's row and changes it like any later activation.
+            try:
+                with transaction.atomic():
+                    return _save_activation(PolicyActivation(tenant=tenant), version, actor)
+            except IntegrityError:
+                activation = PolicyActivation.objects.select_for_update().get(tenant=tenant)
+        if activation.version_id == version.pk:
+            return activation
+        return _save_activation(activation, version, actor)
+
+
+def _save_activation(
+    activation: PolicyActivation, version: PolicyVersion, actor: Actor
+) -> PolicyActivation:
+    activation.version = version
+    activation.activated_by = actor if actor is not None and actor.pk else None
+    activation.activated_at = timezone.now()
+    _attribute(activation, actor, f"activated {version.short_hash}")
+    activation.save()
+    return activation
+
+
+def deactivate_tenant(*, actor: Actor, tenant: str) -> None:
+    """Drop a tenant's own version so the default ("") decides for it again."""
+    with transaction.atomic():
+        activation = PolicyActivation.objects.select_for_update().filter(tenant=tenant).first()
+        if activation is None:
+            return
+        _attribute(activation, actor, "deactivated")
+        activation.delete()
+
+
+# --- the evaluation log --------------------------------------------------------------
+
+
+def record_evaluation(
+    *, proposal: dict, decision: PolicyDecision, actor_label: str
+) -> PolicyEvaluation:
+    """Append an evaluated proposal and its decision to the log the simulation replays."""
+    action = proposal.get("action") if isinstance(proposal, dict) else None
+    action_name = action.get("name") if isinstance(action, dict) else ""
+    tenant = proposal.get("tenant") if isinstance(proposal, dict) else ""
+    with transaction.atomic():
+        version = (
+            PolicyVersion.objects.filter(content_hash=decision.policy_version).first()
+            if decision.policy_version
+            else None
+        )
+        return PolicyEvaluation.objects.create(
+            actor_label=actor_label[:200],
+            action_name=str(action_name or "")[:100],
+            tenant=str(tenant or "")[:64],
+            outcome=decision.outcome,
+            rule=decision.rule or "",
+            version=version,
+            proposal=proposal,
+            decision=decision.to_dict(),
+        )
+
+
+# --- reviewer authority --------------------------------------------------------------
+
+
+def _clean_names(values: Iterable[str]) -> list[str]:
+    return sorted({str(v).strip() for v in values if str(v).strip()})
+
+
+def grant_authority(
+    *,
+    actor: Actor,
+    user: AbstractBaseUser | None = None,
+    group: Group | None = None,
+    action_names: Iterable[str] = (),
+    tenants: Iterable[str] = (),
+    max_amount: Decimal | None = None,
+    note: str = "",
+) -> ReviewerGrant:
+    """Let a user or a group decide some actions (empty = all), for tenants, up to an amount."""
+    with transaction.atomic():
+        grant = ReviewerGrant(
+            user=user,
+            group=group,
+            action_names=_clean_names(action_names),
+            tenants=sorted({str(t).strip() for t in tenants}),
+            max_amount=max_amount,
+            note=note,
+            granted_by=actor if actor is not None and actor.pk else None,
+        )
+        grant.full_clean()
+        _attribute(grant, actor, "granted")
+        grant.save()
+        return grant
+
+
+def update_grant(
+    *,
+    actor: Actor,
+    grant: ReviewerGrant,
+    action_names: Iterable[str],
+    tenants: Iterable[str],
+    max_amount: Decimal | None,
+    note: str = "",
+) -> ReviewerGrant:
+    """Change what a grant covers (its holder stays the same: revoke and grant anew)."""
+    with transaction.atomic():
+        locked = ReviewerGrant.objects.select_for_update().get(pk=grant.pk)
+        if locked.revoked_at is not None:
+            raise ValidationError("This grant was revoked; grant authority anew instead.")
+        locked.action_names = _clean_names(action_names)
+        locked.tenants = sorted({str(t).strip() for t in tenants})
+        locked.max_amount = max_amount
+        locked.note = note
+        locked.full_clean()
+        _attribute(locked, actor, "changed")
+        locked.save()
+        return locked
+
+
+def revoke_authority(*, actor: Actor, grant: ReviewerGrant) -> ReviewerGrant:
+    """Revoke a grant; it stays on record (who revoked it, when) but no longer counts."""
+    with transaction.atomic():
+        locked = ReviewerGrant.objects.select_for_update().get(pk=grant.pk)
+        if locked.revoked_at is not None:
+            return locked
+        locked.revoked_at = timezone.now()
+        locked.revoked_by = actor if actor is not None and actor.pk else None
+        _attribute(locked, actor, "revoked")
+        locked.save(update_fields=["revoked_at", "revoked_by"])
+        return locked
