@@ -47,6 +47,7 @@ class ActionTypeForm(forms.ModelForm):
             "consequence_template",
             "amount_path",
             "executor",
+            "fact_provider",
             "description",
         ]
 

@@ -11,6 +11,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
+from django.utils.module_loading import import_string
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from simple_history.models import HistoricalRecords
@@ -74,6 +75,13 @@ class ActionType(models.Model):
         validators=[executor_validator],
         help_text="Dotted Python path of the function that runs the approved action.",
     )
+    fact_provider = models.CharField(
+        max_length=200,
+        blank=True,
+        validators=[executor_validator],
+        help_text="Dotted Python path of the function that returns fresh facts and resource "
+        "versions just before an approved action runs.",
+    )
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -106,6 +114,13 @@ class ActionType(models.Model):
                     f"{head!r} is not a property of the arguments schema "
                     f"({', '.join(properties) or 'none declared'})."
                 ]
+        for field in ("executor", "fact_provider"):
+            path = getattr(self, field)
+            if path and executor_validator.regex.fullmatch(path):
+                try:
+                    import_string(path)
+                except ImportError as exc:
+                    errors[field] = [f"Cannot import {path}: {exc}"]
         if self.consequence_template:
             problems = template_errors(self.consequence_template)
             if problems:

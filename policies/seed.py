@@ -2,10 +2,16 @@
 
 The seed policy, first match wins (lower priority number first)::
 
+      5 refund_window_closed         issue_refund with fact refund_window_valid = false
+                                     -> deny (re-checked with fresh facts before a refund runs)
      10 low_confidence_large_refund  issue_refund, confidence < 0.70, amount > 500
                                      -> escalation review, queue operations, risk high
+     15 unsure_permission_change     change_permission, confidence < 0.70
+                                     -> escalation review, queue access, risk critical
      20 permission_changes           change_permission
                                      -> approval review, queue access, 2 approvers, risk high
+     25 access_replies_need_edit_review  draft_reply with fact topic = access
+                                     -> edit review, queue access
      30 writes_need_review           send_email / issue_refund / delete_record
                                      -> review (the action's default kind: approval),
                                         queue operations
@@ -137,11 +143,9 @@ SEED_ACTION_TYPES: list[dict] = [
         "default_review_kind": "edit",
         "args_schema": {
             "type": "object",
-            "properties": {
-                "ticket_id": _ID,
-                "content": {"type": "string", "minLength": 1, "maxLength": 20000},
-            },
-            "required": ["ticket_id", "content"],
+            # The reply itself travels as the proposal's content, the text a reviewer edits.
+            "properties": {"ticket_id": _ID},
+            "required": ["ticket_id"],
         },
         "consequence_template": "Post this reply to the customer on ticket {ticket_id}",
         "description": "A generated reply that will reach a customer.",
@@ -149,6 +153,17 @@ SEED_ACTION_TYPES: list[dict] = [
 ]
 
 SEED_RULES: list[dict] = [
+    {
+        "name": "refund_window_closed",
+        "priority": 5,
+        "description": "No refund once the order's refund window has closed",
+        "conditions": [
+            {"field": "action", "op": "=", "value": "issue_refund"},
+            {"field": "fact", "name": "refund_window_valid", "op": "=", "value": False},
+        ],
+        "outcome": "deny",
+        "risk": "high",
+    },
     {
         "name": "low_confidence_large_refund",
         "priority": 10,
@@ -173,6 +188,32 @@ SEED_RULES: list[dict] = [
         "queue": "access",
         "risk": "high",
         "required_approvals": 2,
+    },
+    {
+        "name": "unsure_permission_change",
+        "priority": 15,
+        "description": "An unsure agent changing access hands over to the access team",
+        "conditions": [
+            {"field": "action", "op": "=", "value": "change_permission"},
+            {"field": "confidence", "op": "<", "value": 0.7},
+        ],
+        "outcome": "human_review",
+        "review_kind": "escalation",
+        "queue": "access",
+        "risk": "critical",
+    },
+    {
+        "name": "access_replies_need_edit_review",
+        "priority": 25,
+        "description": "Replies about access requests are edited by the access team",
+        "conditions": [
+            {"field": "action", "op": "=", "value": "draft_reply"},
+            {"field": "fact", "name": "topic", "op": "=", "value": "access"},
+        ],
+        "outcome": "human_review",
+        "review_kind": "edit",
+        "queue": "access",
+        "risk": "medium",
     },
     {
         "name": "writes_need_review",

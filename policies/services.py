@@ -42,6 +42,7 @@ ACTION_TYPE_FIELDS = (
     "consequence_template",
     "amount_path",
     "executor",
+    "fact_provider",
     "description",
 )
 RULE_SET_FIELDS = ("name", "tenant", "description")

@@ -173,10 +173,18 @@ SEED_TABLE = [
     pytest.param(
         "change_permission",
         None,
-        0.1,
+        0.69,
+        0,
+        ("human_review", "unsure_permission_change", "escalation", "access", "critical", 1),
+        id="unsure-permission-escalates",
+    ),
+    pytest.param(
+        "change_permission",
+        None,
+        0.70,
         0,
         ("human_review", "permission_changes", "approval", "access", "high", 2),
-        id="unsure-permission-two-approvers",
+        id="permission-at-0.70-two-approvers",
     ),
     pytest.param(
         "send_sms",
@@ -834,3 +842,31 @@ def test_a_merged_run_of_fact_values_matches_strings_only():
     assert decide(compiled, facts={"tier": 1}).rule is None
     assert decide(compiled, facts={}).rule is None
     assert decide(compiled, facts={"tier": "gold"}).checks[-1].detail == 'fact tier is "gold"'
+
+
+@pytest.mark.parametrize(
+    ("facts", "expected"),
+    [
+        ({"refund_window_valid": False}, ("deny", "refund_window_closed")),
+        ({"refund_window_valid": True}, ("human_review", "writes_need_review")),
+        ({}, ("human_review", "writes_need_review")),
+    ],
+)
+def test_seed_refunds_outside_the_window_are_denied(facts, expected):
+    """The fact rule that the execution re-check relies on."""
+    args = {"order_id": "17", "amount": "20.00", "currency": "EUR"}
+    decision = decide(seed_compiled(), "issue_refund", args, facts=facts)
+    assert (decision.outcome, decision.rule) == expected
+
+
+@pytest.mark.parametrize(
+    ("facts", "expected"),
+    [
+        ({"topic": "access"}, ("edit", "access", "access_replies_need_edit_review")),
+        ({"topic": "billing"}, ("edit", "operations", "drafts_need_edit_review")),
+        ({}, ("edit", "operations", "drafts_need_edit_review")),
+    ],
+)
+def test_seed_drafts_route_by_topic(facts, expected):
+    decision = decide(seed_compiled(), "draft_reply", {"ticket_id": "t-1"}, facts=facts)
+    assert (decision.review_kind, decision.queue, decision.rule) == expected

@@ -1,6 +1,7 @@
 """Demo data for a first look: users, groups, two queues and reviews of every kind."""
 
 from datetime import timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -9,9 +10,13 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
+from policies.models import ActionType, ReviewerGrant
+from policies.seed import seed_policy
+from policies.services import grant_authority, update_action_type
 from reviews.actors import Actor
 from reviews.models import Agent, AgentRun, Queue
-from reviews.services import agent_create, review_create
+from reviews.services import agent_create
+from reviews.services.proposals import action_propose
 
 PASSWORD = "demo"  # noqa: S105 - demo users only, refused unless DEBUG or --force
 
@@ -72,18 +77,22 @@ def _ev(evidence_id, title, url, excerpt, fresh_days=7):
     }
 
 
-DEMO_REVIEWS = [
+VERSIONS = {"agent": "support-agent/1.4.0", "model": "gpt-4.1-2025-04", "prompt": "support-v7"}
+
+# Each demo item is a proposal in the API's shape: the seed policy decides its kind, queue,
+# risk and approvals exactly as it would for a real agent.
+DEMO_PROPOSALS = [
     {
         "run_id": "demo-refund-17",
-        "queue": "operations",
-        "kind": "approval",
-        "action_name": "issue_refund",
-        "target_system": "billing",
-        "arguments": {"order_id": "17", "amount": "20.00", "currency": "EUR"},
+        "action": {
+            "name": "issue_refund",
+            "target_system": "billing",
+            "args": {"order_id": "17", "amount": "20.00", "currency": "EUR"},
+        },
         "summary": "Refund a damaged mug on order 17.",
-        "consequence": "Approving will refund 20.00 EUR to order 17.",
         "confidence": 0.96,
-        "risk": "medium",
+        "estimated_cost_usd": 0.02,
+        "facts": {"refund_window_valid": True},
         "evidence": [
             _ev(
                 "order-17",
@@ -102,15 +111,15 @@ DEMO_REVIEWS = [
     },
     {
         "run_id": "demo-email-204",
-        "queue": "operations",
-        "kind": "approval",
-        "action_name": "send_email",
-        "target_system": "mailer",
-        "arguments": {"template_id": "shipping-delay", "customer_id": "c-204"},
+        "action": {
+            "name": "send_email",
+            "target_system": "mailer",
+            "args": {"template_id": "shipping-delay", "customer_id": "c-204"},
+        },
         "summary": "Tell customer c-204 their parcel is delayed.",
-        "consequence": "Approving will send email template shipping-delay to customer c-204.",
         "confidence": 0.91,
-        "risk": "low",
+        "estimated_cost_usd": 0.01,
+        "audience": "external",
         "evidence": [
             _ev(
                 "carrier-5512",
@@ -123,15 +132,14 @@ DEMO_REVIEWS = [
     },
     {
         "run_id": "demo-delete-88",
-        "queue": "operations",
-        "kind": "approval",
-        "action_name": "delete_record",
-        "target_system": "crm",
-        "arguments": {"record_type": "contact", "record_id": "88"},
+        "action": {
+            "name": "delete_record",
+            "target_system": "crm",
+            "args": {"record_type": "contact", "record_id": "88"},
+        },
         "summary": "Delete a duplicate contact after a merge.",
-        "consequence": "Approving will permanently delete contact 88 from the CRM.",
         "confidence": 0.83,
-        "risk": "high",
+        "estimated_cost_usd": 0.0,
         "evidence": [
             _ev(
                 "merge-311",
@@ -145,19 +153,19 @@ DEMO_REVIEWS = [
     },
     {
         "run_id": "demo-draft-990",
-        "queue": "operations",
-        "kind": "edit",
-        "action_name": "draft_reply",
-        "target_system": "helpdesk",
-        "arguments": {"ticket_id": "990"},
+        "action": {
+            "name": "draft_reply",
+            "target_system": "helpdesk",
+            "args": {"ticket_id": "990"},
+        },
         "summary": "Reply to a customer asking about a late refund.",
-        "consequence": "Approving will post this reply to ticket 990 for the customer to read.",
         "content": (
             "Hi Sam,\n\nYour refund was processed on Monday and should reach your account "
             "within 3-5 business days.\n\nBest regards,\nSupport"
         ),
         "confidence": 0.78,
-        "risk": "medium",
+        "estimated_cost_usd": 0.01,
+        "audience": "external",
         "evidence": [
             _ev(
                 "refund-4410",
@@ -169,14 +177,15 @@ DEMO_REVIEWS = [
     },
     {
         "run_id": "demo-escalate-refund-512",
-        "queue": "operations",
-        "kind": "escalation",
-        "action_name": "issue_refund",
-        "target_system": "billing",
-        "arguments": {"order_id": "512", "amount": "750.00", "currency": "EUR"},
+        "action": {
+            "name": "issue_refund",
+            "target_system": "billing",
+            "args": {"order_id": "512", "amount": "750.00", "currency": "EUR"},
+        },
         "summary": "Customer demands a full refund for a sofa delivered late.",
-        "consequence": "Approving will refund 750.00 EUR to order 512.",
         "confidence": 0.52,
+        "estimated_cost_usd": 0.02,
+        "facts": {"refund_window_valid": True},
         "uncertainty": (
             "The delivery was 2 days late but the sofa was accepted; the refund policy only "
             "covers damaged goods."
@@ -186,7 +195,6 @@ DEMO_REVIEWS = [
             "goodwill voucher of 50.00 EUR",
             "decline politely",
         ],
-        "risk": "high",
         "evidence": [
             _ev(
                 "policy-refunds",
@@ -199,16 +207,14 @@ DEMO_REVIEWS = [
     },
     {
         "run_id": "demo-perm-77",
-        "queue": "access",
-        "kind": "approval",
-        "action_name": "change_permission",
-        "target_system": "iam",
-        "arguments": {"user_id": "u-77", "role": "billing-admin", "grant": True},
+        "action": {
+            "name": "change_permission",
+            "target_system": "iam",
+            "args": {"user_id": "u-77", "permission": "billing-admin", "change": "grant"},
+        },
         "summary": "Grant billing-admin to a new finance hire.",
-        "consequence": "Approving will grant the role billing-admin to user u-77.",
         "confidence": 0.88,
-        "risk": "critical",
-        "required_approvals": 2,
+        "estimated_cost_usd": 0.0,
         "evidence": [
             _ev(
                 "hr-2231",
@@ -220,36 +226,47 @@ DEMO_REVIEWS = [
         "affected_resources": [{"type": "user", "id": "u-77", "version": "1"}],
     },
     {
-        "run_id": "demo-perm-note-78",
-        "queue": "access",
-        "kind": "edit",
-        "action_name": "draft_reply",
-        "target_system": "helpdesk",
-        "arguments": {"ticket_id": "1203"},
+        "run_id": "demo-access-reply-1203",
+        "action": {
+            "name": "draft_reply",
+            "target_system": "helpdesk",
+            "args": {"ticket_id": "1203"},
+        },
         "summary": "Explain to a user why their access request was narrowed.",
-        "consequence": "Approving will post this reply to ticket 1203.",
         "content": (
             "Hello,\n\nWe granted read access to the finance reports. Write access needs "
             "your manager's approval.\n\nIT Support"
         ),
         "confidence": 0.81,
-        "risk": "low",
+        "estimated_cost_usd": 0.01,
+        "facts": {"topic": "access"},
     },
     {
         "run_id": "demo-perm-escalate-79",
-        "queue": "access",
-        "kind": "escalation",
-        "action_name": "change_permission",
-        "target_system": "iam",
-        "arguments": {"user_id": "contractor-9", "role": "prod-admin", "grant": True},
+        "action": {
+            "name": "change_permission",
+            "target_system": "iam",
+            "args": {"user_id": "contractor-9", "permission": "prod-admin", "change": "grant"},
+        },
         "summary": "A contractor asks for production admin during an incident.",
-        "consequence": "Approving will grant prod-admin to contractor-9.",
         "confidence": 0.4,
+        "estimated_cost_usd": 0.0,
         "uncertainty": "The incident ticket names the contractor, but no manager confirmed.",
         "options_considered": ["grant for 4 hours", "grant read-only", "refuse"],
-        "risk": "critical",
     },
 ]
+
+# Who may decide what (policies.ReviewerGrant): reviewer works customer operations with a
+# refund limit, reviewer2 works access control, the lead may decide anything.
+GRANTS = [
+    ("reviewer", ["issue_refund", "send_email", "delete_record", "draft_reply"], "1000.00"),
+    ("reviewer2", ["change_permission", "draft_reply"], None),
+    ("lead", [], None),
+]
+
+# The example agent's fake payment system executes approved refunds (see examples/).
+REFUND_EXECUTOR = "examples.refund_agent.payments.execute_refund"
+REFUND_FACTS = "examples.refund_agent.payments.refund_facts"
 
 
 class Command(BaseCommand):
@@ -269,11 +286,14 @@ class Command(BaseCommand):
                 "or with --force."
             )
         with transaction.atomic():
+            seed_policy()
             users = self._users()
+            self._grants(users)
+            self._executor()
             queues = self._queues(users)
-            created = self._reviews(queues)
+            created = self._reviews()
         self.stdout.write(
-            f"Demo ready: {len(DEMO_REVIEWS)} reviews ({created} new) in {', '.join(queues)}."
+            f"Demo ready: {len(DEMO_PROPOSALS)} reviews ({created} new) in {', '.join(queues)}."
         )
         self.stdout.write(
             f"Log in at /admin/ as admin, lead, reviewer, reviewer2 or ml, password '{PASSWORD}'."
@@ -318,22 +338,42 @@ class Command(BaseCommand):
             queues[slug] = queue
         return queues
 
-    def _reviews(self, queues):
+    def _grants(self, users):
+        for username, actions, limit in GRANTS:
+            user = users[username]
+            if not ReviewerGrant.objects.filter(user=user, revoked_at__isnull=True).exists():
+                grant_authority(
+                    actor=users["admin"],
+                    user=user,
+                    action_names=actions,
+                    max_amount=Decimal(limit) if limit else None,
+                    note="demo",
+                )
+
+    def _executor(self):
+        refund = ActionType.objects.get(name="issue_refund")
+        if not refund.executor:
+            update_action_type(
+                actor=None,
+                action_type=refund,
+                fields={"executor": REFUND_EXECUTOR, "fact_provider": REFUND_FACTS},
+            )
+
+    def _reviews(self):
         agent = Agent.objects.filter(name="support-agent").first()
         if agent is None:
             agent, _key = agent_create(actor=Actor.system("seed_demo"), name="support-agent")
         created = 0
         existing = set(AgentRun.objects.values_list("run_id", flat=True))
-        for spec in DEMO_REVIEWS:
-            if spec["run_id"] in existing:
+        for proposal in DEMO_PROPOSALS:
+            if proposal["run_id"] in existing:
                 continue
-            spec = dict(spec)
-            queue = queues[spec.pop("queue")]
-            review_create(
-                agent=agent,
-                queue=queue,
-                versions={"agent": "1.4.0", "model": "gpt-4.1-2025-04", "prompt": "support-v7"},
-                **spec,
-            )
+            proposal = {"versions": VERSIONS, **proposal}
+            result = action_propose(agent=agent, proposal=proposal)
+            if result.review is None:
+                raise CommandError(
+                    f"The policy did not send {proposal['run_id']} to review "
+                    f"({result.outcome}: {result.decision.explanation})."
+                )
             created += 1
         return created
