@@ -33,12 +33,18 @@ def approval_policy(proposal: engine.Proposal) -> tuple:
     """The seed policy's prose, hard-coded: (outcome, review kind, queue, approvals)."""
     action = proposal.action_name
     confidence = proposal.confidence
+    if action == "issue_refund" and proposal.facts.get("refund_window_valid") is False:
+        return ("deny", None, None, 0)
     if action == "issue_refund" and confidence < 0.7:
         amount = engine.to_decimal(proposal.args.get("amount"))
         if amount is not None and amount > 500:
             return ("human_review", "escalation", "operations", 1)
     if action == "change_permission":
+        if confidence < 0.7:
+            return ("human_review", "escalation", "access", 1)
         return ("human_review", "approval", "access", 2)
+    if action == "draft_reply" and proposal.facts.get("topic") == "access":
+        return ("human_review", "edit", "access", 1)
     if action in WRITES:
         return ("human_review", "approval", "operations", 1)
     if action == "draft_reply":
@@ -129,6 +135,8 @@ def proposals(n: int) -> list[engine.Proposal]:
                             {},
                             {"refund_window_valid": True, "account_frozen_7": False},
                             {"customer_tier": "gold", "account_frozen_9": False},
+                            {"refund_window_valid": False},
+                            {"topic": "access"},
                         ]
                     ),
                 }
