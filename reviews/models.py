@@ -62,6 +62,12 @@ class Choice(models.TextChoices):
     REJECT = "reject", "Reject"
     REQUEST_MORE_EVIDENCE = "request_more_evidence", "Request more evidence"
     ESCALATE = "escalate", "Escalate"
+    TAKE_OVER = "take_over", "Take over"
+    GUIDE = "guide", "Guide"
+
+
+# Choices after which the proposed action (as approved or edited) may run.
+EXECUTING_CHOICES = (Choice.APPROVE, Choice.EDIT)
 
 
 # What each kind of review may offer; the policy may narrow it (e.g. no argument edits).
@@ -73,7 +79,8 @@ CHOICES_BY_KIND = {
         Choice.ESCALATE,
     ],
     ReviewKind.EDIT: [Choice.APPROVE, Choice.EDIT, Choice.REJECT, Choice.ESCALATE],
-    ReviewKind.ESCALATION: [Choice.APPROVE, Choice.EDIT, Choice.REJECT],
+    # "Should a person take over?" Yes (take over), no: continue with guidance, or stop.
+    ReviewKind.ESCALATION: [Choice.TAKE_OVER, Choice.GUIDE, Choice.REJECT],
 }
 
 
@@ -355,6 +362,15 @@ class ReviewRequest(ConcurrentTransitionMixin, models.Model):
         conditions=[_not_expired],
     )
     def escalate(self) -> None:
+        pass
+
+    @transition(
+        field=state,
+        source=[ReviewState.PENDING, ReviewState.ESCALATED],
+        target=ReviewState.ESCALATED,
+        conditions=[_not_expired],
+    )
+    def take_over(self) -> None:
         pass
 
     @transition(

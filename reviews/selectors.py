@@ -5,7 +5,7 @@ from django.db.models import Q, QuerySet
 
 from policies.selectors import action_type_for
 
-from .models import Decision, Execution, ExecutionState, Queue, ReviewRequest, ReviewState
+from .models import Choice, Decision, Execution, ExecutionState, Queue, ReviewRequest, ReviewState
 
 
 def queues_for(*, user: AbstractBaseUser) -> QuerySet[Queue]:
@@ -67,6 +67,8 @@ def resume_instruction(review: ReviewRequest) -> dict:
             "what_happened": review.queue.get_expiry_behaviour_display(),
             "expiry_behaviour": review.queue.expiry_behaviour,
         }
+    if state == ReviewState.EDITED and last is not None and last.choice == Choice.GUIDE:
+        return {"action": "continue_with_guidance", "guidance": review.final_content}
     execution = review.execution if _has_execution(review) else None
     if execution is not None:
         return {

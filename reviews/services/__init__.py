@@ -15,9 +15,11 @@ from .workflow import (
     review_edit,
     review_escalate,
     review_expire,
+    review_guide,
     review_reject,
     review_request_more_evidence,
     review_supply_evidence,
+    review_take_over,
 )
 
 __all__ = [
@@ -32,7 +34,9 @@ __all__ = [
     "review_edit",
     "review_escalate",
     "review_expire",
+    "review_guide",
     "review_reject",
     "review_request_more_evidence",
     "review_supply_evidence",
+    "review_take_over",
 ]

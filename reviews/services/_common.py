@@ -14,7 +14,7 @@ from ..exceptions import (
     ReviewExpired,
     TransitionNotAllowed,
 )
-from ..models import AgentRun, ReviewRequest, ReviewState, RunStatus
+from ..models import AgentRun, Choice, ReviewRequest, ReviewState, RunStatus
 
 
 def lock_review(review_id: str) -> ReviewRequest:
@@ -67,8 +67,13 @@ def refresh_run_status(run: AgentRun, actor: Actor, review: ReviewRequest) -> No
     locked = AgentRun.objects.select_for_update().get(pk=run.pk)
     if locked.status in (RunStatus.COMPLETED, RunStatus.STOPPED):
         return
-    waiting = locked.reviews.filter(state__in=(ReviewState.PENDING, ReviewState.ESCALATED)).exists()
-    status = RunStatus.WAITING if waiting else RunStatus.RESUMABLE
+    open_reviews = locked.reviews.filter(state__in=(ReviewState.PENDING, ReviewState.ESCALATED))
+    if review.state == ReviewState.ESCALATED and review.assignee_id and _taken_over(review):
+        status = RunStatus.HANDED_OVER
+    elif open_reviews.exists():
+        status = RunStatus.WAITING
+    else:
+        status = RunStatus.RESUMABLE
     if status != locked.status:
         locked.status = status
         stamp(locked, actor, f"review {review.review_id} is {review.state}")
@@ -97,3 +102,8 @@ def policy_input(
         "tenant": review.tenant,
         "facts": {**(given.get("facts") or {}), **dict(fresh_facts or {})},
     }
+
+
+def _taken_over(review: ReviewRequest) -> bool:
+    last = review.decisions.order_by("-decided_at", "-id").first()
+    return last is not None and last.choice == Choice.TAKE_OVER

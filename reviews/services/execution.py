@@ -23,6 +23,7 @@ from policies.selectors import action_type_for, amount_for, evaluate_proposal
 from ..actors import Actor
 from ..exceptions import AlreadyClaimed, InvalidReviewInput, NotAuthorized, NotExecutable
 from ..models import (
+    EXECUTING_CHOICES,
     Choice,
     Execution,
     ExecutionMode,
@@ -55,6 +56,12 @@ def execution_claim(
         if review.state not in (ReviewState.APPROVED, ReviewState.EDITED):
             raise NotExecutable(
                 f"Only an approved or edited review executes; this one is {review.state}."
+            )
+        last = review.decisions.order_by("-decided_at", "-id").first()
+        if last is None or last.choice not in EXECUTING_CHOICES:
+            raise NotExecutable(
+                "The reviewer gave guidance instead of approving; the agent re-plans and "
+                "nothing of this proposal executes."
             )
         existing = Execution.objects.filter(review=review).first()
         if existing is not None:

@@ -33,6 +33,7 @@ from ..exceptions import (
 )
 from ..models import (
     CHOICES_BY_KIND,
+    EXECUTING_CHOICES,
     FINAL_STATES,
     Agent,
     AgentRun,
@@ -63,7 +64,7 @@ from .webhooks import webhook_queue
 logger = logging.getLogger(__name__)
 
 # Choices that must say why: a rejection, an escalation and a question to the agent.
-REASON_REQUIRED = {Choice.REJECT, Choice.ESCALATE, Choice.REQUEST_MORE_EVIDENCE}
+REASON_REQUIRED = {Choice.REJECT, Choice.ESCALATE, Choice.REQUEST_MORE_EVIDENCE, Choice.GUIDE}
 
 _TRANSITION_FOR_CHOICE = {
     Choice.APPROVE: "approve",
@@ -71,6 +72,9 @@ _TRANSITION_FOR_CHOICE = {
     Choice.REJECT: "reject",
     Choice.ESCALATE: "escalate",
     Choice.REQUEST_MORE_EVIDENCE: "request_more_evidence",
+    Choice.TAKE_OVER: "take_over",
+    # Guidance changes the plan rather than approving it: the edited state, nothing to run.
+    Choice.GUIDE: "edit",
 }
 
 
@@ -322,6 +326,40 @@ def review_request_more_evidence(
     )
 
 
+def review_take_over(
+    *,
+    review_id: str,
+    reviewer: AbstractBaseUser,
+    reason: str = "",
+    opened_at: datetime | None = None,
+) -> Decision:
+    """A person takes the case over from the agent; the run is handed over to them."""
+    return _decide(
+        review_id=review_id,
+        reviewer=reviewer,
+        choice=Choice.TAKE_OVER,
+        reason=reason,
+        opened_at=opened_at,
+    )
+
+
+def review_guide(
+    *,
+    review_id: str,
+    reviewer: AbstractBaseUser,
+    reason: str,
+    opened_at: datetime | None = None,
+) -> Decision:
+    """The agent continues, re-planning with the reviewer's guidance (nothing executes)."""
+    return _decide(
+        review_id=review_id,
+        reviewer=reviewer,
+        choice=Choice.GUIDE,
+        reason=reason,
+        opened_at=opened_at,
+    )
+
+
 def review_decide(
     *,
     review_id: str,
@@ -397,13 +435,17 @@ def _decide(
         else:
             move(review, _TRANSITION_FOR_CHOICE[choice])
             change_reason = choice if not reason else f"{choice}: {reason}"
-            if choice in (Choice.APPROVE, Choice.EDIT):
+            if choice in EXECUTING_CHOICES:
                 review.final_arguments = final_arguments
                 review.final_content = final_content
+            elif choice == Choice.GUIDE:
+                review.final_content = reason
             if review.state in FINAL_STATES:
                 review.decided_at = now
             if choice == Choice.ESCALATE:
                 review.assignee = review.queue.escalation_owner or review.queue.owner
+            elif choice == Choice.TAKE_OVER:
+                review.assignee = reviewer
 
         stamp(review, Actor.of_user(reviewer), change_reason)
         save_transition(review)
@@ -422,7 +464,7 @@ def _decide(
         )
         refresh_run_status(review.run, Actor.of_user(reviewer), review)
         if not partial:
-            if review.state in (ReviewState.APPROVED, ReviewState.EDITED):
+            if choice in EXECUTING_CHOICES:
                 queue_executor_on_commit(review)
             webhook_queue(
                 review=review,

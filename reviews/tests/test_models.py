@@ -15,9 +15,11 @@ from reviews.services import (
     review_edit,
     review_escalate,
     review_expire,
+    review_guide,
     review_reject,
     review_request_more_evidence,
     review_supply_evidence,
+    review_take_over,
 )
 from reviews.tests.factories import make_review
 
@@ -183,3 +185,51 @@ def test_review_ids_sort_by_creation_time():
     assert len(first) == 26
     assert first < second
     assert len({new_ulid() for _ in range(1000)}) == 1000
+
+
+ESCALATION_ALLOWED = {
+    "take_over": {"pending": "escalated", "escalated": "escalated"},
+    "guide": {"pending": "edited", "escalated": "edited"},
+}
+ESCALATION_PATHS = {
+    "pending": [],
+    "escalated": ["take_over"],
+    "edited": ["guide"],
+    "rejected": ["reject"],
+    "expired": ["expire"],
+    "cancelled": ["cancel"],
+}
+
+
+def perform_escalation(action, review, user):
+    if action == "take_over":
+        review_take_over(review_id=review.review_id, reviewer=user)
+    elif action == "guide":
+        review_guide(review_id=review.review_id, reviewer=user, reason="offer a voucher")
+    else:
+        perform(action, review, user)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("state", list(ESCALATION_PATHS))
+@pytest.mark.parametrize("action", list(ESCALATION_ALLOWED))
+def test_escalation_review_transitions(action, state, queue):
+    lead = queue.owner
+    review = make_review(queue=queue, kind="escalation")
+    for step in ESCALATION_PATHS[state]:
+        perform_escalation(step, review, lead)
+    review.refresh_from_db()
+    history_before = review.history.count()
+    target = ESCALATION_ALLOWED[action].get(state)
+    if target is None:
+        with pytest.raises(ReviewError):
+            perform_escalation(action, review, lead)
+        review.refresh_from_db()
+        assert review.state == state
+        assert review.history.count() == history_before
+        return
+    perform_escalation(action, review, lead)
+    review.refresh_from_db()
+    assert review.state == target
+    assert review.history.count() == history_before + 1
+    assert review.history.latest().history_user == lead

@@ -13,22 +13,27 @@ from reviews.exceptions import (
     DuplicateApproval,
     InvalidReviewInput,
     NotAuthorized,
+    NotExecutable,
     ReasonRequired,
     ReviewExpired,
     SelfDecisionForbidden,
     TransitionNotAllowed,
 )
 from reviews.models import Agent, AgentRun, Decision, ReviewState, RunStatus
+from reviews.selectors import resume_instruction
 from reviews.services import (
     review_approve,
     review_cancel,
     review_decide,
     review_edit,
     review_escalate,
+    review_guide,
     review_reject,
     review_request_more_evidence,
     review_supply_evidence,
+    review_take_over,
 )
+from reviews.services.execution import execution_claim
 from reviews.signals import review_decided
 from reviews.tests.factories import QueueFactory, UserFactory, make_review
 
@@ -391,3 +396,38 @@ def test_queue_fallback_cannot_loop():
     a.fallback = b
     with pytest.raises(ValidationError, match="loops"):
         a.full_clean()
+
+
+# --- escalation reviews: take over, guide ---
+
+
+@pytest.mark.django_db
+def test_take_over_hands_the_run_to_the_reviewer(queue, reviewer):
+    review = make_review(queue=queue, kind="escalation", confidence=0.4)
+    review_take_over(review_id=review.review_id, reviewer=reviewer)
+    review.refresh_from_db()
+    assert (review.state, review.assignee) == (ReviewState.ESCALATED, reviewer)
+    assert AgentRun.objects.get(pk=review.run_id).status == RunStatus.HANDED_OVER
+    assert resume_instruction(review) == {"action": "handed_over", "to": "rita", "reason": ""}
+
+
+@pytest.mark.django_db
+def test_guide_lets_the_agent_continue_and_executes_nothing(queue, reviewer):
+    review = make_review(queue=queue, kind="escalation", confidence=0.4)
+    with pytest.raises(ReasonRequired):
+        review_guide(review_id=review.review_id, reviewer=reviewer, reason="")
+    review_guide(review_id=review.review_id, reviewer=reviewer, reason="Offer a 50 EUR voucher")
+    review.refresh_from_db()
+    assert review.state == ReviewState.EDITED
+    assert resume_instruction(review) == {
+        "action": "continue_with_guidance",
+        "guidance": "Offer a 50 EUR voucher",
+    }
+    with pytest.raises(NotExecutable):
+        execution_claim(review_id=review.review_id, actor=agent_actor())
+
+
+@pytest.mark.django_db
+def test_approval_reviews_do_not_offer_take_over(review, reviewer):
+    with pytest.raises(ChoiceNotOffered):
+        review_take_over(review_id=review.review_id, reviewer=reviewer)
