@@ -2,6 +2,10 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+admin.site.site_header = "hitl · review operations"
+admin.site.site_title = "hitl"
+admin.site.index_title = "Your reviews"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("reviews.api.urls")),

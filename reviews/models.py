@@ -310,6 +310,8 @@ class ReviewRequest(ConcurrentTransitionMixin, models.Model):
             models.Index(fields=["assignee", "state"], name="review_assignee_idx"),
         ]
         permissions = [("decide_reviewrequest", "Can decide review requests")]
+        verbose_name = "review (all kinds)"
+        verbose_name_plural = "inbox: all reviews"
 
     def __str__(self) -> str:
         return f"{self.review_id} {self.action_name} ({self.state})"

@@ -1,7 +1,11 @@
 """Reads shared by the admin screens, the API and the services."""
 
+from datetime import timedelta
+
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+from django_fsm import can_proceed
 
 from policies.selectors import action_type_for
 
@@ -123,3 +127,121 @@ def _last_decision(review: ReviewRequest) -> Decision | None:
     if decisions is not None:
         return list(decisions)[-1] if decisions else None
     return review.decisions.order_by("-decided_at", "-id").first()
+
+
+def available_choices(*, review: ReviewRequest, user: AbstractBaseUser) -> list[str]:
+    """The choices this person may make on this review now; nothing that would be refused
+    is offered (authority on the proposed amount is checked again when they decide)."""
+    if review.state not in (ReviewState.PENDING, ReviewState.ESCALATED):
+        return []
+    if review.is_past_expiry() or not can_decide(user=user, review=review):
+        return []
+    if review.proposed_by_user_id is not None and review.proposed_by_user_id == user.pk:
+        return []
+    allowed = []
+    for choice in review.choices:
+        transition = "edit" if choice == Choice.GUIDE else choice
+        method = getattr(review, transition, None)
+        if method is not None and can_proceed(method):
+            allowed.append(choice)
+    return allowed
+
+
+def choice_consequences(review: ReviewRequest) -> dict[str, str]:
+    """What happens after each choice, in plain words, for the buttons' captions."""
+    queue = review.queue
+    owner = queue.escalation_owner or queue.owner
+    owner_name = owner.get_username() if owner else f"the {queue.name} queue"
+    consequence = (review.consequence or f"run {review.action_name}").rstrip(".")
+    executor = action_type_for(review.action_name)
+    runs = (
+        "the platform runs it at once"
+        if executor is not None and executor.executor
+        else "the agent is told to run it"
+    )
+    approvals = ""
+    if review.required_approvals > 1:
+        approvals = f" Needs {review.required_approvals} different approvers."
+    return {
+        Choice.APPROVE: (
+            f"{consequence}: {runs}, after a last check that nothing went stale.{approvals}"
+            if review.kind != "edit"
+            else "The text is used exactly as the agent wrote it."
+        ),
+        Choice.EDIT: (
+            "Your corrected text is used instead of the agent's; the change is kept as a diff."
+            if review.kind == "edit"
+            else "Your corrected arguments are re-checked by the policy and your authority, "
+            "then run instead of the proposal."
+        ),
+        Choice.REJECT: "Nothing runs. The agent's run stops and it is told your reason.",
+        Choice.REQUEST_MORE_EVIDENCE: (
+            "The review waits for the agent to answer your question with evidence, then "
+            "comes back to this queue."
+        ),
+        Choice.ESCALATE: f"Ownership moves to {owner_name}, who decides instead.",
+        Choice.TAKE_OVER: (
+            "You own the case from now on: the agent stops and is told a person took over."
+        ),
+        Choice.GUIDE: (
+            "The agent continues with your guidance and re-plans; nothing of this proposal runs."
+        ),
+    }
+
+
+def run_trace(review: ReviewRequest) -> list[dict]:
+    """The run beside the decision: input, proposal, tool, policy, state, outcome."""
+    policy = review.policy or {}
+    action_type = action_type_for(review.action_name)
+    steps = [
+        {
+            "step": "Input",
+            "text": review.summary,
+            "detail": f"run {review.run.run_id} of {review.run.agent.name}",
+        },
+        {
+            "step": "Proposal",
+            "text": f"{review.action_name}({_args_text(review.arguments)})",
+            "detail": f"confidence {review.confidence}" if review.confidence is not None else "",
+        },
+        {
+            "step": "Tool",
+            "text": review.target_system or "-",
+            "detail": (
+                f"{action_type.get_tool_type_display()} tool" if action_type else "not catalogued"
+            ),
+        },
+        {
+            "step": "Policy",
+            "text": f"{policy.get('outcome', 'human_review')} by rule {policy.get('rule') or '-'}",
+            "detail": f"version {(policy.get('version') or '')[:12]}",
+        },
+        {"step": "State", "text": review.get_state_display(), "detail": ""},
+    ]
+    outcome = resume_instruction(review)
+    steps.append({"step": "Outcome", "text": outcome["action"].replace("_", " "), "detail": ""})
+    return steps
+
+
+def _args_text(arguments: dict) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in list(arguments.items())[:6])
+
+
+def inbox_counts(*, user: AbstractBaseUser, now=None) -> dict:
+    """A reviewer's home: open reviews they can work, by kind and by urgency."""
+    now = now or timezone.now()
+    soon = now + timedelta(hours=1)
+    open_qs = reviews_visible_to(user=user).filter(
+        state__in=(ReviewState.PENDING, ReviewState.ESCALATED)
+    )
+    totals = open_qs.aggregate(
+        total=Count("pk"),
+        mine=Count("pk", filter=Q(assignee=user)),
+        unassigned=Count("pk", filter=Q(assignee__isnull=True)),
+        overdue=Count("pk", filter=Q(due_at__lt=now)),
+        due_soon=Count("pk", filter=Q(due_at__gte=now, due_at__lt=soon)),
+        approval=Count("pk", filter=Q(kind="approval")),
+        edit=Count("pk", filter=Q(kind="edit")),
+        escalation=Count("pk", filter=Q(kind="escalation")),
+    )
+    return totals

@@ -1,12 +1,18 @@
 """Admin screens: scoping to the reviewer's queues, and history that cannot be reverted."""
 
+from datetime import timedelta
+from io import StringIO
+
 import pytest
+import time_machine
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from reviews.models import ReviewState
+from reviews.models import Queue, ReviewRequest, ReviewState
 from reviews.services import review_approve
 from reviews.tests.factories import QueueFactory, UserFactory, make_review
 
@@ -151,3 +157,203 @@ def test_inbox_query_count_does_not_grow_with_rows(
         make_review(queue=queue)
     with django_assert_num_queries(few):
         assert client.get(url).status_code == 200
+
+
+# --- the decision screens ---
+
+
+@pytest.fixture
+def demo(db):
+    call_command("seed_demo", "--force", stdout=StringIO())
+    users = {u.username: u for u in get_user_model().objects.all()}
+    return users
+
+
+def screen_url(review, suffix="change"):
+    name = {"approval": "approvalreview", "edit": "editreview", "escalation": "escalationreview"}
+    return reverse(f"admin:reviews_{name[review.kind]}_{suffix}", args=[review.pk])
+
+
+def demo_review(run_id):
+    return ReviewRequest.objects.get(run__run_id=run_id)
+
+
+@pytest.mark.django_db
+def test_each_kind_has_its_own_screen_with_only_allowed_choices(client, demo):
+    client.force_login(demo["reviewer"])
+    approval = client.get(screen_url(demo_review("demo-refund-17"))).text
+    assert "May this action happen?" in approval
+    assert "Refund 20.00 EUR to order 17" in approval
+    for choice in ("approve", "reject", "request_more_evidence", "escalate", "edit"):
+        assert f'value="{choice}"' in approval
+    assert 'value="take_over"' not in approval
+
+    edit = client.get(screen_url(demo_review("demo-draft-990"))).text
+    assert "Should this text change before it is used?" in edit
+    assert "Accept as is" in edit and "Save edits" in edit
+    assert 'value="request_more_evidence"' not in edit
+
+    escalation = client.get(screen_url(demo_review("demo-escalate-refund-512"))).text
+    assert "Should a person take over?" in escalation
+    assert "goodwill voucher of 50.00 EUR" in escalation
+    assert 'value="take_over"' in escalation and 'value="guide"' in escalation
+    assert 'value="approve"' not in escalation
+
+    stale = client.get(screen_url(demo_review("demo-delete-88"))).text
+    assert "stale since" in stale
+
+
+@pytest.mark.django_db
+def test_deciding_goes_through_the_service_and_ends_the_choices(client, demo):
+    review = demo_review("demo-refund-17")
+    client.force_login(demo["reviewer"])
+    response = client.post(
+        screen_url(review, "decide"), {"choice": "approve", "reason": "looks right"}
+    )
+    assert response.status_code == 302
+    review.refresh_from_db()
+    assert review.state == ReviewState.APPROVED
+    assert review.history.latest().history_user == demo["reviewer"]
+    page = client.get(screen_url(review)).text
+    assert 'value="reject"' not in page
+    assert "nothing more to decide" in page
+    again = client.post(screen_url(review, "decide"), {"choice": "reject", "reason": "late"})
+    assert again.status_code == 200
+    assert "already approved" in again.text
+
+
+@pytest.mark.django_db
+def test_a_refused_decision_keeps_what_was_typed(client, demo):
+    review = demo_review("demo-draft-990")
+    client.force_login(demo["reviewer"])
+    typed = "Hi Sam, a brand new text that must not be lost."
+    response = client.post(screen_url(review, "decide"), {"choice": "reject", "content": typed})
+    assert response.status_code == 200
+    assert "reason is required" in response.text
+    assert typed in response.text
+    review.refresh_from_db()
+    assert review.state == ReviewState.PENDING
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "must be a JSON object"),
+        ('{"order_id": "17", "amount": "20.00"}', "not valid"),  # schema: currency missing
+        ('{"order_id": "17", "amount": "5000.00", "currency": "EUR"}', "authority"),
+    ],
+)
+def test_argument_edits_are_revalidated(client, demo, arguments, message):
+    review = demo_review("demo-refund-17")
+    client.force_login(demo["reviewer"])
+    response = client.post(screen_url(review, "decide"), {"choice": "edit", "arguments": arguments})
+    assert response.status_code == 200
+    assert message in response.text
+    review.refresh_from_db()
+    assert review.state == ReviewState.PENDING
+
+
+@pytest.mark.django_db
+def test_an_argument_edit_within_authority_is_recorded(client, demo):
+    review = demo_review("demo-refund-17")
+    client.force_login(demo["reviewer"])
+    body = '{"order_id": "17", "amount": "15.00", "currency": "EUR"}'
+    client.post(screen_url(review, "decide"), {"choice": "edit", "arguments": body, "reason": "x"})
+    review.refresh_from_db()
+    assert (review.state, review.final_arguments["amount"]) == (ReviewState.EDITED, "15.00")
+    assert "15.00" in client.get(screen_url(review)).text
+
+
+@pytest.mark.django_db
+def test_other_queues_are_refused_everywhere(client, demo):
+    mine, theirs = demo_review("demo-refund-17"), demo_review("demo-perm-77")
+    client.force_login(demo["reviewer"])
+    assert client.get(screen_url(theirs)).status_code == 302
+    assert client.get(screen_url(theirs, "history")).status_code in (302, 403, 404)
+    assert client.post(screen_url(theirs, "decide"), {"choice": "approve"}).status_code == 403
+    assert client.post(screen_url(theirs, "assign")).status_code == 403
+    theirs.refresh_from_db()
+    assert theirs.state == ReviewState.PENDING
+    assert client.get(screen_url(mine, "history")).status_code == 200
+
+
+@pytest.mark.django_db
+def test_leads_see_the_queues_they_own(client, demo):
+    client.force_login(demo["lead"])
+    inbox = client.get(reverse("admin:reviews_reviewrequest_changelist")).text
+    assert "Refund a damaged mug" in inbox and "Grant billing-admin" in inbox
+
+
+@pytest.mark.django_db
+def test_claim_and_bulk_assign(client, demo):
+    review = demo_review("demo-refund-17")
+    client.force_login(demo["reviewer"])
+    client.post(screen_url(review, "assign"))
+    review.refresh_from_db()
+    assert review.assignee == demo["reviewer"]
+
+    client.force_login(demo["lead"])
+    ids = [demo_review("demo-email-204").pk, demo_review("demo-delete-88").pk]
+    client.post(
+        reverse("admin:reviews_approvalreview_changelist"),
+        {"action": "assign_selected", "assignee": demo["reviewer"].pk, "_selected_action": ids},
+    )
+    assert set(ReviewRequest.objects.filter(pk__in=ids).values_list("assignee", flat=True)) == {
+        demo["reviewer"].pk
+    }
+    mine = client.get(reverse("admin:reviews_approvalreview_changelist") + "?assigned=none")
+    assert "Tell customer c-204" not in mine.text
+
+
+@pytest.mark.django_db
+def test_home_counts_my_open_reviews(client, demo):
+    client.force_login(demo["reviewer"])
+    home = client.get(reverse("admin:index"))
+    counts = home.context["counts"]
+    assert (counts["total"], counts["approval"], counts["edit"], counts["escalation"]) == (
+        5,
+        3,
+        1,
+        1,
+    )
+    client.force_login(demo["reviewer2"])
+    assert client.get(reverse("admin:index")).context["counts"]["total"] == 3
+
+
+@pytest.mark.django_db
+def test_overdue_reviews_are_highlighted(client, demo):
+    client.force_login(demo["reviewer"])
+    review = demo_review("demo-refund-17")
+    with time_machine.travel(review.due_at + timedelta(minutes=30), tick=False):
+        page = client.get(reverse("admin:reviews_approvalreview_changelist"))
+        assert 'class="hitl-overdue">overdue 30m' in page.text
+        assert client.get(reverse("admin:index")).context["counts"]["overdue"] == 5
+
+
+@pytest.mark.django_db
+def test_all_kinds_inbox_query_count_is_flat(client, demo, django_assert_num_queries):
+    url = reverse("admin:reviews_reviewrequest_changelist")
+    client.force_login(demo["reviewer"])
+    client.get(url)
+    few = count_queries(client, url)
+    queue = Queue.objects.get(slug="operations")
+    for _ in range(10):
+        make_review(queue=queue, kind="edit", action_name="draft_reply", content="x")
+    with django_assert_num_queries(few):
+        assert client.get(url).status_code == 200
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_large_inboxes_are_not_counted_row_by_row(client, demo, monkeypatch):
+    from reviews.admin import pagination
+
+    monkeypatch.setattr(pagination, "EXACT_BELOW", 0)  # as if the table were huge
+    client.force_login(demo["reviewer"])
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.get(reverse("admin:reviews_reviewrequest_changelist")).status_code == 200
+    sql = [q["sql"] for q in ctx.captured_queries]
+    assert any(s.startswith("EXPLAIN") for s in sql)
+    assert not any("COUNT(" in s.upper() and "reviews_reviewrequest" in s for s in sql), sql

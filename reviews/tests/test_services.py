@@ -23,6 +23,7 @@ from reviews.models import Agent, AgentRun, Decision, ReviewState, RunStatus
 from reviews.selectors import resume_instruction
 from reviews.services import (
     review_approve,
+    review_assign,
     review_cancel,
     review_decide,
     review_edit,
@@ -431,3 +432,33 @@ def test_guide_lets_the_agent_continue_and_executes_nothing(queue, reviewer):
 def test_approval_reviews_do_not_offer_take_over(review, reviewer):
     with pytest.raises(ChoiceNotOffered):
         review_take_over(review_id=review.review_id, reviewer=reviewer)
+
+
+# --- assignment ---
+
+
+@pytest.mark.django_db
+def test_a_member_claims_and_the_lead_reassigns(queue, reviewer, reviewer2):
+    review = make_review(queue=queue)
+    review_assign(review_id=review.review_id, actor=reviewer, assignee=reviewer)
+    review.refresh_from_db()
+    assert review.assignee == reviewer
+    assert review.history.latest().history_change_reason == "assigned to rita"
+    with pytest.raises(NotAuthorized):
+        review_assign(review_id=review.review_id, actor=reviewer2, assignee=reviewer)
+    review_assign(review_id=review.review_id, actor=queue.owner, assignee=reviewer2)
+    review.refresh_from_db()
+    assert review.assignee == reviewer2
+
+
+@pytest.mark.django_db
+def test_assignment_stays_inside_the_queue(queue, reviewer):
+    review = make_review(queue=queue)
+    outsider = UserFactory(username="outsider")
+    with pytest.raises(NotAuthorized):
+        review_assign(review_id=review.review_id, actor=outsider, assignee=outsider)
+    with pytest.raises(InvalidReviewInput, match="not a member"):
+        review_assign(review_id=review.review_id, actor=queue.owner, assignee=outsider)
+    review_approve(review_id=review.review_id, reviewer=reviewer)
+    with pytest.raises(AlreadyDecided):
+        review_assign(review_id=review.review_id, actor=queue.owner, assignee=reviewer)

@@ -1,148 +1,19 @@
-"""Admin screens of the reviews app. Read-only views of the workflow: decisions go through
-reviews.services (the reviewer screens with their buttons come with the inbox)."""
+"""Admin for the platform's plumbing: queues, runs, agents and keys, executions, webhooks."""
 
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied
-from simple_history.admin import SimpleHistoryAdmin
 
-from . import selectors
-from .actors import Actor
-from .models import (
+from .. import selectors
+from ..actors import Actor
+from ..models import (
     Agent,
     AgentKey,
     AgentRun,
-    ApprovalReview,
-    Decision,
-    EditReview,
-    EscalationReview,
-    Evidence,
     Execution,
     Queue,
-    ReviewKind,
     WebhookDelivery,
 )
-from .services import agent_key_issue, agent_key_revoke
-
-
-class NoRevertHistoryAdmin(SimpleHistoryAdmin):
-    """History is for reading: a revert would move state behind the state machine's back."""
-
-    def history_form_view(self, request, object_id, version_id, extra_context=None):
-        if request.method == "POST":
-            raise PermissionDenied("Reverting from history is disabled; the audit is immutable.")
-        return super().history_form_view(request, object_id, version_id, extra_context)
-
-
-class EvidenceInline(admin.TabularInline):
-    model = Evidence
-    fields = ("evidence_id", "title", "url", "excerpt", "fresh_until", "supplied_at")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-
-class DecisionInline(admin.TabularInline):
-    model = Decision
-    fields = ("decided_at", "reviewer", "choice", "reason", "state_before", "state_after", "diff")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-
-class ReviewAdminBase(NoRevertHistoryAdmin):
-    """A read-only view of one kind of review, scoped to the reviewer's queues."""
-
-    kind: str = ""
-    list_display = (
-        "review_id",
-        "state",
-        "risk",
-        "action_name",
-        "target_system",
-        "summary",
-        "queue",
-        "assignee",
-        "due_at",
-        "expires_at",
-    )
-    list_filter = ("state", "risk", "queue")
-    list_select_related = ("queue", "assignee")
-    search_fields = ("review_id", "summary", "action_name", "run__run_id")
-    ordering = ("due_at", "id")
-    inlines = (EvidenceInline, DecisionInline)
-    fieldsets = (
-        (None, {"fields": ("review_id", "state", "kind", "queue", "assignee", "tenant")}),
-        (
-            "The proposal",
-            {
-                "fields": (
-                    "action_name",
-                    "target_system",
-                    "summary",
-                    "consequence",
-                    "arguments",
-                    "content",
-                    "affected_resources",
-                )
-            },
-        ),
-        (
-            "The case for it",
-            {"fields": ("confidence", "uncertainty", "options_considered", "risk", "policy")},
-        ),
-        (
-            "Workflow",
-            {
-                "fields": (
-                    "run",
-                    "choices",
-                    "required_approvals",
-                    "due_at",
-                    "expires_at",
-                    "versions",
-                    "proposed_by",
-                    "created_at",
-                    "decided_at",
-                    "final_arguments",
-                    "final_content",
-                )
-            },
-        ),
-    )
-
-    def get_readonly_fields(self, request, obj=None):
-        return [f for fieldset in self.fieldsets for f in fieldset[1]["fields"]]
-
-    def get_queryset(self, request):
-        qs = super().get_queryset(request).filter(kind=self.kind)
-        return selectors.reviews_visible_to(user=request.user, queryset=qs)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-@admin.register(ApprovalReview)
-class ApprovalReviewAdmin(ReviewAdminBase):
-    kind = ReviewKind.APPROVAL
-
-
-@admin.register(EditReview)
-class EditReviewAdmin(ReviewAdminBase):
-    kind = ReviewKind.EDIT
-
-
-@admin.register(EscalationReview)
-class EscalationReviewAdmin(ReviewAdminBase):
-    kind = ReviewKind.ESCALATION
+from ..services import agent_key_issue, agent_key_revoke
+from .base import NoRevertHistoryAdmin
 
 
 @admin.register(Queue)

@@ -1,0 +1,3 @@
+"""Admin screens of the reviews app (importing the modules registers them)."""
+
+from . import inbox, operations  # noqa: F401

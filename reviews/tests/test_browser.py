@@ -1,0 +1,120 @@
+"""A reviewer works the inbox in a real browser (Playwright driving Debian's Chromium)."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+
+from reviews.models import Decision, ReviewRequest, ReviewState
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(settings.BASE_DIR) / "artifacts" / "screenshots"
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists() or shutil.which("chromium") is None,
+        reason="browser: needs Debian's chromium (apt-get install chromium)",
+    ),
+]
+
+
+@pytest.fixture
+def browser_page(live_server, transactional_db, monkeypatch):
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes
+    # between page actions are plain synchronous code all the same.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    call_command("seed_demo", "--force", stdout=open(os.devnull, "w"))  # noqa: SIM115
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(15_000)
+        yield page, live_server.url
+        browser.close()
+
+
+def login(page, base, username):
+    page.goto(f"{base}/admin/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", "demo")
+    page.click("input[type=submit]")
+    page.wait_for_selector("#reviewer-home")
+
+
+def review(run_id):
+    return ReviewRequest.objects.get(run__run_id=run_id)
+
+
+def test_a_reviewer_works_three_kinds_and_cannot_open_another_queue(browser_page):
+    page, base = browser_page
+    login(page, base, "reviewer")
+
+    # The inbox, then an approval review: approve it.
+    page.click("text=Approvals")
+    page.wait_for_selector("#result_list")
+    assert page.locator("#result_list").inner_text().count("Pending") == 3
+    page.click("text=Refund a damaged mug on order 17.")
+    page.wait_for_selector(".hitl-consequence")
+    assert "Refund 20.00 EUR to order 17" in page.inner_text(".hitl-consequence")
+    page.screenshot(path=str(ARTIFACTS / "approval.png"), full_page=True)
+    page.fill("#hitl-reason", "Photo shows the damage")
+    page.click("button[value=approve]")
+    page.wait_for_selector(".messagelist")
+    assert "Recorded: approve" in page.inner_text(".messagelist")
+    assert review("demo-refund-17").state == ReviewState.APPROVED
+    assert page.locator("button[value=reject]").count() == 0  # nothing more to decide
+
+    # An edit review: change the text; the diff shows.
+    page.goto(f"{base}/admin/reviews/editreview/")
+    page.click("text=Reply to a customer asking about a late refund.")
+    page.wait_for_selector("#hitl-content")
+    text = page.input_value("#hitl-content")
+    page.fill("#hitl-content", text.replace("3-5 business days", "2 business days"))
+    page.click("button[value=edit]")
+    page.wait_for_selector(".hitl-diff")
+    diff = page.inner_text(".hitl-diff")
+    assert "+" in diff and "2 business days" in diff
+    page.screenshot(path=str(ARTIFACTS / "edit.png"), full_page=True)
+    assert review("demo-draft-990").state == ReviewState.EDITED
+
+    # Escalate an approval review: a reason is required, and what was typed is kept.
+    page.goto(f"{base}/admin/reviews/approvalreview/")
+    page.click("text=Tell customer c-204 their parcel is delayed.")
+    page.click("button[value=escalate]")
+    page.wait_for_selector(".messagelist .error")
+    assert "reason is required" in page.inner_text(".messagelist")
+    page.fill("#hitl-reason", "Customer is a key account, lead should decide")
+    page.click("button[value=escalate]")
+    page.wait_for_selector(".hitl-state-escalated")
+    assert review("demo-email-204").state == ReviewState.ESCALATED
+
+    # The escalation screen asks its own question.
+    page.goto(f"{base}/admin/reviews/escalationreview/")
+    page.click("text=Customer demands a full refund for a sofa delivered late.")
+    page.wait_for_selector("text=Why the agent is unsure")
+    assert page.locator("button[value=take_over]").count() == 1
+    assert page.locator("button[value=guide]").count() == 1
+    page.screenshot(path=str(ARTIFACTS / "escalation.png"), full_page=True)
+
+    # Another queue's review is refused, by URL too.
+    other = review("demo-perm-77")
+    page.goto(f"{base}/admin/reviews/approvalreview/{other.pk}/change/")
+    assert "Grant billing-admin" not in page.content()
+    assert "doesn" in page.inner_text(".messagelist")  # the admin's "doesn't exist"
+    assert not Decision.objects.filter(review=other).exists()
