@@ -1,6 +1,7 @@
 """Queues, agent runs, review requests with their state machine, evidence and decisions."""
 
 import secrets
+from contextvars import ContextVar
 from datetime import timedelta
 
 from django.conf import settings
@@ -110,6 +111,18 @@ class Queue(models.Model):
     expiry = models.DurationField(
         default=_default_expiry, help_text="Time from creation until a review expires."
     )
+    remind_before = models.DurationField(
+        null=True,
+        blank=True,
+        default=timedelta(minutes=30),
+        help_text="Remind the assignee (or the members) this long before the SLA; empty: never.",
+    )
+    remind_every = models.DurationField(
+        null=True,
+        blank=True,
+        default=timedelta(hours=1),
+        help_text="After the SLA, remind the owner this often; empty: once.",
+    )
     expiry_behaviour = models.CharField(
         max_length=20, choices=ExpiryBehaviour.choices, default=ExpiryBehaviour.CANCEL
     )
@@ -131,6 +144,12 @@ class Queue(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def first_reminder_at(self, due_at):
+        """When a review due at `due_at` in this queue gets its first reminder."""
+        if due_at is None:
+            return None
+        return due_at - self.remind_before if self.remind_before is not None else due_at
+
     def clean(self) -> None:
         seen = {self.pk}
         node = self.fallback
@@ -139,6 +158,12 @@ class Queue(models.Model):
                 raise ValidationError({"fallback": "The fallback chain loops back on itself."})
             seen.add(node.pk)
             node = node.fallback
+        if self.expiry_behaviour == ExpiryBehaviour.REROUTE and self.fallback_id is None:
+            raise ValidationError({"fallback": "Rerouting on expiry needs a fallback queue."})
+        for field in ("remind_before", "remind_every"):
+            value = getattr(self, field)
+            if value is not None and value <= timedelta(0):
+                raise ValidationError({field: "Must be positive (or empty)."})
         if self.sla is not None and self.sla <= timedelta(0):
             raise ValidationError({"sla": "The SLA must be positive."})
         if self.expiry is not None and self.expiry <= timedelta(0):
@@ -211,18 +236,30 @@ class AgentRun(models.Model):
         return self.run_id
 
 
+_writing_transitioned_rows: ContextVar[bool] = ContextVar("writing_transitioned", default=False)
+
+
 class ReviewQuerySet(models.QuerySet):
     """Refuses bulk writes of state: only the state machine moves a review."""
 
     def update(self, **kwargs):
-        if "state" in kwargs:
+        if "state" in kwargs and not _writing_transitioned_rows.get():
             raise TypeError("ReviewRequest.state changes only through reviews.services.")
         return super().update(**kwargs)
 
     def bulk_update(self, objs, fields, *args, **kwargs):
-        if "state" in fields:
+        objs = list(objs)
+        if "state" not in fields:
+            return super().bulk_update(objs, fields, *args, **kwargs)
+        # A bulk write of state is allowed only for rows whose state the FSM just moved
+        # (the expiry sweep marks them); anything else goes through one transition each.
+        if not all(getattr(o, "_moved_by_fsm", False) for o in objs):
             raise TypeError("ReviewRequest.state changes only through reviews.services.")
-        return super().bulk_update(objs, fields, *args, **kwargs)
+        token = _writing_transitioned_rows.set(True)
+        try:
+            return super().bulk_update(objs, fields, *args, **kwargs)
+        finally:
+            _writing_transitioned_rows.reset(token)
 
     def open(self):
         return self.filter(state__in=OPEN_STATES)
@@ -280,6 +317,8 @@ class ReviewRequest(ConcurrentTransitionMixin, models.Model):
     )
     due_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
+    # When the reminder sweep should look at this review next (None: no more reminders).
+    next_reminder_at = models.DateTimeField(null=True, blank=True)
     versions = models.JSONField(default=dict, blank=True)
     proposed_by = models.CharField(max_length=200)
     proposed_by_user = models.ForeignKey(
@@ -292,6 +331,10 @@ class ReviewRequest(ConcurrentTransitionMixin, models.Model):
     )
 
     # The outcome.
+    expiry_action = models.CharField(max_length=20, blank=True, default="")
+    rerouted_to = models.OneToOneField(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="rerouted_from"
+    )
     final_arguments = models.JSONField(null=True, blank=True)
     # None means "not decided yet", distinct from an approved empty text.
     final_content = models.TextField(null=True, blank=True)  # noqa: DJ001
@@ -308,6 +351,7 @@ class ReviewRequest(ConcurrentTransitionMixin, models.Model):
             models.Index(fields=["queue", "state", "due_at"], name="review_inbox_idx"),
             models.Index(fields=["state", "expires_at"], name="review_expiry_idx"),
             models.Index(fields=["assignee", "state"], name="review_assignee_idx"),
+            models.Index(fields=["state", "next_reminder_at"], name="review_reminder_idx"),
         ]
         permissions = [("decide_reviewrequest", "Can decide review requests")]
         verbose_name = "review (all kinds)"
@@ -511,6 +555,33 @@ class Decision(models.Model):
         if self.opened_at is None:
             return None
         return self.decided_at - self.opened_at
+
+
+class ReminderKind(models.TextChoices):
+    BEFORE_SLA = "before_sla", "Before the SLA"
+    AFTER_SLA = "after_sla", "After the SLA"
+
+
+class Reminder(models.Model):
+    """One reminder about one review: logged before it is sent, so none goes out twice."""
+
+    review = models.ForeignKey(ReviewRequest, on_delete=models.CASCADE, related_name="reminders")
+    kind = models.CharField(max_length=20, choices=ReminderKind.choices)
+    sequence = models.PositiveIntegerField(default=1)
+    recipients = models.JSONField(default=list)
+    sent_at = models.DateTimeField(default=timezone.now)
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["review", "sent_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["review", "kind", "sequence"], name="reminder_once_per_step"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.sequence} for {self.review_id}"
 
 
 class ExecutionState(models.TextChoices):

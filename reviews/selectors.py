@@ -9,7 +9,16 @@ from django_fsm import can_proceed
 
 from policies.selectors import action_type_for
 
-from .models import Choice, Decision, Execution, ExecutionState, Queue, ReviewRequest, ReviewState
+from .models import (
+    Choice,
+    Decision,
+    Execution,
+    ExecutionState,
+    ExpiryBehaviour,
+    Queue,
+    ReviewRequest,
+    ReviewState,
+)
 
 
 def queues_for(*, user: AbstractBaseUser) -> QuerySet[Queue]:
@@ -66,11 +75,15 @@ def resume_instruction(review: ReviewRequest) -> dict:
     if state == ReviewState.CANCELLED:
         return {"action": "cancelled"}
     if state == ReviewState.EXPIRED:
-        return {
+        behaviour = review.expiry_action or review.queue.expiry_behaviour
+        instruction = {
             "action": "expired",
-            "what_happened": review.queue.get_expiry_behaviour_display(),
-            "expiry_behaviour": review.queue.expiry_behaviour,
+            "expiry_behaviour": behaviour,
+            "what_happened": ExpiryBehaviour(behaviour).label,
         }
+        if review.rerouted_to_id:
+            instruction["rerouted_to"] = review.rerouted_to.review_id
+        return instruction
     if state == ReviewState.EDITED and last is not None and last.choice == Choice.GUIDE:
         return {"action": "continue_with_guidance", "guidance": review.final_content}
     execution = review.execution if _has_execution(review) else None

@@ -19,3 +19,17 @@ def deliver_webhook(delivery_id: int) -> str:
 def retry_webhooks() -> int:
     """The scheduled sweep: retry the deliveries whose backoff has elapsed."""
     return webhook_retry_due()
+
+
+def expire_reviews() -> str:
+    """The scheduled expiry sweep."""
+    from .services.sweeps import expire_due
+
+    return expire_due().line("expired")
+
+
+def send_reminders() -> str:
+    """The scheduled reminder sweep."""
+    from .services.sweeps import send_reminders as sweep
+
+    return sweep().line("reminders sent")

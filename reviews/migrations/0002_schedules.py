@@ -5,6 +5,8 @@ from django.db import migrations
 SCHEDULES = [
     # name, function, minutes between runs
     ("retry webhooks", "reviews.tasks.retry_webhooks", 1),
+    ("expire reviews", "reviews.tasks.expire_reviews", 1),
+    ("send reminders", "reviews.tasks.send_reminders", 1),
 ]
 
 

@@ -173,6 +173,7 @@ def review_create(
             required_approvals=required_approvals,
             due_at=due_at or now + queue.sla,
             expires_at=expires_at or now + queue.expiry,
+            next_reminder_at=queue.first_reminder_at(due_at or now + queue.sla),
             versions=versions,
             proposed_by=actor.label,
             proposed_by_user=proposed_by_user,

@@ -1,0 +1,287 @@
+"""The worker's sweeps: expire what nobody decided in time, remind before it comes to that.
+
+Both are safe with several worker clusters at once: rows are claimed with
+`SELECT ... FOR UPDATE SKIP LOCKED`, so two sweeps never process the same review, and a
+reviewer deciding a review at that moment holds its lock (the sweep skips it; if the sweep
+got there first, the reviewer gets "already expired").
+"""
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from .. import selectors
+from ..actors import Actor
+from ..models import (
+    OPEN_STATES,
+    AgentRun,
+    Evidence,
+    ExpiryBehaviour,
+    Reminder,
+    ReminderKind,
+    ReviewRequest,
+    ReviewState,
+    RunStatus,
+)
+from ._common import stamp
+from .webhooks import webhook_queue
+
+logger = logging.getLogger(__name__)
+
+EXPIRY_ACTOR = Actor.system("expiry")
+REMINDER_ACTOR = Actor.system("reminders")
+
+
+@dataclass
+class SweepSummary:
+    """What one sweep did, for the log line and the command's output."""
+
+    processed: int = 0
+    by_action: dict[str, int] = field(default_factory=dict)
+
+    def count(self, action: str) -> None:
+        self.processed += 1
+        self.by_action[action] = self.by_action.get(action, 0) + 1
+
+    def line(self, what: str) -> str:
+        parts = ", ".join(f"{k} {v}" for k, v in sorted(self.by_action.items()))
+        return f"{what}: {self.processed}" + (f" ({parts})" if parts else "")
+
+
+def expire_due(*, now: datetime | None = None, batch_size: int = 500) -> SweepSummary:
+    """Expire every open review past its `expires_at`, in batches, and apply each queue's
+    expiry behaviour. Expired reviews never execute."""
+    summary = SweepSummary()
+    while True:
+        done = _expire_batch(now=now or timezone.now(), batch_size=batch_size, summary=summary)
+        if done < batch_size:
+            return summary
+
+
+def _expire_batch(*, now: datetime, batch_size: int, summary: SweepSummary) -> int:
+    with transaction.atomic():
+        batch = list(
+            ReviewRequest.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("queue__fallback", "run__agent")
+            .filter(state__in=OPEN_STATES, expires_at__lte=now)
+            .order_by("expires_at", "id")[:batch_size]
+        )
+        if not batch:
+            return 0
+        for review in batch:
+            review.expire()
+            review._moved_by_fsm = True
+            review.decided_at = now
+            review.expiry_action = review.queue.expiry_behaviour
+        successors = _reroute([r for r in batch if r.expiry_action == ExpiryBehaviour.REROUTE], now)
+        for review in batch:
+            successor = successors.get(review.pk)
+            review.rerouted_to = successor
+            review._history_user = None
+            review._change_reason = _expiry_reason(review, successor)
+            review.updated_at = now
+        ReviewRequest.objects.bulk_update(
+            batch, ["state", "decided_at", "expiry_action", "rerouted_to", "updated_at"]
+        )
+        ReviewRequest.history.bulk_history_create(
+            batch,
+            update=True,
+            default_date=now,
+            custom_historical_attrs={"history_actor": EXPIRY_ACTOR.label},
+        )
+        _refresh_runs({r.run_id for r in batch}, now)
+        for review in batch:
+            if review.run.agent.callback_url:
+                webhook_queue(
+                    review=review,
+                    event="review.expired",
+                    data={"state": review.state, "resume": selectors.resume_instruction(review)},
+                )
+            summary.count(review.expiry_action)
+        return len(batch)
+
+
+def _refresh_runs(run_ids: set[int], now: datetime) -> None:
+    """The runs' statuses after a batch expired, in a fixed number of queries."""
+    waiting = set(
+        ReviewRequest.objects.filter(
+            run_id__in=run_ids, state__in=(ReviewState.PENDING, ReviewState.ESCALATED)
+        ).values_list("run_id", flat=True)
+    )
+    changed = []
+    for run in (
+        AgentRun.objects.select_for_update()
+        .filter(pk__in=run_ids)
+        .exclude(status__in=(RunStatus.COMPLETED, RunStatus.STOPPED))
+    ):
+        status = RunStatus.WAITING if run.pk in waiting else RunStatus.RESUMABLE
+        if status != run.status:
+            run.status = status
+            run.updated_at = now
+            run._change_reason = "a review of this run expired"
+            changed.append(run)
+    AgentRun.objects.bulk_update(changed, ["status", "updated_at"])
+    AgentRun.history.bulk_history_create(
+        changed,
+        update=True,
+        default_date=now,
+        custom_historical_attrs={"history_actor": EXPIRY_ACTOR.label},
+    )
+
+
+def _reroute(reviews: list[ReviewRequest], now: datetime) -> dict[int, ReviewRequest]:
+    """A new review in the fallback queue for each, linked from the expired one."""
+    successors: dict[int, ReviewRequest] = {}
+    for review in reviews:
+        fallback = review.queue.fallback
+        if fallback is None:
+            review.expiry_action = ExpiryBehaviour.CANCEL
+            continue
+        successor = ReviewRequest(
+            run=review.run,
+            kind=review.kind,
+            tenant=review.tenant,
+            action_name=review.action_name,
+            target_system=review.target_system,
+            arguments=review.arguments,
+            summary=review.summary,
+            consequence=review.consequence,
+            content=review.content,
+            affected_resources=review.affected_resources,
+            confidence=review.confidence,
+            uncertainty=review.uncertainty,
+            options_considered=review.options_considered,
+            policy=review.policy,
+            risk=review.risk,
+            queue=fallback,
+            choices=review.choices,
+            required_approvals=review.required_approvals,
+            due_at=now + fallback.sla,
+            expires_at=now + fallback.expiry,
+            next_reminder_at=fallback.first_reminder_at(now + fallback.sla),
+            versions=review.versions,
+            proposed_by=review.proposed_by,
+            proposed_by_user=review.proposed_by_user,
+            created_at=now,
+        )
+        stamp(successor, EXPIRY_ACTOR, f"rerouted from {review.review_id} in {review.queue.slug}")
+        successor.save()
+        Evidence.objects.bulk_create(
+            Evidence(
+                review=successor,
+                evidence_id=e.evidence_id,
+                title=e.title,
+                url=e.url,
+                excerpt=e.excerpt,
+                fresh_until=e.fresh_until,
+                position=e.position,
+                supplied_at=e.supplied_at,
+            )
+            for e in review.evidence.all()
+        )
+        successors[review.pk] = successor
+    return successors
+
+
+def _expiry_reason(review: ReviewRequest, successor: ReviewRequest | None) -> str:
+    behaviour = review.expiry_action
+    if behaviour == ExpiryBehaviour.REROUTE and successor is not None:
+        return f"expired: rerouted to {successor.queue.slug} as {successor.review_id}"
+    if behaviour == ExpiryBehaviour.REGENERATE:
+        return "expired: the agent is asked for fresh evidence and a new proposal"
+    return "expired: cancelled, the agent is told"
+
+
+# --- reminders --------------------------------------------------------------------------
+
+
+def send_reminders(*, now: datetime | None = None, batch_size: int = 500) -> SweepSummary:
+    """Remind before the SLA (the assignee, or the members when nobody is assigned) and
+    after it (the queue's owner and the assignee), each step once, logged before sending."""
+    now = now or timezone.now()
+    summary = SweepSummary()
+    outbox: list[tuple[Reminder, str, str, list[str]]] = []
+    with transaction.atomic():
+        due = list(
+            ReviewRequest.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("queue__owner", "assignee")
+            .filter(
+                state__in=(ReviewState.PENDING, ReviewState.ESCALATED),
+                next_reminder_at__lte=now,
+                expires_at__gt=now,
+            )
+            .order_by("next_reminder_at", "id")[:batch_size]
+        )
+        for review in due:
+            kind = ReminderKind.BEFORE_SLA if now < review.due_at else ReminderKind.AFTER_SLA
+            review.next_reminder_at = _following(review, kind, now)
+            recipients = _recipients(review, kind)
+            if not recipients:
+                continue
+            sequence = review.reminders.filter(kind=kind).count() + 1
+            try:
+                with transaction.atomic():
+                    reminder = Reminder.objects.create(
+                        review=review,
+                        kind=kind,
+                        sequence=sequence,
+                        recipients=recipients,
+                        sent_at=now,
+                    )
+            except IntegrityError:
+                continue  # another sweep logged this step first
+            subject, body = _message(review, kind, now)
+            outbox.append((reminder, subject, body, recipients))
+            summary.count(kind)
+        ReviewRequest.objects.bulk_update(due, ["next_reminder_at"])
+        transaction.on_commit(lambda: _deliver(outbox))
+    return summary
+
+
+def _following(review: ReviewRequest, kind: str, now: datetime) -> datetime | None:
+    if kind == ReminderKind.BEFORE_SLA:
+        return review.due_at
+    every = review.queue.remind_every
+    return now + every if every is not None else None
+
+
+def _recipients(review: ReviewRequest, kind: str) -> list[str]:
+    people = []
+    if review.assignee_id:
+        people.append(review.assignee)
+    elif kind == ReminderKind.BEFORE_SLA:
+        people.extend(review.queue.members.filter(is_active=True))
+    if kind == ReminderKind.AFTER_SLA and review.queue.owner_id:
+        people.append(review.queue.owner)
+    return sorted({p.email for p in people if p.email and p.is_active})
+
+
+def _message(review: ReviewRequest, kind: str, now: datetime) -> tuple[str, str]:
+    if kind == ReminderKind.BEFORE_SLA:
+        minutes = int((review.due_at - now).total_seconds() // 60)
+        subject = f"[hitl] Due in {minutes} min: {review.summary[:80]}"
+    else:
+        minutes = int((now - review.due_at).total_seconds() // 60)
+        subject = f"[hitl] Overdue by {minutes} min: {review.summary[:80]}"
+    base = getattr(settings, "HITL_BASE_URL", "").rstrip("/")
+    body = (
+        f"{review.get_kind_display()} review {review.review_id} in {review.queue.name}\n"
+        f"{review.consequence or review.action_name}\n\n"
+        f"Due: {review.due_at:%Y-%m-%d %H:%M %Z}. Expires: {review.expires_at:%Y-%m-%d %H:%M %Z}.\n"
+        f"{base}/admin/reviews/reviewrequest/{review.pk}/change/\n"
+    )
+    return subject, body
+
+
+def _deliver(outbox) -> None:
+    for reminder, subject, body, recipients in outbox:
+        try:
+            send_mail(subject, body, None, recipients)
+        except Exception as exc:
+            logger.warning("Reminder %s could not be sent: %s", reminder.pk, exc)
+            Reminder.objects.filter(pk=reminder.pk).update(error=str(exc)[:1000])
