@@ -7,7 +7,7 @@ admin never saves a review itself.
 
 import copy
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django import forms
 from django.contrib import admin, messages
@@ -15,6 +15,7 @@ from django.contrib.admin.helpers import ActionForm
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -23,7 +24,8 @@ from django.utils.html import format_html
 from policies.selectors import important_arguments
 
 from .. import selectors
-from ..exceptions import ReviewError
+from ..api.metrics import MetricsQuery
+from ..exceptions import InvalidReviewInput, ReviewError
 from ..models import (
     PROXY_BY_KIND,
     ApprovalReview,
@@ -34,7 +36,10 @@ from ..models import (
     ReviewRequest,
     ReviewState,
 )
+from ..selectors.metrics import compute, workload
 from ..services import review_assign, review_decide
+from ..validation import json_problem
+from . import charts
 from .base import NoRevertHistoryAdmin
 from .pagination import EstimatedCountPaginator
 
@@ -129,6 +134,22 @@ class QueueFilter(admin.SimpleListFilter):
         return queryset
 
 
+class SLAFilter(admin.SimpleListFilter):
+    title = "SLA"
+    parameter_name = "sla"
+
+    def lookups(self, request, model_admin):
+        return [("breached", "Past the SLA"), ("soon", "Due within an hour")]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        if self.value() == "breached":
+            return queryset.filter(due_at__lt=now)
+        if self.value() == "soon":
+            return queryset.filter(due_at__gte=now, due_at__lt=now + timedelta(hours=1))
+        return queryset
+
+
 class AssignForm(ActionForm):
     assignee = forms.ModelChoiceField(
         queryset=get_user_model()
@@ -154,7 +175,7 @@ class ReviewAdminBase(NoRevertHistoryAdmin):
         "expiry_left",
     )
     list_display_links = ("action", "short_summary")
-    list_filter = (OpenFilter, QueueFilter, "risk", AssignmentFilter)
+    list_filter = (OpenFilter, QueueFilter, "risk", AssignmentFilter, SLAFilter)
     list_select_related = ("queue", "assignee")
     search_fields = ("=review_id", "summary", "action_name", "=run__run_id")
     ordering = ("due_at", "id")
@@ -352,7 +373,7 @@ class ReviewAdminBase(NoRevertHistoryAdmin):
             if choice == Choice.EDIT and review.kind != ReviewKind.EDIT:
                 arguments = _parse_arguments(data.get("arguments", ""))
             content = data.get("content") if choice == Choice.EDIT else None
-            opened_at = parse_datetime(data.get("opened_at") or "")
+            opened_at = _opened_at(data.get("opened_at"))
             review_decide(
                 review_id=review.review_id,
                 reviewer=request.user,
@@ -390,12 +411,21 @@ class ReviewAdminBase(NoRevertHistoryAdmin):
         )
 
 
-def _parse_arguments(raw: str) -> dict:
-    from ..exceptions import InvalidReviewInput
+def _opened_at(raw: str | None) -> datetime | None:
+    # Only a hint for "time spent": anything odd is ignored rather than refused.
+    try:
+        moment = parse_datetime(raw or "")
+    except ValueError:
+        return None
+    if moment is None or timezone.is_naive(moment):
+        return None
+    return moment
 
+
+def _parse_arguments(raw: str) -> dict:
     try:
         value = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise InvalidReviewInput(
             f"The arguments are not valid JSON: {exc}.",
             field_errors={"arguments": ["Not valid JSON."]},
@@ -403,6 +433,11 @@ def _parse_arguments(raw: str) -> dict:
     if not isinstance(value, dict):
         raise InvalidReviewInput(
             "The arguments must be a JSON object.", field_errors={"arguments": ["Not an object."]}
+        )
+    problem = json_problem(value)
+    if problem:
+        raise InvalidReviewInput(
+            f"The arguments cannot be stored: {problem}.", field_errors={"arguments": [problem]}
         )
     return value
 
@@ -441,11 +476,62 @@ class EscalationReviewAdmin(ReviewAdminBase):
 
 @admin.register(ReviewRequest)
 class InboxAdmin(ReviewAdminBase):
-    """Every kind in one inbox; each row opens the screen for its kind."""
+    """Every kind in one inbox; each row opens the screen for its kind. It also serves
+    the leads' metrics dashboard."""
 
     kind = ""
+
+    def get_urls(self):
+        return [
+            path(
+                "metrics/",
+                self.admin_site.admin_view(self.metrics_view),
+                name="reviews_reviewrequest_metrics",
+            ),
+            *super().get_urls(),
+        ]
+
+    def metrics_view(self, request):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        query = MetricsQuery(data=request.GET)
+        errors = {} if query.is_valid() else query.errors
+        if errors:
+            query = MetricsQuery(data={})
+            query.is_valid()
+        metrics = compute(user=request.user, filters=query.to_filter())
+        series = metrics.series
+        queues = selectors.queues_for(user=request.user)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Review metrics",
+            "opts": self.opts,
+            "metrics": metrics,
+            "overall": metrics.overall,
+            "errors": errors,
+            "query": query.validated_data,
+            "queues": queues,
+            "workload": workload(user=request.user),
+            "outcomes_chart": charts.stacked_bars(
+                series,
+                [
+                    ("approved", "approved", "#2e7d32"),
+                    ("edited", "edited", "#1565c0"),
+                    ("rejected", "rejected", "#c62828"),
+                    ("expired", "expired", "#757575"),
+                    ("open", "still open", "#ffb300"),
+                ],
+            ),
+            "time_chart": charts.line(
+                series, "median_minutes_in_queue", "median minutes in queue", "#6a1b9a"
+            ),
+            "csv_url": reverse("api:metrics") + "?" + request.GET.urlencode() + "&format=csv",
+            "overdue_url": reverse("admin:reviews_reviewrequest_changelist") + "?sla=breached",
+        }
+        return TemplateResponse(request, "admin/reviews/metrics.html", context)
+
     list_display = ("risk_badge", "kind", *ReviewAdminBase.list_display[1:])
-    list_filter = (OpenFilter, QueueFilter, "kind", "risk", AssignmentFilter)
+    list_filter = (OpenFilter, QueueFilter, "kind", "risk", AssignmentFilter, SLAFilter)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         review = self.get_object(request, object_id)

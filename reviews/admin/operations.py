@@ -12,7 +12,7 @@ from ..models import (
     Queue,
     WebhookDelivery,
 )
-from ..services import agent_key_issue, agent_key_revoke
+from ..services import agent_key_issue, agent_key_revoke, queue_save
 from .base import NoRevertHistoryAdmin
 
 
@@ -26,6 +26,24 @@ class QueueAdmin(NoRevertHistoryAdmin):
 
     def get_queryset(self, request):
         return selectors.queues_for(user=request.user).select_related("owner")
+
+    def has_change_permission(self, request, obj=None):
+        # Leads change the queues they own; members only look.
+        allowed = super().has_change_permission(request, obj)
+        if obj is None or request.user.is_superuser:
+            return allowed
+        return allowed and obj.owner_id == request.user.pk
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if request.user.is_superuser else ("owner",)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "fallback":
+            kwargs["queryset"] = selectors.queues_for(user=request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        queue_save(actor=request.user, queue=obj)
 
 
 @admin.register(AgentRun)
@@ -58,6 +76,13 @@ class AgentRunAdmin(NoRevertHistoryAdmin):
     def get_queryset(self, request):
         visible = selectors.reviews_visible_to(user=request.user).values("run_id")
         return super().get_queryset(request).filter(pk__in=visible)
+
+    def get_fields(self, request, obj=None):
+        fields = self.readonly_fields
+        if obj is not None and not selectors.sees_whole_run(user=request.user, run=obj):
+            # Part of this run was reviewed in queues this person does not work in.
+            fields = tuple(f for f in fields if f not in ("checkpoint", "pending_tool_call"))
+        return fields
 
 
 class AgentKeyInline(admin.TabularInline):

@@ -20,7 +20,7 @@ class AgentKeyAuthentication(authentication.BaseAuthentication):
         if not header:
             return None
         parts = header.split()
-        if parts[0] != self.keyword:
+        if not parts or parts[0] != self.keyword:
             return None
         if len(parts) != 2:
             raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <API key>'.")

@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from ..exceptions import ReviewError
+from ..validation import json_problem
 
 
 def api_exception_handler(exc, context):
@@ -68,14 +69,8 @@ class SafeJSONParser(JSONParser):
             raise exceptions.ParseError("JSON nested too deeply.") from None
 
 
-def reject_deep_json(value, limit: int = 64) -> None:
-    """Refuse JSON documents nested deeper than `limit` (args, facts, checkpoints)."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            raise exceptions.ValidationError({"body": [f"nested deeper than {limit} levels."]})
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
+def reject_unstorable_json(value) -> None:
+    """Raise a 400 (field `body`) for JSON the platform cannot store faithfully."""
+    problem = json_problem(value)
+    if problem:
+        raise exceptions.ValidationError({"body": [problem + "."]})

@@ -30,3 +30,13 @@ class IsAgentOrReviewer(BasePermission):
     def has_permission(self, request, view):
         user = request.user
         return isinstance(user, Agent) or bool(user and user.is_authenticated and user.is_staff)
+
+
+class IsStaffPerson(BasePermission):
+    message = "Metrics are for signed-in staff (reviewers, leads)."
+
+    def has_permission(self, request, view):
+        user = request.user
+        return not isinstance(user, Agent) and bool(
+            user and user.is_authenticated and user.is_active and user.is_staff
+        )

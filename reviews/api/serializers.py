@@ -57,6 +57,12 @@ class ProposalIn(serializers.Serializer):
     checkpoint = serializers.DictField(required=False)
     versions = VersionsIn(default=dict)
     uncertainty = serializers.CharField(max_length=5000, allow_blank=True, default="")
+    on_behalf_of = serializers.CharField(
+        max_length=150,
+        allow_blank=True,
+        default="",
+        help_text="Username of the person the agent acts for; they may not decide it.",
+    )
     options_considered = serializers.ListField(
         child=serializers.CharField(max_length=500), default=list, max_length=MAX_ITEMS
     )

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import metrics, views
 
 app_name = "api"
 
@@ -29,4 +29,5 @@ urlpatterns = [
         name="execution-report",
     ),
     path("runs/<str:run_id>/", views.RunDetailView.as_view(), name="run"),
+    path("metrics/", metrics.MetricsView.as_view(), name="metrics"),
 ]

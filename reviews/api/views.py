@@ -9,12 +9,12 @@ from rest_framework.views import APIView
 
 from ..actors import Actor
 from ..models import Agent, AgentRun, Decision, ReviewRequest, ReviewState
-from ..selectors import execution_summary, reviews_visible_to
+from ..selectors import execution_summary, reviews_visible_to, sees_whole_run
 from ..services import review_cancel, review_decide, review_supply_evidence
 from ..services.execution import execution_claim, execution_report
 from ..services.proposals import action_propose, fingerprint, idempotent_call
 from . import serializers as s
-from .errors import reject_deep_json
+from .errors import reject_unstorable_json
 from .permissions import IsAgent, IsAgentOrReviewer, IsReviewer
 
 ERRORS = {
@@ -48,9 +48,9 @@ def packet(review_id: str, request) -> dict:
 
 
 def parse(serializer_class, request):
+    reject_unstorable_json(request.data)
     serializer = serializer_class(data=request.data)
     serializer.is_valid(raise_exception=True)
-    reject_deep_json(serializer.validated_data)
     return serializer.validated_data
 
 
@@ -235,13 +235,15 @@ class RunDetailView(APIView):
         if not isinstance(request.user, Agent) and not reviews.exists():
             return Response({"error": "not_found", "detail": "Not found.", "fields": {}}, 404)
         packets = s.ReviewPacketOut(reviews, many=True).data
+        whole = isinstance(request.user, Agent) or sees_whole_run(user=request.user, run=run)
         body = {
             "run_id": run.run_id,
             "thread_id": run.thread_id,
             "agent": run.agent.name,
             "status": run.status,
-            "checkpoint": run.checkpoint,
-            "pending_tool_call": run.pending_tool_call,
+            # People see the run's private state only if they may see all of its reviews.
+            "checkpoint": run.checkpoint if whole else {},
+            "pending_tool_call": run.pending_tool_call if whole else None,
             "pending_reviews": [
                 p["review_id"]
                 for p in packets

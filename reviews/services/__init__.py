@@ -8,6 +8,7 @@ follow-up work only after commit.
 
 from .agents import agent_create, agent_key_issue, agent_key_revoke, key_digest
 from .workflow import (
+    queue_save,
     review_approve,
     review_assign,
     review_cancel,
@@ -28,6 +29,7 @@ __all__ = [
     "agent_key_issue",
     "agent_key_revoke",
     "key_digest",
+    "queue_save",
     "review_approve",
     "review_assign",
     "review_cancel",

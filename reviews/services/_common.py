@@ -67,6 +67,11 @@ def refresh_run_status(run: AgentRun, actor: Actor, review: ReviewRequest) -> No
     locked = AgentRun.objects.select_for_update().get(pk=run.pk)
     if locked.status in (RunStatus.COMPLETED, RunStatus.STOPPED):
         return
+    if locked.status == RunStatus.HANDED_OVER and review.state not in (
+        ReviewState.EDITED,
+        ReviewState.REJECTED,
+    ):
+        return  # a person owns the run until they guide the agent back or end it
     open_reviews = locked.reviews.filter(state__in=(ReviewState.PENDING, ReviewState.ESCALATED))
     if review.state == ReviewState.ESCALATED and review.assignee_id and _taken_over(review):
         status = RunStatus.HANDED_OVER

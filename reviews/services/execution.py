@@ -49,6 +49,19 @@ def execution_claim(
 ) -> Execution:
     """Claim the one execution of a decided review after re-checking it is still valid.
     A stale review gets a blocked execution with the reasons; it never runs."""
+    unlocked = ReviewRequest.objects.filter(review_id=review_id).first()
+    action_type = action_type_for(unlocked.action_name) if unlocked else None
+    if mode == ExecutionMode.AGENT and action_type is not None and action_type.executor:
+        raise NotExecutable(
+            "The platform runs this action itself (a registered executor); wait for it "
+            "instead of claiming."
+        )
+    if unlocked is not None and action_type is not None and action_type.fact_provider:
+        # Trusted facts win: what the claimant says never overrides the provider's answer.
+        fresh = fresh_state(review=unlocked)
+        facts = {**dict(facts or {}), **(fresh.get("facts") or {})}
+        if fresh.get("resources") is not None:
+            resources = fresh["resources"]
     with transaction.atomic():
         review = lock_review(review_id)
         if mode == ExecutionMode.AGENT:
@@ -154,14 +167,9 @@ def execution_run_executor(*, review_id: str) -> Execution | None:
     action_type = action_type_for(review.action_name)
     if action_type is None or not action_type.executor:
         return None
-    fresh = fresh_state(review=review)
     try:
         execution = execution_claim(
-            review_id=review_id,
-            actor=EXECUTOR_ACTOR,
-            mode=ExecutionMode.EXECUTOR,
-            facts=fresh.get("facts"),
-            resources=fresh.get("resources"),
+            review_id=review_id, actor=EXECUTOR_ACTOR, mode=ExecutionMode.EXECUTOR
         )
     except AlreadyClaimed:
         logger.info("Execution of %s was already claimed; not running it again", review_id)

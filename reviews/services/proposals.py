@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -52,8 +53,19 @@ class ProposalResult:
 def action_propose(*, agent: Agent, proposal: Mapping[str, Any]) -> ProposalResult:
     """Decide an agent's proposal by policy; open a review when it needs a person."""
     tenant = proposal.get("tenant") or agent.tenant
-    if agent.tenant and tenant != agent.tenant:
-        raise NotAuthorized(f"Agent {agent.name} proposes for tenant {agent.tenant} only.")
+    if tenant != agent.tenant:
+        # An agent acts for its own tenant only (the default one when it has none).
+        raise NotAuthorized(
+            f"Agent {agent.name} proposes for tenant '{agent.tenant or 'default'}' only."
+        )
+    principal = None
+    if proposal.get("on_behalf_of"):
+        principal = get_user_model().objects.filter(username=proposal["on_behalf_of"]).first()
+        if principal is None:
+            raise InvalidReviewInput(
+                f"No user {proposal['on_behalf_of']!r} to act on behalf of.",
+                field_errors={"on_behalf_of": ["Unknown user."]},
+            )
     policy_input = {key: proposal[key] for key in POLICY_KEYS if key in proposal}
     policy_input["tenant"] = tenant
     try:
@@ -69,12 +81,23 @@ def action_propose(*, agent: Agent, proposal: Mapping[str, Any]) -> ProposalResu
         )
         review = None
         if decision.outcome == "human_review":
-            review = _open_review(agent=agent, proposal=proposal, tenant=tenant, decision=decision)
+            review = _open_review(
+                agent=agent,
+                proposal=proposal,
+                tenant=tenant,
+                decision=decision,
+                principal=principal,
+            )
     return ProposalResult(decision=decision, review=review)
 
 
 def _open_review(
-    *, agent: Agent, proposal: Mapping[str, Any], tenant: str, decision: PolicyDecision
+    *,
+    agent: Agent,
+    proposal: Mapping[str, Any],
+    tenant: str,
+    decision: PolicyDecision,
+    principal=None,
 ) -> ReviewRequest:
     slug = decision.queue or default_queue()
     queue = Queue.objects.filter(slug=slug).first()
@@ -100,8 +123,13 @@ def _open_review(
     )
     choices = [c.value for c in CHOICES_BY_KIND[kind]]
     schema = action_type.args_schema if action_type is not None else {}
-    if kind == ReviewKind.APPROVAL and (schema or {}).get("properties"):
-        # Typed arguments can be re-validated after an edit, so reviewers may correct them.
+    if (
+        kind == ReviewKind.APPROVAL
+        and (schema or {}).get("properties")
+        and decision.required_approvals == 1
+    ):
+        # Typed arguments can be re-validated after an edit, so one reviewer may correct
+        # them; a review that needs several approvers is not one person's to rewrite.
         choices.insert(1, Choice.EDIT.value)
     versions = dict(proposal.get("versions") or {})
     versions["policy"] = decision.policy_version or ""
@@ -141,6 +169,7 @@ def _open_review(
         versions=versions,
         tenant=tenant,
         checkpoint=proposal.get("checkpoint"),
+        proposed_by_user=principal,
     )
 
 

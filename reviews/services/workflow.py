@@ -9,14 +9,14 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django_fsm import can_proceed
 
 from policies.authority import check_authority
 from policies.exceptions import PolicyInputError
-from policies.selectors import amount_for, evaluate_proposal
+from policies.selectors import action_type_for, amount_for, default_queue, evaluate_proposal
 
 from .. import selectors
 from ..actors import Actor
@@ -48,6 +48,7 @@ from ..models import (
     RunStatus,
 )
 from ..signals import review_decided
+from ..validation import json_problem
 from ._common import (
     check_agent_owns,
     lock_review,
@@ -215,19 +216,26 @@ def _lock_or_create_run(
             prompt_version=versions.get("prompt", ""),
         )
         try:
-            run.full_clean()
+            run.full_clean(validate_unique=False)
         except ValidationError as exc:
             raise InvalidReviewInput(
                 summarise(exc.message_dict), field_errors=exc.message_dict
             ) from exc
-        return run
+        try:
+            with transaction.atomic():
+                stamp(run, actor, "run started")
+                run.save()
+            return run
+        except IntegrityError:
+            # The same run's first proposal arrived twice at once; the other one created it.
+            run = AgentRun.objects.select_for_update().get(run_id=run_id)
     if run.agent_id != agent.pk or run.tenant != tenant:
         # A run id is the agent's own; another agent or tenant never writes into it.
         raise InvalidReviewInput(
             f"run {run_id} belongs to another agent or tenant.",
             field_errors={"run_id": ["This run belongs to another agent or tenant."]},
         )
-    if run.status in (RunStatus.COMPLETED, RunStatus.STOPPED):
+    if run.status in (RunStatus.COMPLETED, RunStatus.STOPPED, RunStatus.HANDED_OVER):
         raise InvalidReviewInput(
             f"run {run_id} is {run.status}; start a new run.",
             field_errors={"run_id": [f"This run is {run.status}."]},
@@ -398,6 +406,9 @@ def _decide(
     opened_at: datetime | None = None,
 ) -> Decision:
     reason = (reason or "").strip()
+    problem = json_problem({"reason": reason, "content": content, "arguments": arguments})
+    if problem:
+        raise InvalidReviewInput(f"Cannot store this decision: {problem}.")
     if choice != Choice.EDIT and (arguments is not None or content is not None):
         raise InvalidReviewInput(
             "Only an edit carries arguments or content.",
@@ -415,6 +426,11 @@ def _decide(
         _check_decision_allowed(review=review, reviewer=reviewer, choice=choice, reason=reason)
 
         final_arguments, final_content, diff = review.arguments, review.content, ""
+        if choice == Choice.EDIT and review.required_approvals > 1:
+            raise ChoiceNotOffered(
+                f"This review needs {review.required_approvals} approvers; an edit by one "
+                "person cannot replace that. Reject with a reason or ask for evidence."
+            )
         if choice == Choice.EDIT:
             final_arguments, final_content, diff = _apply_edit(review, arguments, content)
             if final_arguments != review.arguments:
@@ -447,6 +463,9 @@ def _decide(
                 review.assignee = review.queue.escalation_owner or review.queue.owner
             elif choice == Choice.TAKE_OVER:
                 review.assignee = reviewer
+                # A person owns the case now: it no longer expires or reroutes by itself.
+                review.expires_at = None
+                review.next_reminder_at = None
 
         stamp(review, Actor.of_user(reviewer), change_reason)
         save_transition(review)
@@ -503,11 +522,16 @@ def _check_decision_allowed(
 def _check_authority(
     *, review: ReviewRequest, reviewer: AbstractBaseUser, arguments: Mapping[str, Any]
 ) -> None:
+    amount = amount_for(action_name=review.action_name, args=arguments)
+    action_type = action_type_for(review.action_name)
+    unreadable = amount is None and action_type is not None and action_type.amount_path
+    if unreadable and not reviewer.is_superuser:
+        # An amount nobody can read is no amount within anyone's limit.
+        raise NotAuthorized(
+            f"The amount at '{action_type.amount_path}' cannot be read, so no limit covers it."
+        )
     verdict = check_authority(
-        user=reviewer,
-        action_name=review.action_name,
-        tenant=review.tenant,
-        amount=amount_for(action_name=review.action_name, args=arguments),
+        user=reviewer, action_name=review.action_name, tenant=review.tenant, amount=amount
     )
     if not verdict.allowed:
         raise NotAuthorized(f"Not within your authority: {verdict.reason}.")
@@ -526,6 +550,23 @@ def _revalidate_edit(review: ReviewRequest, arguments: Mapping[str, Any]) -> Non
     if decision.outcome == "deny":
         raise NotAuthorized(
             f"The policy denies the edited action ({decision.rule}): {decision.explanation}"
+        )
+    if decision.outcome != "human_review":
+        return
+    # The edited action must not need a stronger review than this one: another queue,
+    # another kind or more approvers means it is not this reviewer's to let through.
+    action_type = action_type_for(review.action_name)
+    kind = decision.review_kind or (action_type.default_review_kind if action_type else "")
+    queue = decision.queue or default_queue()
+    if (
+        kind != review.kind
+        or queue != review.queue.slug
+        or decision.required_approvals > review.required_approvals
+    ):
+        raise NotAuthorized(
+            f"The edited action needs its own review ({kind} in {queue}, "
+            f"{decision.required_approvals} approver(s), rule {decision.rule}); "
+            "escalate or reject instead."
         )
 
 
@@ -839,3 +880,19 @@ def review_assign(
         stamp(review, Actor.of_user(actor), f"assigned to {who}")
         save_transition(review)
     return review
+
+
+def queue_save(*, actor: AbstractBaseUser, queue: Queue) -> Queue:
+    """Create or change a queue's settings, validated (no fallback loops) and audited."""
+    with transaction.atomic():
+        if queue.pk is not None:
+            Queue.objects.select_for_update().filter(pk=queue.pk).first()
+        try:
+            queue.full_clean()
+        except ValidationError as exc:
+            raise InvalidReviewInput(
+                summarise(exc.message_dict), field_errors=exc.message_dict
+            ) from exc
+        stamp(queue, Actor.of_user(actor), "settings changed" if queue.pk else "created")
+        queue.save()
+    return queue

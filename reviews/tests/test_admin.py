@@ -164,7 +164,7 @@ def test_inbox_query_count_does_not_grow_with_rows(
 
 @pytest.fixture
 def demo(db):
-    call_command("seed_demo", "--force", stdout=StringIO())
+    call_command("seed_demo", "--force", "--history", "0", stdout=StringIO())
     users = {u.username: u for u in get_user_model().objects.all()}
     return users
 
@@ -357,3 +357,62 @@ def test_large_inboxes_are_not_counted_row_by_row(client, demo, monkeypatch):
     sql = [q["sql"] for q in ctx.captured_queries]
     assert any(s.startswith("EXPLAIN") for s in sql)
     assert not any("COUNT(" in s.upper() and "reviews_reviewrequest" in s for s in sql), sql
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "opened_at", ["2020-01-01T00:00:00", "2020-02-30T00:00:00+00:00", "soon", ""]
+)
+def test_odd_opened_at_values_are_ignored_not_crashes(client, demo, opened_at):
+    review = demo_review("demo-refund-17")
+    client.force_login(demo["reviewer"])
+    response = client.post(
+        screen_url(review, "decide"), {"choice": "approve", "opened_at": opened_at}
+    )
+    assert response.status_code == 302
+    assert review.decisions.get().opened_at is None
+
+
+@pytest.mark.django_db
+def test_deep_or_unstorable_arguments_are_refused(client, demo):
+    review = demo_review("demo-refund-17")
+    client.force_login(demo["reviewer"])
+    for raw in ("[" * 5000 + "]" * 5000, '{"amount": NaN}', '{"amount": "a\\u0000"}'):
+        response = client.post(screen_url(review, "decide"), {"choice": "edit", "arguments": raw})
+        assert response.status_code == 200
+    review.refresh_from_db()
+    assert review.state == ReviewState.PENDING
+
+
+@pytest.mark.django_db
+def test_only_the_owner_changes_a_queue(client, demo):
+    from django.contrib.auth.models import Permission
+
+    member = UserFactory(username="lead2")
+    member.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_queue", "change_queue"])
+    )
+    access = Queue.objects.get(slug="access")
+    access.members.add(member)
+    client.force_login(member)
+    url = reverse("admin:reviews_queue_change", args=[access.pk])
+    form = {
+        "name": "Access",
+        "slug": "access",
+        "tenant": "",
+        "sla": "04:00:00",
+        "expiry": "3 00:00:00",
+        "expiry_behaviour": "cancel",
+        "escalation_owner": member.pk,
+    }
+    assert client.post(url, form).status_code == 403
+    access.refresh_from_db()
+    assert access.escalation_owner is None
+
+    client.force_login(demo["lead"])
+    response = client.post(url, {**form, "remind_before": "00:30:00", "remind_every": "01:00:00"})
+    assert response.status_code == 302, response.text
+    access.refresh_from_db()
+    assert access.escalation_owner == member
+    assert access.owner == demo["lead"]  # the owner field is not the lead's to change
+    assert access.history.latest().history_user == demo["lead"]

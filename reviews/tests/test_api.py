@@ -464,3 +464,102 @@ def test_openapi_schema_validates_without_warnings(client):
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", "/dev/null")
     assert client.get("/api/schema/").status_code == 200
     assert client.get("/api/docs/").status_code == 200
+
+
+# --- inputs that must be refused, not crash ---
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"x": "a\\u0000b"}',  # NUL: PostgreSQL cannot store it
+        '{"x": 1e999}',  # not a finite number
+        '{"x": "\\ud800"}',  # a lone surrogate
+        '{"x": NaN}',
+    ],
+)
+def test_unstorable_json_is_a_400(seeded, agent_client, raw):
+    body = json.dumps(refund())
+    body = body.replace('"facts": {"refund_window_valid": true}', f'"facts": {raw}')
+    response = agent_client.post(ACTIONS, body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert not ReviewRequest.objects.exists()
+
+
+def test_a_blank_authorization_header_is_not_a_crash(seeded):
+    client = APIClient()
+    response = client.post(
+        ACTIONS, json.dumps(refund()), content_type="application/json", HTTP_AUTHORIZATION="  "
+    )
+    assert response.status_code in (401, 403)
+
+
+def test_an_agent_without_tenant_proposes_for_the_default_tenant_only(seeded, agent_client):
+    assert post(agent_client, ACTIONS, refund(tenant="acme")).status_code == 403
+
+
+def test_the_person_an_agent_acts_for_cannot_decide(seeded, agent_client, reviewer_in_ops):
+    response = post(agent_client, ACTIONS, refund(on_behalf_of="rita"))
+    rid = response.json()["review"]["review_id"]
+    client = APIClient()
+    client.force_login(reviewer_in_ops)
+    decided = post(client, f"/api/v1/reviews/{rid}/decisions/", {"choice": "approve"})
+    assert (decided.status_code, decided.json()["error"]) == (403, "self_decision_forbidden")
+    unknown = post(agent_client, ACTIONS, refund(run_id="r2", on_behalf_of="nobody"))
+    assert unknown.status_code == 400
+    assert "on_behalf_of" in unknown.json()["fields"]
+
+
+def test_a_reviewer_sees_a_runs_checkpoint_only_with_all_its_reviews(
+    seeded, agent_client, reviewer_in_ops
+):
+    proposed(agent_client, run_id="run-mix")
+    post(
+        agent_client,
+        ACTIONS,
+        refund(
+            run_id="run-mix",
+            action={
+                "name": "change_permission",
+                "target_system": "iam",
+                "args": {"user_id": "ceo", "permission": "prod-admin", "change": "grant"},
+            },
+        ),
+    )
+    client = APIClient()
+    client.force_login(reviewer_in_ops)
+    run = client.get("/api/v1/runs/run-mix/").json()
+    assert run["checkpoint"] == {} and run["pending_tool_call"] is None
+    assert [r["proposed_action"]["name"] for r in run["reviews"]] == ["issue_refund"]
+    assert agent_client.get("/api/v1/runs/run-mix/").json()["checkpoint"]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_parallel_first_proposals_of_one_run_all_succeed(transactional_db):
+    import threading
+
+    from policies.seed import seed_policy
+    from reviews.tests.factories import QueueFactory
+
+    seed_policy()
+    QueueFactory(slug="operations")
+    _, key = agent_create(actor=Actor.system("t"), name="racer")
+    codes = []
+    barrier = threading.Barrier(6)
+
+    def propose(i):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+        barrier.wait()
+        codes.append(post(client, ACTIONS, refund(run_id="run-new", summary=f"s{i}")).status_code)
+        connection.close()
+
+    threads = [threading.Thread(target=propose, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert codes == [201] * 6
+    assert AgentRun.objects.filter(run_id="run-new").count() == 1
+    assert ReviewRequest.objects.filter(run__run_id="run-new").count() == 6

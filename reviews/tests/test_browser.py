@@ -37,7 +37,7 @@ def browser_page(live_server, transactional_db, monkeypatch):
     # between page actions are plain synchronous code all the same.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     sync_api = pytest.importorskip("playwright.sync_api")
-    call_command("seed_demo", "--force", stdout=open(os.devnull, "w"))  # noqa: SIM115
+    call_command("seed_demo", "--force", "--history", "0", stdout=open(os.devnull, "w"))  # noqa: SIM115
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(

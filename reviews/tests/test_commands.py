@@ -21,10 +21,10 @@ def test_seed_demo_refuses_without_debug(settings):
 @pytest.mark.django_db
 def test_seed_demo_is_idempotent_and_reviewers_see_different_inboxes(client):
     out = StringIO()
-    call_command("seed_demo", "--force", stdout=out)
+    call_command("seed_demo", "--force", "--history", "0", stdout=out)
     assert "password 'demo'" in out.getvalue()
     counts = (ReviewRequest.objects.count(), AgentRun.objects.count(), Queue.objects.count())
-    call_command("seed_demo", "--force", stdout=StringIO())
+    call_command("seed_demo", "--force", "--history", "0", stdout=StringIO())
     assert counts == (
         ReviewRequest.objects.count(),
         AgentRun.objects.count(),

@@ -90,13 +90,14 @@ def test_the_executor_runs_once_even_when_the_task_is_delivered_twice(
     assert resume_instruction(review)["action"] == "done"
 
 
-def test_the_agent_cannot_claim_what_the_executor_ran(seeded, with_executor, reviewer):
-    review = approved_refund(seeded, reviewer)
-    tasks.execute_review(review.review_id)
-    from reviews.exceptions import AlreadyClaimed
+def test_the_agent_cannot_claim_what_the_platform_runs(seeded, with_executor, reviewer, ledger):
+    from reviews.exceptions import NotExecutable
 
-    with pytest.raises(AlreadyClaimed):
+    review = approved_refund(seeded, reviewer)
+    with pytest.raises(NotExecutable, match="platform runs this action"):
         execution_claim(review_id=review.review_id, actor=Actor.of_agent(review.run.agent))
+    assert tasks.execute_review(review.review_id) == ExecutionState.SUCCEEDED
+    assert ledger.state()["calls"] == 1
 
 
 @pytest.mark.parametrize(

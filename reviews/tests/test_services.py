@@ -462,3 +462,81 @@ def test_assignment_stays_inside_the_queue(queue, reviewer):
     review_approve(review_id=review.review_id, reviewer=reviewer)
     with pytest.raises(AlreadyDecided):
         review_assign(review_id=review.review_id, actor=queue.owner, assignee=reviewer)
+
+
+# --- edits cannot launder a stronger review ---
+
+
+@pytest.mark.django_db
+def test_an_edit_cannot_replace_a_two_person_approval(seeded, reviewer):
+    from reviews.services.proposals import action_propose
+
+    seeded["access"].members.add(reviewer)
+    agent = Agent.objects.get_or_create(name="iam-bot")[0]
+    review = action_propose(
+        agent=agent,
+        proposal={
+            "run_id": "run-perm",
+            "action": {
+                "name": "change_permission",
+                "target_system": "iam",
+                "args": {"user_id": "u-1", "permission": "admin", "change": "grant"},
+            },
+            "summary": "grant admin",
+            "confidence": 0.9,
+            "estimated_cost_usd": 0,
+        },
+    ).review
+    assert review.required_approvals == 2 and "edit" not in review.choices
+    with pytest.raises(ChoiceNotOffered):
+        review_edit(
+            review_id=review.review_id,
+            reviewer=reviewer,
+            arguments={**review.arguments, "note": "ok"},
+        )
+
+
+@pytest.mark.django_db
+def test_an_edit_that_needs_a_stronger_review_is_refused(seeded, reviewer):
+    from reviews.services.proposals import action_propose
+
+    agent = Agent.objects.get_or_create(name="refund-bot")[0]
+    seeded["operations"].members.add(reviewer)
+    review = action_propose(
+        agent=agent,
+        proposal={
+            "run_id": "run-small",
+            "action": {
+                "name": "issue_refund",
+                "target_system": "billing",
+                "args": {"order_id": "5", "amount": "20.00", "currency": "EUR"},
+            },
+            "summary": "small refund, unsure",
+            "confidence": 0.5,
+            "estimated_cost_usd": 0,
+        },
+    ).review
+    assert review.kind == "approval"
+    with pytest.raises(NotAuthorized, match="needs its own review"):
+        review_edit(
+            review_id=review.review_id,
+            reviewer=reviewer,
+            arguments={**review.arguments, "amount": "900.00"},
+        )
+    assert state_of(review) == ReviewState.PENDING
+
+
+@pytest.mark.django_db
+def test_taken_over_reviews_do_not_expire_and_the_run_takes_no_proposals(queue, reviewer):
+    from reviews.services.sweeps import expire_due
+
+    review = make_review(queue=queue, kind="escalation", run_id="run-taken")
+    review_take_over(review_id=review.review_id, reviewer=reviewer)
+    with time_machine.travel(timezone.now() + timedelta(days=30), tick=False):
+        assert expire_due().processed == 0
+    review.refresh_from_db()
+    assert review.state == ReviewState.ESCALATED and review.expires_at is None
+    with pytest.raises(InvalidReviewInput, match="handed_over"):
+        make_review(queue=queue, run_id="run-taken")
+    review_guide(review_id=review.review_id, reviewer=reviewer, reason="Go on with a voucher")
+    assert AgentRun.objects.get(run_id="run-taken").status == RunStatus.RESUMABLE

@@ -18,6 +18,9 @@ from reviews.models import Agent, AgentRun, Queue
 from reviews.services import agent_create
 from reviews.services.proposals import action_propose
 
+from ._demo_history import COUNT as HISTORY_COUNT
+from ._demo_history import seed_history
+
 PASSWORD = "demo"  # noqa: S105 - demo users only, refused unless DEBUG or --force
 
 GROUP_PERMISSIONS = {
@@ -274,12 +277,20 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
+            "--history",
+            type=int,
+            default=HISTORY_COUNT,
+            help=f"Past reviews to generate for the metrics (default {HISTORY_COUNT}).",
+        )
+        parser.add_argument(
             "--force",
             action="store_true",
             help="Seed even with DEBUG off (the demo users have a known password).",
         )
 
-    def handle(self, *args, force=False, **options):
+    def handle(self, *args, force=False, history=HISTORY_COUNT, **options):
+        if history < 0:
+            raise CommandError("--history must be 0 or more.")
         if not settings.DEBUG and not force:
             raise CommandError(
                 "seed_demo creates users with a known password; it runs only with DEBUG on "
@@ -289,11 +300,15 @@ class Command(BaseCommand):
             seed_policy()
             users = self._users()
             self._grants(users)
-            self._executor()
             queues = self._queues(users)
-            created = self._reviews()
+            agent = self._agent()
+            # History first: its approvals must not queue the demo executor.
+            history = seed_history(agent=agent, users=users, count=history)
+            self._executor()
+            created = self._reviews(agent)
         self.stdout.write(
-            f"Demo ready: {len(DEMO_PROPOSALS)} reviews ({created} new) in {', '.join(queues)}."
+            f"Demo ready: {len(DEMO_PROPOSALS)} reviews to work ({created} new) in "
+            f"{', '.join(queues)}, and {history} past reviews for the metrics."
         )
         self.stdout.write(
             f"Log in at /admin/ as admin, lead, reviewer, reviewer2 or ml, password '{PASSWORD}'."
@@ -359,10 +374,13 @@ class Command(BaseCommand):
                 fields={"executor": REFUND_EXECUTOR, "fact_provider": REFUND_FACTS},
             )
 
-    def _reviews(self):
+    def _agent(self):
         agent = Agent.objects.filter(name="support-agent").first()
         if agent is None:
             agent, _key = agent_create(actor=Actor.system("seed_demo"), name="support-agent")
+        return agent
+
+    def _reviews(self, agent):
         created = 0
         existing = set(AgentRun.objects.values_list("run_id", flat=True))
         for proposal in DEMO_PROPOSALS:

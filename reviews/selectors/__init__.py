@@ -9,7 +9,7 @@ from django_fsm import can_proceed
 
 from policies.selectors import action_type_for
 
-from .models import (
+from ..models import (
     Choice,
     Decision,
     Execution,
@@ -41,6 +41,14 @@ def reviews_visible_to(
         return qs
     queue_ids = queues_for(user=user).values("pk")
     return qs.filter(Q(queue__in=queue_ids) | Q(assignee=user))
+
+
+def sees_whole_run(*, user: AbstractBaseUser, run) -> bool:
+    """Whether every review of the run is visible to this person (then its checkpoint is)."""
+    if user.is_superuser:
+        return True
+    total = run.reviews.count()
+    return reviews_visible_to(user=user).filter(run=run).count() == total
 
 
 def can_decide(*, user: AbstractBaseUser, review: ReviewRequest) -> bool:
