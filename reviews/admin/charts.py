@@ -22,10 +22,12 @@ def stacked_bars(series: list[dict], parts: list[tuple[str, str, str]]) -> SafeS
             value = row.get(key) or 0
             h = plot_h * value / peak
             y -= h
-            rects.append((x, y, bar_w, h, colour, f"{row['period']}: {value} {label}"))
+            rects.append(
+                (_n(x), _n(y), _n(bar_w), _n(h), colour, f"{row['period']}: {value} {label}")
+            )
     bars = format_html_join(
         "",
-        '<rect x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}" fill="{}">'
+        '<rect x="{}" y="{}" width="{}" height="{}" fill="{}">'
         "<title>{}</title></rect>",
         rects,
     )
@@ -46,11 +48,11 @@ def line(series: list[dict], key: str, label: str, colour: str) -> SafeString:
         for i, (v, row) in enumerate(zip(values, series, strict=True))
         if v is not None
     ]
-    path = " ".join(f"{x:.1f},{y:.1f}" for x, y, _, _ in points)
+    path = " ".join(f"{_n(x)},{_n(y)}" for x, y, _, _ in points)
     dots = format_html_join(
         "",
-        '<circle cx="{:.1f}" cy="{:.1f}" r="3" fill="{}"><title>{}: {} {}</title></circle>',
-        ((x, y, colour, period, value, label) for x, y, value, period in points),
+        '<circle cx="{}" cy="{}" r="3" fill="{}"><title>{}: {} {}</title></circle>',
+        ((_n(x), _n(y), colour, period, value, label) for x, y, value, period in points),
     )
     body = format_html(
         '<polyline points="{}" fill="none" stroke="{}" stroke-width="2"/>{}', path, colour, dots
@@ -58,13 +60,18 @@ def line(series: list[dict], key: str, label: str, colour: str) -> SafeString:
     return _frame(series, step, peak, body, [(key, label, colour)])
 
 
+def _n(value: float) -> str:
+    # format_html escapes its arguments into text, so numbers are formatted beforehand.
+    return f"{value:.1f}"
+
+
 def _frame(series, step, peak, body, legend) -> SafeString:
     every = max(1, len(series) // 8)
     ticks = format_html_join(
         "",
-        '<text x="{:.1f}" y="{}" font-size="10" text-anchor="middle">{}</text>',
+        '<text x="{}" y="{}" font-size="10" text-anchor="middle">{}</text>',
         (
-            (PAD_LEFT + i * step + step / 2, HEIGHT - PAD_BOTTOM + 14, row["period"][5:])
+            (_n(PAD_LEFT + i * step + step / 2), HEIGHT - PAD_BOTTOM + 14, row["period"][5:])
             for i, row in enumerate(series)
             if i % every == 0
         ),

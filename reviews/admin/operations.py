@@ -18,8 +18,24 @@ from .base import NoRevertHistoryAdmin
 
 @admin.register(Queue)
 class QueueAdmin(NoRevertHistoryAdmin):
-    list_display = ("name", "slug", "tenant", "owner", "sla", "expiry", "expiry_behaviour")
-    list_select_related = ("owner",)
+    list_display = (
+        "name",
+        "slug",
+        "tenant",
+        "owner",
+        "sla",
+        "remind_before",
+        "remind_every",
+        "expiry",
+        "expiry_behaviour",
+        "fallback",
+    )
+    list_select_related = ("owner", "fallback")
+    fieldsets = (
+        (None, {"fields": ("name", "slug", "tenant", "owner", "members", "escalation_owner")}),
+        ("Time", {"fields": ("sla", "remind_before", "remind_every", "expiry")}),
+        ("When nobody decides in time", {"fields": ("expiry_behaviour", "fallback")}),
+    )
     prepopulated_fields = {"slug": ("name",)}
     filter_horizontal = ("members",)
     search_fields = ("name", "slug")

@@ -553,14 +553,18 @@ def _revalidate_edit(review: ReviewRequest, arguments: Mapping[str, Any]) -> Non
         )
     if decision.outcome != "human_review":
         return
-    # The edited action must not need a stronger review than this one: another queue,
-    # another kind or more approvers means it is not this reviewer's to let through.
+    # The edited action must not need a stronger review than the proposal got: another
+    # queue, another kind or more approvers means it is not this reviewer's to let through.
     action_type = action_type_for(review.action_name)
-    kind = decision.review_kind or (action_type.default_review_kind if action_type else "")
+    default_kind = action_type.default_review_kind if action_type else review.kind
+    kind = decision.review_kind or default_kind
     queue = decision.queue or default_queue()
+    routed = review.policy.get("outcome") == "human_review" if review.policy else False
+    was_kind = (review.policy.get("review_kind") or default_kind) if routed else review.kind
+    was_queue = (review.policy.get("queue") or default_queue()) if routed else queue
     if (
-        kind != review.kind
-        or queue != review.queue.slug
+        kind != was_kind
+        or queue != was_queue
         or decision.required_approvals > review.required_approvals
     ):
         raise NotAuthorized(
