@@ -27,8 +27,7 @@ def stacked_bars(series: list[dict], parts: list[tuple[str, str, str]]) -> SafeS
             )
     bars = format_html_join(
         "",
-        '<rect x="{}" y="{}" width="{}" height="{}" fill="{}">'
-        "<title>{}</title></rect>",
+        '<rect x="{}" y="{}" width="{}" height="{}" fill="{}"><title>{}</title></rect>',
         rects,
     )
     return _frame(series, step, peak, bars, parts)
