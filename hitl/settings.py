@@ -34,8 +34,10 @@ INSTALLED_APPS = [
     "django_q",
     "simple_history",
     "policies",
-    "reviews",
+    # evaluation comes before reviews so its seed_demo (which extends the reviews one with
+    # a demo dataset) is the one manage.py runs; without evaluation, reviews' runs alone.
     "evaluation",
+    "reviews",
 ]
 
 MIDDLEWARE = [
@@ -169,9 +171,17 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = HITL_MAX_BODY_BYTES
 HITL_DEFAULT_SLA_MINUTES = env.int("HITL_DEFAULT_SLA_MINUTES", default=240)
 HITL_DEFAULT_EXPIRY_MINUTES = env.int("HITL_DEFAULT_EXPIRY_MINUTES", default=72 * 60)
 
+# Evaluation capture: approvals sampled for balance, the time a reviewer must have spent
+# for a case to count as informed, and when two cases count as near-duplicates.
+HITL_EVAL_APPROVAL_SAMPLE = env.float("HITL_EVAL_APPROVAL_SAMPLE", default=0.1)
+HITL_EVAL_MIN_SECONDS = env.float("HITL_EVAL_MIN_SECONDS", default=15)
+HITL_EVAL_DUPLICATE_SIMILARITY = env.float("HITL_EVAL_DUPLICATE_SIMILARITY", default=0.95)
+HITL_EVAL_CAPTURE_SYNC = env.bool("HITL_EVAL_CAPTURE_SYNC", default=False)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    "loggers": {"presidio-analyzer": {"level": "WARNING"}},
 }

@@ -9,6 +9,7 @@ admin.site.index_title = "Your reviews"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("reviews.api.urls")),
+    path("api/v1/", include("evaluation.api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]

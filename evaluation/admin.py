@@ -1,0 +1,213 @@
+"""Curation for ML engineers: candidates with their checks, accept or discard, datasets."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from reviews.admin.base import NoRevertHistoryAdmin
+
+from . import selectors
+from .models import CaseStatus, Dataset, DatasetVersion, EvalCase, TenantEvaluationSetting
+from .services import EvaluationError, case_accept, case_discard, dataset_publish
+
+CHECK_NAMES = [
+    "had_context",
+    "real_reason",
+    "non_trivial_edit",
+    "not_contradicted",
+    "not_duplicate",
+]
+
+
+class FailedCheckFilter(admin.SimpleListFilter):
+    title = "check result"
+    parameter_name = "check"
+
+    def lookups(self, request, model_admin):
+        return [("passed", "All passed"), *((name, f"Failed: {name}") for name in CHECK_NAMES)]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == "passed":
+            return queryset.filter(failed_checks=[])
+        if value in CHECK_NAMES:
+            return queryset.filter(failed_checks__icontains=f'"{value}"')
+        return queryset
+
+
+class NoteForm(ActionForm):
+    note = forms.CharField(required=False, label="Note", max_length=2000)
+
+
+@admin.register(EvalCase)
+class EvalCaseAdmin(NoRevertHistoryAdmin):
+    list_display = (
+        "created_at",
+        "status",
+        "action_name",
+        "label",
+        "short_reason",
+        "check_badges",
+        "pii",
+    )
+    list_filter = ("status", "label", "action_name", FailedCheckFilter)
+    search_fields = ("review_id", "run_id", "reason")
+    ordering = ("-created_at",)
+    action_form = NoteForm
+    actions = ("accept", "discard")
+    readonly_fields = (
+        "status",
+        "label",
+        "action_name",
+        "target_system",
+        "reason",
+        "check_table",
+        "pii_found",
+        "input",
+        "proposal",
+        "correction",
+        "provenance",
+        "curated_by",
+        "curated_at",
+        "curation_note",
+    )
+    fields = readonly_fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="reason")
+    def short_reason(self, case):
+        return case.reason[:80]
+
+    @admin.display(description="checks")
+    def check_badges(self, case):
+        return format_html_join(
+            " ",
+            '<span title="{}" style="color:{}">{}</span>',
+            (
+                (c["reason"], "#2e7d32" if c["passed"] else "#c62828", "✔" if c["passed"] else "✘")
+                for c in case.checks
+            ),
+        )
+
+    @admin.display(description="PII redacted")
+    def pii(self, case):
+        return ", ".join(f"{k} {v}" for k, v in sorted(case.pii_found.items())) or "-"
+
+    @admin.display(description="checks")
+    def check_table(self, case):
+        return format_html(
+            "<table>{}</table>",
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                ((c["name"], "pass" if c["passed"] else "FAIL", c["reason"]) for c in case.checks),
+            ),
+        )
+
+    def has_curate_permission(self, request):
+        return request.user.has_perm("evaluation.change_evalcase")
+
+    @admin.action(
+        description="Accept selected cases (only those that passed every check)",
+        permissions=["curate"],
+    )
+    def accept(self, request, queryset):
+        self._curate(request, queryset, case_accept)
+
+    @admin.action(description="Discard selected cases", permissions=["curate"])
+    def discard(self, request, queryset):
+        self._curate(request, queryset, case_discard)
+
+    def _curate(self, request, queryset, service):
+        note = (request.POST.get("note") or "").strip()[:2000]
+        done, refused = 0, []
+        for case_id in queryset.values_list("pk", flat=True):
+            try:
+                service(case_id=case_id, actor=request.user, note=note)
+                done += 1
+            except EvaluationError as exc:
+                refused.append(str(exc))
+        self.message_user(request, f"{done} case(s) updated.")
+        for message in refused[:20]:
+            self.message_user(request, message, messages.WARNING)
+
+    def get_urls(self):
+        return [
+            path(
+                "disagreement/",
+                self.admin_site.admin_view(self.disagreement_view),
+                name="evaluation_evalcase_disagreement",
+            ),
+            *super().get_urls(),
+        ]
+
+    def disagreement_view(self, request):
+        if not self.has_view_permission(request):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Where reviewers disagree with the agent",
+            "opts": self.opts,
+            "tables": selectors.disagreement(),
+            "candidates": EvalCase.objects.filter(status=CaseStatus.CANDIDATE).count(),
+        }
+        return TemplateResponse(request, "admin/evaluation/disagreement.html", context)
+
+
+class DatasetVersionInline(admin.TabularInline):
+    model = DatasetVersion
+    fields = ("number", "case_count", "published_at", "published_by", "note", "export")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="export")
+    def export(self, version):
+        url = reverse("evaluation_api:dataset-export", args=[version.dataset.slug])
+        return format_html(
+            '<a href="{}?version={}">JSONL</a> · <a href="{}?version={}&records=chat">chat</a>',
+            url,
+            version.number,
+            url,
+            version.number,
+        )
+
+
+@admin.register(Dataset)
+class DatasetAdmin(admin.ModelAdmin):
+    list_display = ("slug", "name", "action_names", "created_at")
+    prepopulated_fields = {"slug": ("name",)}
+    inlines = (DatasetVersionInline,)
+    actions = ("publish",)
+
+    @admin.action(
+        description="Publish a new frozen version of the accepted cases", permissions=["change"]
+    )
+    def publish(self, request, queryset):
+        for dataset in queryset:
+            try:
+                version = dataset_publish(dataset=dataset, actor=request.user)
+                self.message_user(request, f"Published {version} with {version.case_count} cases.")
+            except EvaluationError as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+
+
+@admin.register(TenantEvaluationSetting)
+class TenantEvaluationSettingAdmin(NoRevertHistoryAdmin):
+    list_display = ("tenant", "allow_evaluation")

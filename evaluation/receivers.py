@@ -1,0 +1,20 @@
+"""How evaluation hears of decisions: the reviews app's one signal, sent after commit."""
+
+from django.conf import settings
+from django.dispatch import receiver
+
+from reviews.signals import review_decided
+
+
+@receiver(review_decided, dispatch_uid="evaluation.capture")
+def queue_capture(sender, review_id: str, decision_id: int, **kwargs) -> None:
+    # PII scanning costs milliseconds per field: the worker does it, not the reviewer's
+    # request. HITL_EVAL_CAPTURE_SYNC runs it at once (tests, single-process demos).
+    if getattr(settings, "HITL_EVAL_CAPTURE_SYNC", False):
+        from .services import capture_decision
+
+        capture_decision(decision_id=decision_id)
+        return
+    from django_q.tasks import async_task
+
+    async_task("evaluation.tasks.capture", decision_id, task_name=f"capture-{decision_id}")

@@ -1,0 +1,357 @@
+"""Writes of the evaluation app: capture, checks, curation, datasets."""
+
+import hashlib
+import re
+import string
+from collections.abc import Iterable
+from difflib import SequenceMatcher
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from reviews.models import Choice, Decision, ReviewState
+
+from .models import (
+    CaseStatus,
+    Dataset,
+    DatasetItem,
+    DatasetVersion,
+    EvalCase,
+    TenantEvaluationSetting,
+)
+from .privacy import Redactor
+
+CAPTURED = {Choice.EDIT, Choice.REJECT, Choice.ESCALATE, Choice.TAKE_OVER, Choice.GUIDE}
+BOILERPLATE = {
+    "",
+    "ok",
+    "okay",
+    "no",
+    "nope",
+    "yes",
+    "rejected",
+    "reject",
+    "escalate",
+    "escalated",
+    "bad",
+    "wrong",
+    "n/a",
+    "na",
+    "none",
+    "test",
+    "asdf",
+    "see above",
+    "as discussed",
+    "-",
+}
+OPPOSITE = {Choice.APPROVE: "yes", Choice.EDIT: "yes", Choice.REJECT: "no"}
+
+
+class EvaluationError(Exception):
+    """A curation request that cannot be done, with the reason to show."""
+
+
+def _setting(name: str, default):
+    return getattr(settings, name, default)
+
+
+# --- capture ----------------------------------------------------------------------------
+
+
+def capture_decision(*, decision_id: int) -> EvalCase | None:
+    """Turn one decision into a candidate case (idempotent); None when it is not captured:
+    not a correction, an approval outside the sample, or a tenant that opted out."""
+    decision = (
+        Decision.objects.select_related("review__run__agent", "reviewer")
+        .filter(pk=decision_id)
+        .first()
+    )
+    if decision is None:
+        return None
+    review = decision.review
+    verdict = OPPOSITE.get(decision.choice)
+    if verdict is not None and decision.state_after != decision.state_before:
+        _mark_contradicted(
+            run_id=review.run.run_id,
+            action_name=review.action_name,
+            verdict=verdict,
+            by=f"{decision.choice} in review {review.review_id}",
+            before=decision.decided_at,
+        )
+    if not _wanted(decision):
+        return None
+    if not _tenant_allows(review.tenant):
+        return None
+    redactor = Redactor()
+    evidence = [
+        {"title": e.title, "excerpt": e.excerpt, "url": e.url} for e in review.evidence.all()
+    ]
+    correction = None
+    if decision.choice == Choice.EDIT:
+        correction = {
+            "arguments": decision.edited_arguments,
+            "content": decision.edited_content,
+        }
+    elif decision.choice == Choice.GUIDE:
+        correction = {"guidance": decision.reason}
+    time_spent = decision.time_spent.total_seconds() if decision.time_spent else None
+    case = EvalCase(
+        decision=decision,
+        review_id=review.review_id,
+        run_id=review.run.run_id,
+        tenant=review.tenant,
+        action_name=review.action_name,
+        target_system=review.target_system,
+        label=decision.choice,
+        reason=redactor.text(decision.reason),
+        input=redactor.value(
+            {
+                "summary": review.summary,
+                "arguments": review.arguments,
+                "content": review.content,
+                "evidence": evidence,
+                "uncertainty": review.uncertainty,
+            }
+        ),
+        proposal=redactor.value(
+            {
+                "action": review.action_name,
+                "target_system": review.target_system,
+                "arguments": review.arguments,
+                "content": review.content,
+                "consequence": review.consequence,
+            }
+        ),
+        correction=redactor.value(correction) if correction is not None else None,
+        provenance={
+            "review_id": review.review_id,
+            "run_id": review.run.run_id,
+            "agent": review.run.agent.name,
+            "action": review.action_name,
+            "versions": {
+                "agent": review.versions.get("agent", ""),
+                "model": review.versions.get("model", ""),
+                "prompt": review.versions.get("prompt", ""),
+                "policy": review.versions.get("policy", ""),
+            },
+            "policy_rule": (review.policy or {}).get("rule"),
+            "reviewer": decision.reviewer.get_username(),
+            "decided_at": decision.decided_at.isoformat(),
+            "time_spent_seconds": time_spent,
+        },
+        pii_found=dict(redactor.found),
+    )
+    case.similarity_key = _similarity_key(case)
+    case.checks = _checks(case, decision, time_spent)
+    case.failed_checks = [c["name"] for c in case.checks if not c["passed"]]
+    case._history_actor = "system:evaluation"
+    case._change_reason = "captured"
+    try:
+        with transaction.atomic():
+            case.save()
+    except IntegrityError:
+        return EvalCase.objects.filter(decision_id=decision_id).first()
+    return case
+
+
+def backfill(*, limit: int | None = None) -> int:
+    """Capture every eligible decision that has no case yet (after an outage, or for the
+    demo); returns how many cases it made."""
+    pending = Decision.objects.filter(eval_case__isnull=True).order_by("decided_at", "id")
+    made = 0
+    for decision_id in pending.values_list("pk", flat=True)[:limit]:
+        made += capture_decision(decision_id=decision_id) is not None
+    return made
+
+
+def _wanted(decision: Decision) -> bool:
+    if decision.choice in CAPTURED:
+        return True
+    if decision.choice != Choice.APPROVE or decision.state_after != ReviewState.APPROVED:
+        return False
+    rate = float(_setting("HITL_EVAL_APPROVAL_SAMPLE", 0.1))
+    # A stable sample: the same review is always in or out, whatever the worker.
+    bucket = int(hashlib.sha256(decision.review.review_id.encode()).hexdigest()[:8], 16)
+    return bucket / 0xFFFFFFFF < rate
+
+
+def _tenant_allows(tenant: str) -> bool:
+    setting = TenantEvaluationSetting.objects.filter(tenant=tenant).first()
+    return setting is None or setting.allow_evaluation
+
+
+# --- quality checks ---------------------------------------------------------------------
+
+
+def _check(name: str, passed: bool, reason: str) -> dict:
+    return {"name": name, "passed": passed, "reason": reason}
+
+
+def _checks(case: EvalCase, decision: Decision, time_spent: float | None) -> list[dict]:
+    threshold = float(_setting("HITL_EVAL_MIN_SECONDS", 15))
+    checks = []
+    if time_spent is None:
+        checks.append(_check("had_context", False, "time spent unknown (not opened in a screen)"))
+    else:
+        checks.append(
+            _check(
+                "had_context",
+                time_spent >= threshold,
+                f"{time_spent:.0f} s on the review (at least {threshold:.0f} s needed)",
+            )
+        )
+    if decision.choice == Choice.APPROVE:
+        checks.append(_check("real_reason", True, "approvals need no reason"))
+    else:
+        reason = " ".join(decision.reason.lower().split()).strip(string.punctuation + " ")
+        real = len(reason) >= 8 and reason not in BOILERPLATE
+        checks.append(
+            _check(
+                "real_reason",
+                real,
+                "a specific reason" if real else f"boilerplate or too short: {decision.reason!r}",
+            )
+        )
+    if decision.choice == Choice.EDIT:
+        before = _skeleton(case.proposal.get("content") or "", case.proposal.get("arguments"))
+        after = _skeleton(
+            (case.correction or {}).get("content") or "", (case.correction or {}).get("arguments")
+        )
+        trivial = before == after
+        checks.append(
+            _check(
+                "non_trivial_edit",
+                not trivial,
+                "only whitespace or punctuation changed" if trivial else "the meaning changed",
+            )
+        )
+    else:
+        checks.append(_check("non_trivial_edit", True, "not an edit"))
+    checks.append(_check("not_contradicted", True, "no later decision on this run disagrees"))
+    duplicate = _near_duplicate(case)
+    checks.append(
+        _check(
+            "not_duplicate",
+            duplicate is None,
+            f"near-duplicate of case {duplicate}" if duplicate else "no similar case",
+        )
+    )
+    return checks
+
+
+def _skeleton(content: str, arguments) -> str:
+    text = content + repr(sorted((arguments or {}).items()))
+    return re.sub(rf"[\s{re.escape(string.punctuation)}]+", "", text).lower()
+
+
+def _similarity_key(case: EvalCase) -> str:
+    parts = [
+        case.input.get("summary") or "",
+        case.input.get("content") or "",
+        repr(sorted((case.input.get("arguments") or {}).items())),
+    ]
+    return " ".join(" ".join(parts).lower().split())[:2000]
+
+
+def _near_duplicate(case: EvalCase) -> int | None:
+    threshold = float(_setting("HITL_EVAL_DUPLICATE_SIMILARITY", 0.95))
+    recent = (
+        EvalCase.objects.filter(action_name=case.action_name, label=case.label)
+        .exclude(status=CaseStatus.DISCARDED)
+        .order_by("-created_at")
+        .values_list("pk", "similarity_key")[:200]
+    )
+    for pk, key in recent:
+        matcher = SequenceMatcher(None, key, case.similarity_key, autojunk=False)
+        if matcher.real_quick_ratio() >= threshold and matcher.ratio() >= threshold:
+            return pk
+    return None
+
+
+def _mark_contradicted(*, run_id: str, action_name: str, verdict: str, by: str, before) -> None:
+    """A later decision on the same run and action that says the opposite (go ahead vs
+    stop) makes the earlier cases unreliable."""
+    earlier = EvalCase.objects.select_for_update().filter(
+        run_id=run_id, action_name=action_name, provenance__decided_at__lt=before.isoformat()
+    )
+    for case in earlier:
+        if OPPOSITE.get(case.label) in (None, verdict):
+            continue
+        for check in case.checks:
+            if check["name"] == "not_contradicted":
+                check["passed"] = False
+                check["reason"] = f"contradicted by {by}"
+        case.failed_checks = [c["name"] for c in case.checks if not c["passed"]]
+        case._history_actor = "system:evaluation"
+        case._change_reason = "contradicted by a later decision"
+        case.save(update_fields=["checks", "failed_checks"])
+
+
+# --- curation ---------------------------------------------------------------------------
+
+
+def case_accept(*, case_id: int, actor: AbstractBaseUser, note: str = "") -> EvalCase:
+    """Accept a candidate whose checks all passed; a failed case never joins a dataset."""
+    with transaction.atomic():
+        case = EvalCase.objects.select_for_update().get(pk=case_id)
+        if case.failed_checks:
+            raise EvaluationError(
+                f"Case {case.pk} failed {', '.join(case.failed_checks)} and cannot be accepted."
+            )
+        return _curate(case, actor, CaseStatus.ACCEPTED, note)
+
+
+def case_discard(*, case_id: int, actor: AbstractBaseUser, note: str = "") -> EvalCase:
+    """Discard a case (it stays, for the record, but joins no dataset)."""
+    with transaction.atomic():
+        case = EvalCase.objects.select_for_update().get(pk=case_id)
+        return _curate(case, actor, CaseStatus.DISCARDED, note)
+
+
+def _curate(case: EvalCase, actor, status: str, note: str) -> EvalCase:
+    case.status = status
+    case.curated_by = actor
+    case.curated_at = timezone.now()
+    case.curation_note = note
+    case._history_user = actor
+    case._change_reason = f"{status}: {note}" if note else status
+    case.save()
+    return case
+
+
+def dataset_publish(
+    *, dataset: Dataset, actor: AbstractBaseUser | None, note: str = ""
+) -> DatasetVersion:
+    """Freeze the dataset's accepted cases into its next version."""
+    from .selectors import export_record
+
+    with transaction.atomic():
+        locked = Dataset.objects.select_for_update().get(pk=dataset.pk)
+        cases = EvalCase.objects.filter(status=CaseStatus.ACCEPTED, failed_checks=[]).order_by(
+            "created_at", "id"
+        )
+        if locked.action_names:
+            cases = cases.filter(action_name__in=locked.action_names)
+        cases = list(cases)
+        if not cases:
+            raise EvaluationError(f"No accepted cases to publish in {locked.slug}.")
+        number = (locked.versions.aggregate(n=Max("number"))["n"] or 0) + 1
+        version = DatasetVersion.objects.create(
+            dataset=locked, number=number, case_count=len(cases), note=note, published_by=actor
+        )
+        DatasetItem.objects.bulk_create(
+            DatasetItem(version=version, case=case, position=i, record=export_record(case))
+            for i, case in enumerate(cases)
+        )
+    return version
+
+
+def dataset_create(*, slug: str, name: str, action_names: Iterable[str] = ()) -> Dataset:
+    """A new, empty dataset; publish a version to freeze cases into it."""
+    dataset = Dataset(slug=slug, name=name, action_names=sorted(set(action_names)))
+    dataset.full_clean()
+    dataset.save()
+    return dataset

@@ -1,0 +1,61 @@
+"""Curation in the admin, for ML engineers."""
+
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+
+from evaluation.models import CaseStatus, Dataset, EvalCase
+
+
+@pytest.fixture
+def demo(db, settings):
+    call_command("seed_demo", "--force", "--history", "60", stdout=StringIO())
+
+
+@pytest.mark.django_db
+def test_seed_demo_leaves_a_dataset_ready_to_export(demo, tmp_path):
+    dataset = Dataset.objects.get(slug="reviewer-corrections")
+    version = dataset.versions.get()
+    assert version.case_count > 0
+    out = tmp_path / "cases.jsonl"
+    call_command("export_dataset", dataset.slug, "--out", str(out), stderr=StringIO())
+    assert len(out.read_text().splitlines()) == version.case_count
+
+
+@pytest.mark.django_db
+def test_ml_engineer_curates_with_filters_and_bulk_actions(client, demo):
+    assert client.login(username="ml", password="demo")
+    url = reverse("admin:evaluation_evalcase_changelist")
+    assert client.get(url).status_code == 200
+    failed = client.get(url + "?check=had_context")
+    assert failed.status_code == 200
+    # seed_demo accepted every case that passed; discard two, then accept them again
+    # together with one that failed a check (which stays a candidate).
+    passed = list(EvalCase.objects.filter(failed_checks=[]).values_list("pk", flat=True)[:2])
+    failing = EvalCase.objects.exclude(failed_checks=[]).values_list("pk", flat=True)[0]
+    client.post(url, {"action": "discard", "_selected_action": passed, "note": "retry"})
+    assert set(EvalCase.objects.filter(pk__in=passed).values_list("status", flat=True)) == {
+        CaseStatus.DISCARDED
+    }
+    response = client.post(
+        url,
+        {"action": "accept", "_selected_action": [*passed, failing], "note": "looks right"},
+        follow=True,
+    )
+    assert "cannot be accepted" in response.text
+    statuses = dict(EvalCase.objects.filter(pk__in=[*passed, failing]).values_list("pk", "status"))
+    assert [statuses[pk] for pk in passed] == [CaseStatus.ACCEPTED] * 2
+    assert statuses[failing] == CaseStatus.CANDIDATE
+    assert EvalCase.objects.get(pk=passed[0]).curation_note == "looks right"
+    case = EvalCase.objects.first()
+    page = client.get(reverse("admin:evaluation_evalcase_change", args=[case.pk]))
+    assert page.status_code == 200 and "had_context" in page.text
+    assert client.get(reverse("admin:evaluation_evalcase_disagreement")).status_code == 200
+
+
+@pytest.mark.django_db
+def test_reviewers_cannot_curate(client, demo):
+    assert client.login(username="reviewer", password="demo")
+    assert client.get(reverse("admin:evaluation_evalcase_changelist")).status_code == 403
