@@ -248,16 +248,18 @@ class ReviewQuerySet(models.QuerySet):
         return super().update(**kwargs)
 
     def bulk_update(self, objs, fields, *args, **kwargs):
+        if "state" in fields:
+            raise TypeError("ReviewRequest.state changes only through reviews.services.")
+        return super().bulk_update(objs, fields, *args, **kwargs)
+
+    def update_transitioned(self, objs, **values):
+        """One UPDATE for rows the FSM just moved to the same new values (bulk expiry)."""
         objs = list(objs)
-        if "state" not in fields:
-            return super().bulk_update(objs, fields, *args, **kwargs)
-        # A bulk write of state is allowed only for rows whose state the FSM just moved
-        # (the expiry sweep marks them); anything else goes through one transition each.
         if not all(getattr(o, "_moved_by_fsm", False) for o in objs):
             raise TypeError("ReviewRequest.state changes only through reviews.services.")
         token = _writing_transitioned_rows.set(True)
         try:
-            return super().bulk_update(objs, fields, *args, **kwargs)
+            return self.filter(pk__in=[o.pk for o in objs]).update(**values)
         finally:
             _writing_transitioned_rows.reset(token)
 

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from .. import selectors
@@ -53,7 +53,7 @@ class SweepSummary:
         return f"{what}: {self.processed}" + (f" ({parts})" if parts else "")
 
 
-def expire_due(*, now: datetime | None = None, batch_size: int = 500) -> SweepSummary:
+def expire_due(*, now: datetime | None = None, batch_size: int = 1000) -> SweepSummary:
     """Expire every open review past its `expires_at`, in batches, and apply each queue's
     expiry behaviour. Expired reviews never execute."""
     summary = SweepSummary()
@@ -68,6 +68,22 @@ def _expire_batch(*, now: datetime, batch_size: int, summary: SweepSummary) -> i
         batch = list(
             ReviewRequest.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("queue__fallback", "run__agent")
+            # The sweep reads a few columns; the packet stays in the database (the history
+            # copy and a reroute read it there), which is most of the cost saved.
+            .only(
+                "id",
+                "review_id",
+                "state",
+                "expires_at",
+                "run__run_id",
+                "run__agent__callback_url",
+                "run__agent__name",
+                "run__agent__webhook_secret",
+                "queue__slug",
+                "queue__name",
+                "queue__expiry_behaviour",
+                "queue__fallback",
+            )
             .filter(state__in=OPEN_STATES, expires_at__lte=now)
             .order_by("expires_at", "id")[:batch_size]
         )
@@ -85,15 +101,20 @@ def _expire_batch(*, now: datetime, batch_size: int, summary: SweepSummary) -> i
             review._history_user = None
             review._change_reason = _expiry_reason(review, successor)
             review.updated_at = now
-        ReviewRequest.objects.bulk_update(
-            batch, ["state", "decided_at", "expiry_action", "rerouted_to", "updated_at"]
-        )
-        ReviewRequest.history.bulk_history_create(
-            batch,
-            update=True,
-            default_date=now,
-            custom_historical_attrs={"history_actor": EXPIRY_ACTOR.label},
-        )
+        # Rows that end alike are written by one UPDATE (usually the whole batch).
+        groups: dict[tuple, list[ReviewRequest]] = {}
+        for review in batch:
+            groups.setdefault((review.expiry_action, review.rerouted_to_id), []).append(review)
+        for (action, rerouted_to_id), reviews in groups.items():
+            ReviewRequest.objects.update_transitioned(
+                reviews,
+                state=ReviewState.EXPIRED,
+                decided_at=now,
+                updated_at=now,
+                expiry_action=action,
+                rerouted_to_id=rerouted_to_id,
+            )
+            _copy_to_history(reviews, now=now, reason=reviews[0]._change_reason)
         _refresh_runs({r.run_id for r in batch}, now)
         for review in batch:
             if review.run.agent.callback_url:
@@ -104,6 +125,28 @@ def _expire_batch(*, now: datetime, batch_size: int, summary: SweepSummary) -> i
                 )
             summary.count(review.expiry_action)
         return len(batch)
+
+
+def _copy_to_history(reviews: list[ReviewRequest], *, now: datetime, reason: str) -> None:
+    """The history rows of just-updated reviews, copied inside the database in one
+    INSERT ... SELECT: the same rows simple-history writes, without a Python object each."""
+    history = ReviewRequest.history.model
+    columns = [f.attname for f in history.tracked_fields]
+    quote = connection.ops.quote_name
+    tracked = ", ".join(quote(c) for c in columns)
+    placeholders = ", ".join(["%s"] * len(reviews))
+    table, history_table = quote(ReviewRequest._meta.db_table), quote(history._meta.db_table)
+    # Table and column names come from the models; every value is a parameter.
+    sql = " ".join(
+        [
+            f"INSERT INTO {history_table} ({tracked}, history_actor, history_date,",
+            "history_change_reason, history_type, history_user_id)",
+            f"SELECT {tracked}, %s, %s, %s, '~', NULL FROM {table}",  # noqa: S608
+            f"WHERE id IN ({placeholders})",
+        ]
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [EXPIRY_ACTOR.label, now, reason, *(r.pk for r in reviews)])
 
 
 def _refresh_runs(run_ids: set[int], now: datetime) -> None:

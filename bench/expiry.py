@@ -1,0 +1,68 @@
+"""B4: the expiry sweep over many overdue reviews against one raw UPDATE ... RETURNING plus
+an INSERT of the history rows."""
+
+import time
+
+from .common import emit
+
+RAW = """
+WITH expired AS (
+    UPDATE reviews_reviewrequest SET state = 'expired', decided_at = now(),
+        expiry_action = 'cancel', updated_at = now()
+    WHERE state IN ('pending', 'escalated', 'awaiting_evidence') AND expires_at <= now()
+    RETURNING *
+)
+INSERT INTO reviews_historicalreviewrequest (
+    id, history_actor, review_id, kind, tenant, state, action_name, target_system, arguments,
+    summary, consequence, content, affected_resources, confidence, uncertainty,
+    options_considered, policy, risk, choices, required_approvals, due_at, expires_at,
+    next_reminder_at, versions, proposed_by, expiry_action, final_arguments, final_content,
+    created_at, updated_at, decided_at, run_id, queue_id, assignee_id, proposed_by_user_id,
+    rerouted_to_id, history_date, history_change_reason, history_type, history_user_id)
+SELECT id, 'system:expiry', review_id, kind, tenant, state, action_name, target_system,
+    arguments, summary, consequence, content, affected_resources, confidence, uncertainty,
+    options_considered, policy, risk, choices, required_approvals, due_at, expires_at,
+    next_reminder_at, versions, proposed_by, expiry_action, final_arguments, final_content,
+    created_at, updated_at, decided_at, run_id, queue_id, assignee_id, proposed_by_user_id,
+    rerouted_to_id, now(), 'expired: cancelled, the agent is told', '~', NULL
+FROM expired
+"""
+
+
+def run(*, n: int) -> None:
+    from django.db import connection, transaction
+
+    from reviews.models import ReviewRequest
+    from reviews.services.sweeps import expire_due
+
+    from . import data
+
+    def fresh():
+        data.clear_reviews()
+        _, run_obj, queues = data.base_objects(queues=4)
+        data.fill_reviews(n=n, run_id=run_obj.pk, queue_ids=[q.pk for q in queues],
+                          open_share=1.0, overdue=True)  # fmt: skip
+
+    fresh()
+    with transaction.atomic(), connection.cursor() as cursor:
+        started = time.perf_counter()
+        cursor.execute(RAW)
+        raw_rows = cursor.rowcount
+        raw_s = time.perf_counter() - started
+        transaction.set_rollback(True)
+    fresh()
+    started = time.perf_counter()
+    summary = expire_due()
+    ours_s = time.perf_counter() - started
+    history = ReviewRequest.history.filter(state="expired").count()
+    emit(
+        {
+            "bench": "B4",
+            "ratio": round(raw_s / ours_s, 3),
+            "ours": round(summary.processed / ours_s),
+            "raw": round(raw_rows / raw_s),
+            "unit": "reviews/s",
+            "n": n,
+            "history_rows": history,
+        }
+    )
