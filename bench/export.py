@@ -1,28 +1,16 @@
-"""Export memory: peak Python memory while streaming a dataset version, at two sizes.
+"""B5: JSONL export of a frozen dataset version against PostgreSQL's own
+`COPY (SELECT record ...) TO STDOUT`, and the export's peak memory at two sizes.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/hitl_bench python -m bench.export [--quick]
+    python -m bench --only B5 [--quick]      (or python -m bench.export [--quick])
 
-Creates a frozen version of N synthetic cases inside a transaction that is rolled back, so
-the database is left as it was. Prints one JSON line per size and the ratio of the peaks:
-a constant-memory export has a ratio near 1 however large N grows.
+Each size is built inside a transaction that is rolled back, so the database is left as it
+was. A constant-memory export has a peak ratio near 1 however large N grows.
 """
 
 import argparse
-import json
 import os
 import time
 import tracemalloc
-
-
-def setup_django() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hitl.settings")
-    os.environ.setdefault("DEBUG", "1")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
 
 
 def measure(n: int) -> dict:
@@ -63,27 +51,55 @@ def measure(n: int) -> dict:
         seconds = time.perf_counter() - started
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
+        started = time.perf_counter()
+        raw_count = 0
+        with connection.cursor() as cursor:
+            sql = (
+                "COPY (SELECT record FROM evaluation_datasetitem WHERE version_id = "  # noqa: S608
+                f"{int(version.pk)} ORDER BY position) TO STDOUT"
+            )
+            with cursor.cursor.copy(sql) as copy, open(os.devnull, "wb") as sink:
+                for chunk in copy:
+                    sink.write(chunk)
+                    raw_count += bytes(chunk).count(b"\n")
+        raw_seconds = time.perf_counter() - started
         transaction.set_rollback(True)
     return {
-        "bench": "export-memory",
         "n": count,
+        "ours": round(count / seconds),
+        "raw": round(raw_count / raw_seconds),
         "peak_kib": round(peak / 1024),
-        "rows_per_s": round(count / seconds),
-        "db": connection.vendor,
     }
 
 
+def run(*, n: int) -> None:
+    """Speed at `n` against COPY; peak memory at n/10 and n."""
+    from .common import emit
+
+    small, large = measure(n // 10), measure(n)
+    emit(
+        {
+            "bench": "B5",
+            "ratio": round(large["ours"] / large["raw"], 3),
+            "ours": large["ours"],
+            "raw": large["raw"],
+            "unit": "rows/s",
+            "n": n,
+            "peak_kib": large["peak_kib"],
+            "peak_kib_at_n_over_10": small["peak_kib"],
+            "memory_ratio": round(large["peak_kib"] / max(small["peak_kib"], 1), 2),
+        }
+    )
+
+
 def main(argv=None) -> int:
+    from .common import setup_django
+
     parser = argparse.ArgumentParser(prog="python -m bench.export", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="10k and 50k instead of 100k/1M")
+    parser.add_argument("--quick", action="store_true", help="100k instead of 1M")
     options = parser.parse_args(argv)
     setup_django()
-    small, large = (10_000, 50_000) if options.quick else (100_000, 1_000_000)
-    first, second = measure(small), measure(large)
-    for row in (first, second):
-        print(json.dumps(row))
-    ratio = second["peak_kib"] / max(first["peak_kib"], 1)
-    print(json.dumps({"bench": "export-memory-ratio", "ratio": round(ratio, 2)}))
+    run(n=100_000 if options.quick else 1_000_000)
     return 0
 
 

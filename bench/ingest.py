@@ -1,0 +1,219 @@
+"""B1: proposals per second through the real HTTP API under gunicorn (8 clients) against
+psycopg INSERTs of the same rows, one transaction per proposal, 8 connections."""
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from .common import database_url, emit
+
+PORT = 8123
+CLIENTS = 8
+
+
+def proposal(i: int) -> bytes:
+    return json.dumps(
+        {
+            "run_id": f"bench-ingest-{i}-{time.time_ns()}",
+            "action": {
+                "name": "issue_refund",
+                "target_system": "billing",
+                "args": {"order_id": str(i), "amount": "20.00", "currency": "EUR"},
+            },
+            "summary": f"Refund order {i}",
+            "confidence": 0.96,
+            "estimated_cost_usd": 0.02,
+            "facts": {"refund_window_valid": True},
+            "evidence": [
+                {"id": "order", "title": "Order", "url": "https://shop.example.com/o/1",
+                 "excerpt": "1x mug"},
+                {"id": "ticket", "title": "Ticket", "excerpt": "It arrived broken"},
+            ],
+            "affected_resources": [{"type": "order", "id": str(i), "version": "1"}],
+            "versions": {"agent": "bench/1", "model": "m", "prompt": "p"},
+        }
+    ).encode()  # fmt: skip
+
+
+def in_threads(count: int, work) -> float:
+    per = count // CLIENTS
+    started = time.perf_counter()
+    threads = [threading.Thread(target=work, args=(c, per)) for c in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started
+
+
+def ours(n: int) -> tuple[float, int]:
+    from policies.seed import seed_policy
+    from reviews.actors import Actor
+    from reviews.models import Agent, Queue
+    from reviews.services import agent_create
+
+    seed_policy()
+    Queue.objects.get_or_create(slug="operations", defaults={"name": "Operations"})
+    Agent.objects.filter(name="bench-ingest").delete()
+    _, key = agent_create(actor=Actor.system("bench"), name="bench-ingest")
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "DEBUG": "0",
+        "SECRET_KEY": "bench-only",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "HITL_AGENT_RATE": "100000000/min",
+        "LOG_LEVEL": "WARNING",
+    }
+    server = subprocess.Popen(  # noqa: S603 - our own server
+        [str(Path(sys.executable).parent / "gunicorn"), "hitl.wsgi", "-w", "2", "-b",
+         f"127.0.0.1:{PORT}", "--log-level", "warning"],
+        env=env,
+    )  # fmt: skip
+    try:
+        _wait_for_port()
+        created = []
+
+        def client(index: int, count: int) -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
+            ok = 0
+            for i in range(count):
+                conn.request(
+                    "POST",
+                    "/api/v1/actions/",
+                    body=proposal(index * 1_000_000 + i),
+                    headers={"Authorization": f"Bearer {key}",
+                             "Content-Type": "application/json"},
+                )  # fmt: skip
+                response = conn.getresponse()
+                response.read()
+                ok += response.status == 201
+            created.append(ok)
+
+        seconds = in_threads(n, client)
+        return seconds, sum(created)
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def _wait_for_port() -> None:
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", PORT), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("gunicorn did not start")
+
+
+RUN_SQL = """INSERT INTO reviews_agentrun (run_id, thread_id, agent_id, tenant, agent_version,
+ model_version, prompt_version, checkpoint, pending_tool_call, status, created_at, updated_at)
+ VALUES (%s, '', %s, '', 'bench/1', 'm', 'p', '{}', %s, 'waiting', now(), now()) RETURNING id"""
+REVIEW_COLUMNS = (
+    "review_id, run_id, kind, tenant, state, action_name, target_system, arguments, summary, "
+    "consequence, content, affected_resources, confidence, uncertainty, options_considered, "
+    "policy, risk, queue_id, choices, required_approvals, due_at, expires_at, versions, "
+    "proposed_by, expiry_action, created_at, updated_at"
+)
+REVIEW_VALUES = (
+    "%s, %s, 'approval', '', 'pending', 'issue_refund', 'billing', %s, %s, %s, '', %s, 0.96, '',"
+    " '[]', %s, 'medium', %s, %s, 1, %s, %s, %s, 'agent:bench', '', now(), now()"
+)
+EVIDENCE_SQL = """INSERT INTO reviews_evidence (review_id, evidence_id, title, url, excerpt,
+ fresh_until, position, supplied_at) VALUES (%s, %s, %s, %s, %s, NULL, %s, now())"""
+EVIDENCE_HISTORY_SQL = """INSERT INTO reviews_historicalevidence (id, review_id, evidence_id,
+ title, url, excerpt, fresh_until, position, supplied_at, history_actor, history_date,
+ history_change_reason, history_type) VALUES (%s, %s, %s, %s, %s, %s, NULL, %s, now(),
+ 'agent:bench', now(), 'supplied', '+')"""
+
+
+def raw(n: int) -> float:
+    import psycopg
+
+    from reviews.models import Agent, Queue
+
+    agent_id = Agent.objects.get(name="bench-ingest").pk
+    queue_id = Queue.objects.get(slug="operations").pk
+    body = json.loads(proposal(0))
+    args = json.dumps(body["action"]["args"])
+    policy = json.dumps({"outcome": "human_review", "rule": "writes_need_review"})
+    choices = json.dumps(["approve", "edit", "reject", "request_more_evidence", "escalate"])
+    versions = json.dumps(body["versions"])
+    resources = json.dumps(body["affected_resources"])
+    url = database_url()
+
+    def writer(index: int, count: int) -> None:
+        with psycopg.connect(url) as conn:
+            for i in range(count):
+                with conn.transaction():
+                    review_id = f"R{index:02d}{i:010d}{time.time_ns() % 10**13:013d}"[:26]
+                    run_id = conn.execute(RUN_SQL, [f"raw-{review_id}", agent_id, args]).fetchone()[
+                        0
+                    ]
+                    conn.execute(
+                        "INSERT INTO reviews_historicalagentrun (id, run_id, thread_id, agent_id,"
+                        " tenant, agent_version, model_version, prompt_version, checkpoint,"
+                        " pending_tool_call, status, created_at, updated_at, history_actor,"
+                        " history_date, history_change_reason, history_type) SELECT id, run_id,"
+                        " thread_id, agent_id, tenant, agent_version, model_version,"
+                        " prompt_version, checkpoint, pending_tool_call, status, created_at,"
+                        " updated_at, 'agent:bench', now(), 'paused', '+' FROM reviews_agentrun"
+                        " WHERE id = %s",
+                        [run_id],
+                    )
+                    now = datetime.now(UTC)
+                    values = [review_id, run_id, args, body["summary"], "Refund 20.00 EUR",
+                              resources, policy, queue_id, choices, now + timedelta(hours=4),
+                              now + timedelta(days=3), versions]  # fmt: skip
+                    pk = conn.execute(
+                        f"INSERT INTO reviews_reviewrequest ({REVIEW_COLUMNS}) "  # noqa: S608
+                        f"VALUES ({REVIEW_VALUES}) RETURNING id",
+                        values,
+                    ).fetchone()[0]
+                    conn.execute(
+                        f"INSERT INTO reviews_historicalreviewrequest (id, history_actor,"  # noqa: S608
+                        f" history_date, history_change_reason, history_type, {REVIEW_COLUMNS})"
+                        f" VALUES (%s, 'agent:bench', now(), 'created', '+', {REVIEW_VALUES})",
+                        [pk, *values],
+                    )
+                    for position, item in enumerate(body["evidence"]):
+                        row = [item["id"], item["title"], item.get("url", ""), item["excerpt"]]
+                        ev = conn.execute(
+                            EVIDENCE_SQL + " RETURNING id", [pk, *row, position]
+                        ).fetchone()[0]
+                        conn.execute(EVIDENCE_HISTORY_SQL, [ev, pk, *row, position])
+                    conn.execute(
+                        "INSERT INTO policies_policyevaluation (actor_label, action_name, tenant,"
+                        " outcome, rule, proposal, decision, created_at) VALUES ('agent:bench',"
+                        " 'issue_refund', '', 'human_review', 'writes_need_review', %s, %s,"
+                        " now())",
+                        [json.dumps(body), policy],
+                    )
+
+    return in_threads(n, writer)
+
+
+def run(*, n: int) -> None:
+    ours_s, created = ours(n)
+    raw_s = raw(n)
+    done = n // CLIENTS * CLIENTS
+    emit(
+        {
+            "bench": "B1",
+            "ratio": round((created / ours_s) / (done / raw_s), 3),
+            "ours": round(created / ours_s, 1),
+            "raw": round(done / raw_s, 1),
+            "unit": "proposals/s",
+            "n": done,
+            "created": created,
+        }
+    )
