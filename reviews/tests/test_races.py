@@ -1,38 +1,14 @@
 """Real races on PostgreSQL: separate connections, real row locks."""
 
-import threading
-
 import pytest
-from django.db import connection
 
 from reviews.exceptions import AlreadyDecided
 from reviews.models import Decision, ReviewState
 from reviews.services import review_approve, review_reject
+from reviews.tests.concurrency import run_together
 from reviews.tests.factories import QueueFactory, UserFactory, make_review
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-def race(workers):
-    """Start every worker at the same instant, each on its own connection."""
-    barrier = threading.Barrier(len(workers))
-    results = [None] * len(workers)
-
-    def run(index, work):
-        try:
-            barrier.wait()
-            results[index] = work()
-        except Exception as exc:
-            results[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, w)) for i, w in enumerate(workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
 
 
 def test_many_reviewers_one_review_exactly_one_decision():
@@ -47,7 +23,7 @@ def test_many_reviewers_one_review_exactly_one_decision():
         return lambda: review_reject(review_id=review.review_id, reviewer=user, reason="no")
 
     workers = [approve(u) if i % 2 else reject(u) for i, u in enumerate(reviewers)]
-    results = race(workers)
+    results = run_together(workers)
 
     winners = [r for r in results if isinstance(r, Decision)]
     losers = [r for r in results if isinstance(r, AlreadyDecided)]

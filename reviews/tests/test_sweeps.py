@@ -1,7 +1,6 @@
 """Expiry and reminder sweeps, under controlled time and real concurrency."""
 
 import random
-import threading
 import time
 from datetime import timedelta
 from io import StringIO
@@ -27,6 +26,7 @@ from reviews.selectors import resume_instruction
 from reviews.services import agent_create, review_approve
 from reviews.services.execution import execution_claim
 from reviews.services.sweeps import expire_due, send_reminders
+from reviews.tests.concurrency import run_together
 from reviews.tests.factories import QueueFactory, UserFactory, make_review
 
 START = "2026-11-23 09:00:00+00:00"
@@ -244,27 +244,6 @@ def test_reminders_go_to_the_assignee_once_assigned(
 # --- real concurrency on PostgreSQL ---
 
 
-def in_threads(workers):
-    barrier = threading.Barrier(len(workers))
-    results = [None] * len(workers)
-
-    def run(index, work):
-        try:
-            barrier.wait()
-            results[index] = work()
-        except Exception as exc:
-            results[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, w)) for i, w in enumerate(workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
-
-
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_two_expiry_sweeps_never_process_a_review_twice():
@@ -272,7 +251,7 @@ def test_two_expiry_sweeps_never_process_a_review_twice():
     with time_machine.travel(at(), tick=False):
         ids = [make_review(queue=queue).pk for _ in range(120)]
     with time_machine.travel(at(hours=3)):
-        results = in_threads([lambda: expire_due(batch_size=10) for _ in range(3)])
+        results = run_together([lambda: expire_due(batch_size=10) for _ in range(3)])
     assert all(not isinstance(r, Exception) for r in results), results
     assert sum(r.processed for r in results) == 120
     expired_rows = ReviewRequest.history.filter(id__in=ids, state="expired")
@@ -290,7 +269,7 @@ def test_two_reminder_sweeps_send_each_reminder_once(settings):
         for _ in range(40):
             make_review(queue=queue)
     with time_machine.travel(at(minutes=35)):
-        results = in_threads([lambda: send_reminders(batch_size=7) for _ in range(2)])
+        results = run_together([lambda: send_reminders(batch_size=7) for _ in range(2)])
         while sum(r.processed for r in results) < 40 and results[0].processed:
             results.append(send_reminders(batch_size=7))
     assert Reminder.objects.count() == 40
@@ -320,7 +299,7 @@ def test_approve_racing_the_expiry_sweep_never_gives_both():
             time.sleep(delay)
             return expire_due()
 
-        results = in_threads([approve, sweep])
+        results = run_together([approve, sweep])
         review.refresh_from_db()
         decided = Decision.objects.filter(review=review).exists()
         expired_rows = review.history.filter(state="expired").count()
