@@ -16,6 +16,7 @@ from .common import database_url, emit
 
 PORT = 8123
 CLIENTS = 8
+AGENT = f"bench-ingest-{int(time.time())}"
 
 
 def proposal(i: int) -> bytes:
@@ -56,13 +57,12 @@ def in_threads(count: int, work) -> float:
 def ours(n: int) -> tuple[float, int]:
     from policies.seed import seed_policy
     from reviews.actors import Actor
-    from reviews.models import Agent, Queue
+    from reviews.models import Queue
     from reviews.services import agent_create
 
     seed_policy()
     Queue.objects.get_or_create(slug="operations", defaults={"name": "Operations"})
-    Agent.objects.filter(name="bench-ingest").delete()
-    _, key = agent_create(actor=Actor.system("bench"), name="bench-ingest")
+    _, key = agent_create(actor=Actor.system("bench"), name=AGENT)
     env = {
         **os.environ,
         "DATABASE_URL": database_url(),
@@ -141,7 +141,7 @@ def raw(n: int) -> float:
 
     from reviews.models import Agent, Queue
 
-    agent_id = Agent.objects.get(name="bench-ingest").pk
+    agent_id = Agent.objects.get(name=AGENT).pk
     queue_id = Queue.objects.get(slug="operations").pk
     body = json.loads(proposal(0))
     args = json.dumps(body["action"]["args"])
