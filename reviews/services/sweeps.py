@@ -22,6 +22,7 @@ from ..models import (
     AgentRun,
     Evidence,
     ExpiryBehaviour,
+    Queue,
     Reminder,
     ReminderKind,
     ReviewRequest,
@@ -53,7 +54,7 @@ class SweepSummary:
         return f"{what}: {self.processed}" + (f" ({parts})" if parts else "")
 
 
-def expire_due(*, now: datetime | None = None, batch_size: int = 1000) -> SweepSummary:
+def expire_due(*, now: datetime | None = None, batch_size: int = 2000) -> SweepSummary:
     """Expire every open review past its `expires_at`, in batches, and apply each queue's
     expiry behaviour. Expired reviews never execute."""
     summary = SweepSummary()
@@ -66,27 +67,19 @@ def expire_due(*, now: datetime | None = None, batch_size: int = 1000) -> SweepS
 def _expire_batch(*, now: datetime, batch_size: int, summary: SweepSummary) -> int:
     with transaction.atomic():
         batch = list(
-            ReviewRequest.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("queue__fallback", "run__agent")
+            ReviewRequest.objects.select_for_update(skip_locked=True)
             # The sweep reads a few columns; the packet stays in the database (the history
             # copy and a reroute read it there), which is most of the cost saved.
-            .only(
-                "id",
-                "review_id",
-                "state",
-                "expires_at",
-                "run__run_id",
-                "run__agent__callback_url",
-                "run__agent__name",
-                "run__agent__webhook_secret",
-                "queue__slug",
-                "queue__name",
-                "queue__expiry_behaviour",
-                "queue__fallback",
-            )
+            .only("id", "review_id", "state", "expires_at", "queue_id", "run_id")
             .filter(state__in=OPEN_STATES, expires_at__lte=now)
             .order_by("expires_at", "id")[:batch_size]
         )
+        # A batch shares a handful of queues and runs: one query each, not a join per row.
+        queues = Queue.objects.select_related("fallback").in_bulk({r.queue_id for r in batch})
+        runs = AgentRun.objects.select_related("agent").in_bulk({r.run_id for r in batch})
+        for review in batch:
+            review.queue = queues[review.queue_id]
+            review.run = runs[review.run_id]
         if not batch:
             return 0
         for review in batch:
@@ -154,7 +147,9 @@ def _refresh_runs(run_ids: set[int], now: datetime) -> None:
     waiting = set(
         ReviewRequest.objects.filter(
             run_id__in=run_ids, state__in=(ReviewState.PENDING, ReviewState.ESCALATED)
-        ).values_list("run_id", flat=True)
+        )
+        .values_list("run_id", flat=True)
+        .distinct()
     )
     changed = []
     for run in (
