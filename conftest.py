@@ -46,3 +46,13 @@ def pytest_runtest_makereport(item, call):
 def _fast_password_hashing(settings):
     # PBKDF2's deliberate slowness protects real passwords, not test users.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_catalogue_cache():
+    # Each test has its own database state; a catalogue entry cached by another must not leak.
+    from policies.selectors import forget_catalogue
+
+    forget_catalogue()
+    yield
+    forget_catalogue()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -39,11 +40,31 @@ def default_queue() -> str:
 # --- the catalogue -------------------------------------------------------------------
 
 
+# One proposal asks for its action type half a dozen times (schema, consequence, kind,
+# amount, authority); the catalogue changes rarely. Entries live a few seconds per process
+# and a save in this process clears them at once.
+_CATALOGUE_TTL = 5.0
+_catalogue_cache: dict[str, tuple[float, ActionType | None]] = {}
+
+
 def action_type_for(name: str) -> ActionType | None:
     """The catalogue entry for an action name, or None when it is unknown."""
     if not isinstance(name, str) or not name:
         return None
-    return ActionType.objects.filter(name=name).first()
+    now = time.monotonic()
+    hit = _catalogue_cache.get(name)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    action_type = ActionType.objects.filter(name=name).first()
+    if len(_catalogue_cache) > 1000:
+        _catalogue_cache.clear()
+    _catalogue_cache[name] = (now + _CATALOGUE_TTL, action_type)
+    return action_type
+
+
+def forget_catalogue(**kwargs) -> None:
+    """Drop cached action types (connected to ActionType saves and deletes)."""
+    _catalogue_cache.clear()
 
 
 def amount_for(*, action_name: str, args: Mapping[str, Any]) -> Decimal | None:

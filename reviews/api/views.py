@@ -79,7 +79,7 @@ class ActionsView(APIView):
             result = action_propose(agent=agent, proposal=data)
             body = {
                 "outcome": result.outcome,
-                "review": packet(result.review.review_id, request) if result.review else None,
+                "review": s.ReviewPacketOut(result.review).data if result.review else None,
                 "execution": None,
                 "policy": result.decision.to_dict(),
             }

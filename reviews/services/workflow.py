@@ -188,10 +188,14 @@ def review_create(
             ) from exc
         stamp(review, actor, f"created by {actor.label}: {action_name}")
         review.save()
+        items = []
         for position, row in enumerate(evidence_rows):
             item = Evidence(review=review, position=position, supplied_at=now, **row)
             stamp(item, actor, "supplied with the proposal")
             item.save()
+            items.append(item)
+        # The caller may show the new packet at once: nothing to fetch back.
+        review._prefetched_objects_cache = {"evidence": items, "decisions": []}
     return review
 
 
