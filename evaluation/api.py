@@ -9,6 +9,7 @@ from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.views import APIView
 
 from reviews.api.permissions import IsStaffPerson
+from reviews.api.views import ERRORS
 
 from .models import DatasetVersion
 from .selectors import FORMATS, export_lines, version_for
@@ -31,7 +32,7 @@ class DatasetExportView(APIView):
             OpenApiParameter("version", int, description="Version number; latest by default."),
             OpenApiParameter("records", str, enum=list(FORMATS)),
         ],
-        responses={200: OpenApiResponse(OpenApiTypes.STR, description="JSON Lines")},
+        responses={200: OpenApiResponse(OpenApiTypes.STR, description="JSON Lines"), **ERRORS},
     )
     def get(self, request, slug):
         """Stream a frozen version as JSONL (one case per line), in constant memory."""
@@ -54,7 +55,7 @@ class DatasetExportView(APIView):
 
 urlpatterns = [
     path(
-        "datasets/<slug:slug>/export/",
+        "datasets/<str:slug>/export/",
         DatasetExportView.as_view(),
         name="dataset-export",
     ),

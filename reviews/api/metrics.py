@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from ..selectors.metrics import Figures, MetricsFilter, as_dict, compute
 from .permissions import IsStaffPerson
+from .views import ERRORS
 
 SERIES_COLUMNS = ["period", *Figures().__dict__.keys()]
 
@@ -78,7 +79,7 @@ class MetricsView(APIView):
     @extend_schema(
         operation_id="get_metrics",
         parameters=[MetricsQuery, OpenApiParameter("format", str, enum=["json", "csv"])],
-        responses={200: dict},
+        responses={200: dict, **ERRORS},
     )
     def get(self, request):
         """Approval, edit, rejection, escalation and expiry rates, time in queue, SLA

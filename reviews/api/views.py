@@ -63,7 +63,7 @@ class ActionsView(APIView):
         parameters=[
             OpenApiParameter(
                 "Idempotency-Key",
-                str,
+                {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"^\S(.*\S)?$"},
                 OpenApiParameter.HEADER,
                 description="A retried POST with the same key returns the first answer.",
             )
