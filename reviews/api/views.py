@@ -23,6 +23,9 @@ ERRORS = {
     403: OpenApiResponse(s.ErrorOut, description="Not allowed"),
     404: OpenApiResponse(s.ErrorOut, description="Unknown, or not yours"),
     409: OpenApiResponse(s.ErrorOut, description="Conflicts with the review's state"),
+    413: OpenApiResponse(s.ErrorOut, description="Body over HITL_MAX_BODY_BYTES"),
+    415: OpenApiResponse(s.ErrorOut, description="Not application/json"),
+    429: OpenApiResponse(s.ErrorOut, description="Too many requests from this agent"),
 }
 
 
