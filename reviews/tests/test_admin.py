@@ -416,3 +416,27 @@ def test_only_the_owner_changes_a_queue(client, demo):
     assert access.escalation_owner == member
     assert access.owner == demo["lead"]  # the owner field is not the lead's to change
     assert access.history.latest().history_user == demo["lead"]
+
+
+@pytest.mark.django_db
+def test_hostile_text_is_escaped_on_every_screen(client, demo):
+    evil = "<script>alert(1)</script>' OR 1=1; -- <img src=x onerror=alert(2)>"
+    queue = Queue.objects.get(slug="operations")
+    review = make_review(
+        queue=queue,
+        summary=evil,
+        content=evil,
+        arguments={"order_id": evil, "amount": "20.00", "currency": "EUR"},
+        evidence=[{"id": "e1", "title": evil, "excerpt": evil, "url": "https://x.example/?q=<b>"}],
+        uncertainty=evil,
+    )
+    client.force_login(demo["reviewer"])
+    pages = [
+        client.get(screen_url(review)).text,
+        client.get(reverse("admin:reviews_approvalreview_changelist")).text,
+        client.get(reverse("admin:reviews_reviewrequest_changelist")).text,
+    ]
+    for page in pages:
+        assert "<script>alert(1)" not in page
+        assert "<img src=x" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages[0]

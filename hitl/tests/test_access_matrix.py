@@ -1,0 +1,151 @@
+"""Who may see and do what: every role against every endpoint and admin page, for objects
+of their own tenant and queue and of another's. Each cell is asserted."""
+
+import json
+from io import StringIO
+
+import pytest
+from django.contrib.auth.models import Group, Permission
+from django.core.management import call_command
+from rest_framework.test import APIClient
+
+from evaluation.models import Dataset
+from evaluation.services import dataset_publish
+from reviews.actors import Actor
+from reviews.services import agent_create
+from reviews.tests.factories import QueueFactory, UserFactory, make_review
+
+ROLES = ["agent_a", "agent_b", "reviewer_x", "reviewer_y", "lead", "ml", "anonymous"]
+
+# endpoint -> roles allowed on the object of tenant A / queue X (the mirror cells, object of
+# tenant B / queue Y, swap agent_a<->agent_b and reviewer_x<->reviewer_y).
+ALLOWED = {
+    "api: get review": {"agent_a", "reviewer_x", "lead"},
+    "api: supply evidence": {"agent_a"},
+    "api: cancel": {"agent_a"},
+    "api: decide": {"reviewer_x", "lead"},
+    "api: claim execution": {"agent_a"},
+    "api: get run": {"agent_a", "reviewer_x", "lead"},
+    "api: metrics": {"reviewer_x", "reviewer_y", "lead", "ml"},
+    "api: dataset export": {"ml"},
+    "admin: review page": {"reviewer_x", "lead"},
+    "admin: review history": {"reviewer_x", "lead"},
+    "admin: decide": {"reviewer_x", "lead"},
+    "admin: run page": {"reviewer_x", "lead"},
+    "admin: eval cases": {"ml"},
+}
+MIRROR = {"agent_a": "agent_b", "agent_b": "agent_a", "reviewer_x": "reviewer_y",
+          "reviewer_y": "reviewer_x"}  # fmt: skip
+
+
+@pytest.fixture
+def world(db):
+    call_command("seed_demo", "--force", "--history", "0", stdout=StringIO())  # groups, perms
+    reviewers, leads, ml_group = (
+        Group.objects.get(name=n) for n in ("Reviewers", "Leads", "ML engineers")
+    )
+    people = {
+        "reviewer_x": UserFactory(username="rx"),
+        "reviewer_y": UserFactory(username="ry"),
+        "lead": UserFactory(username="boss"),
+        "ml": UserFactory(username="mlx", grant=False),
+    }
+    people["reviewer_x"].groups.add(reviewers)
+    people["reviewer_y"].groups.add(reviewers)
+    people["lead"].groups.add(leads)
+    people["ml"].groups.add(ml_group)
+    queue_x = QueueFactory(slug="qx", owner=people["lead"])
+    queue_y = QueueFactory(slug="qy", owner=people["lead"])
+    queue_x.members.add(people["reviewer_x"])
+    queue_y.members.add(people["reviewer_y"])
+    keys = {}
+    for role, tenant in (("agent_a", "acme"), ("agent_b", "globex")):
+        _, keys[role] = agent_create(actor=Actor.system("t"), name=role.replace("_", "-"),
+                                     tenant=tenant)  # fmt: skip
+    objects = {
+        "A": make_review(queue=queue_x, agent="agent-a", tenant="acme", run_id="run-a"),
+        "B": make_review(queue=queue_y, agent="agent-b", tenant="globex", run_id="run-b"),
+    }
+    dataset = Dataset.objects.create(slug="cases", name="Cases")
+    from evaluation.models import EvalCase
+
+    EvalCase.objects.create(review_id="x", run_id="x", action_name="a", label="reject",
+                            status="accepted")  # fmt: skip
+    dataset_publish(dataset=dataset, actor=None)
+    ml_perms = Permission.objects.filter(codename__in=["view_dataset"])
+    people["ml"].user_permissions.add(*ml_perms)
+    return {"people": people, "keys": keys, "objects": objects}
+
+
+def client_for(world, role):
+    if role in ("agent_a", "agent_b"):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {world['keys'][role]}")
+        return client
+    client = APIClient()
+    if role != "anonymous":
+        client.force_login(world["people"][role])
+    return client
+
+
+def call(client, endpoint, review):
+    rid, pk = review.review_id, review.pk
+    body = json.dumps
+    if endpoint == "api: get review":
+        return client.get(f"/api/v1/reviews/{rid}/")
+    if endpoint == "api: supply evidence":
+        return client.post(f"/api/v1/reviews/{rid}/evidence/",
+                           body({"evidence": [{"id": "e", "title": "E"}]}),
+                           content_type="application/json")  # fmt: skip
+    if endpoint == "api: cancel":
+        return client.post(f"/api/v1/reviews/{rid}/cancel/", body({"reason": "withdrawn"}),
+                           content_type="application/json")  # fmt: skip
+    if endpoint == "api: decide":
+        return client.post(f"/api/v1/reviews/{rid}/decisions/", body({"choice": "approve"}),
+                           content_type="application/json")  # fmt: skip
+    if endpoint == "api: claim execution":
+        return client.post(f"/api/v1/reviews/{rid}/execution/claim/", body({}),
+                           content_type="application/json")  # fmt: skip
+    if endpoint == "api: get run":
+        return client.get(f"/api/v1/runs/{review.run.run_id}/")
+    if endpoint == "api: metrics":
+        return client.get("/api/v1/metrics/")
+    if endpoint == "api: dataset export":
+        return client.get("/api/v1/datasets/cases/export/")
+    if endpoint == "admin: review page":
+        return client.get(f"/admin/reviews/approvalreview/{pk}/change/")
+    if endpoint == "admin: review history":
+        return client.get(f"/admin/reviews/approvalreview/{pk}/history/")
+    if endpoint == "admin: decide":
+        return client.post(f"/admin/reviews/approvalreview/{pk}/decide/", {"choice": "approve"})
+    if endpoint == "admin: run page":
+        return client.get(f"/admin/reviews/agentrun/{review.run.pk}/change/")
+    if endpoint == "admin: eval cases":
+        return client.get("/admin/evaluation/evalcase/")
+    raise AssertionError(endpoint)
+
+
+def refused(response) -> bool:
+    if response.status_code in (401, 403, 404):
+        return True
+    location = response.get("Location", "") if response.status_code == 302 else ""
+    # The admin sends strangers to its login, and hides what a person may not see by
+    # answering "doesn't exist" with a redirect to its index.
+    return "/login/" in location or location.rstrip("/").endswith("/admin")
+
+
+CELLS = [(endpoint, role, obj) for endpoint in ALLOWED for role in ROLES for obj in ("A", "B")]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("endpoint", "role", "obj"), CELLS)
+def test_access_matrix(world, endpoint, role, obj):
+    allowed_roles = ALLOWED[endpoint]
+    if obj == "B":
+        allowed_roles = {MIRROR.get(r, r) for r in allowed_roles}
+    response = call(client_for(world, role), endpoint, world["objects"][obj])
+    assert response.status_code < 500
+    if role in allowed_roles:
+        assert not refused(response), (response.status_code, response.get("Location"))
+    else:
+        assert refused(response), (response.status_code, response.content[:200])
