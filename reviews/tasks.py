@@ -33,3 +33,10 @@ def send_reminders() -> str:
     from .services.sweeps import send_reminders as sweep
 
     return sweep().line("reminders sent")
+
+
+def reconcile_executions() -> int:
+    """The scheduled sweep: finish executions a dead worker left claimed."""
+    from .services.execution import execution_reconcile
+
+    return execution_reconcile()

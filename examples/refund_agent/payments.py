@@ -8,6 +8,7 @@ import fcntl
 import json
 import os
 import tempfile
+import time
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -77,7 +78,9 @@ def refund(*, order_id: str, amount: str, currency: str, idempotency_key: str) -
 
 
 def execute_refund(*, arguments: dict, content: str, idempotency_key: str, review_id: str):
-    """The executor the platform runs after approval (registered by seed_demo)."""
+    """The executor the platform runs after approval (registered by seed_demo).
+    HITL_FAKE_PAYMENTS_DELAY makes the payment system slow (for the restart tests)."""
+    time.sleep(float(os.environ.get("HITL_FAKE_PAYMENTS_DELAY", "0")))
     return refund(
         order_id=arguments["order_id"],
         amount=arguments["amount"],

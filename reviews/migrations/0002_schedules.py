@@ -7,6 +7,7 @@ SCHEDULES = [
     ("retry webhooks", "reviews.tasks.retry_webhooks", 1),
     ("expire reviews", "reviews.tasks.expire_reviews", 1),
     ("send reminders", "reviews.tasks.send_reminders", 1),
+    ("reconcile executions", "reviews.tasks.reconcile_executions", 5),
 ]
 
 

@@ -8,6 +8,7 @@ a duplicated delivery finds it and never runs the action again.
 
 import logging
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -176,21 +177,29 @@ def execution_run_executor(*, review_id: str) -> Execution | None:
         return None
     if execution.state == ExecutionState.BLOCKED_STALE:
         return execution
+    return _run_executor(execution)
+
+
+def _run_executor(execution: Execution) -> Execution | None:
+    review = execution.review
+    action_type = action_type_for(review.action_name)
+    if action_type is None or not action_type.executor:
+        return None
     try:
         executor = import_string(action_type.executor)
         result = executor(
             arguments=execution.arguments,
             content=execution.content,
             idempotency_key=execution.idempotency_key,
-            review_id=review_id,
+            review_id=review.review_id,
         )
     except Exception as exc:
-        logger.exception("Executor of %s failed", review_id)
+        logger.exception("Executor of %s failed", review.review_id)
         return execution_report(
-            review_id=review_id, actor=EXECUTOR_ACTOR, succeeded=False, error=repr(exc)
+            review_id=review.review_id, actor=EXECUTOR_ACTOR, succeeded=False, error=repr(exc)
         )
     return execution_report(
-        review_id=review_id, actor=EXECUTOR_ACTOR, succeeded=True, result=result
+        review_id=review.review_id, actor=EXECUTOR_ACTOR, succeeded=True, result=result
     )
 
 
@@ -302,3 +311,33 @@ def _json_safe(value: Any) -> Any:
         return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
     except (TypeError, ValueError):
         return {"repr": repr(value)}
+
+
+def execution_reconcile(*, stale_after: timedelta = timedelta(minutes=5)) -> int:
+    """Finish executor runs left `claimed` by a worker that died mid-way: run the executor
+    again with the same idempotency key (the downstream system deduplicates on it) and
+    record the outcome. Returns how many it finished."""
+    cutoff = timezone.now() - stale_after
+    finished = 0
+    stale = Execution.objects.filter(
+        state=ExecutionState.CLAIMED, mode=ExecutionMode.EXECUTOR, claimed_at__lt=cutoff
+    ).values_list("pk", flat=True)
+    for pk in list(stale):
+        with transaction.atomic():
+            execution = (
+                Execution.objects.select_for_update(skip_locked=True)
+                .select_related("review")
+                .filter(pk=pk, state=ExecutionState.CLAIMED, claimed_at__lt=cutoff)
+                .first()
+            )
+            if execution is None:
+                continue
+            # Take it over so a second reconciler leaves it alone while this one runs it.
+            execution.claimed_at = timezone.now()
+            stamp(execution, RECONCILE_ACTOR, "reconciling a claim left by a dead worker")
+            execution.save(update_fields=["claimed_at"])
+        finished += _run_executor(execution) is not None
+    return finished
+
+
+RECONCILE_ACTOR = Actor.system("reconcile")
