@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import time_machine
 from django.conf import settings
 
 from examples.refund_agent import payments
@@ -87,3 +88,46 @@ def test_a_killed_worker_leaves_nothing_undone_and_nothing_done_twice(tmp_path, 
     assert states == [ExecutionState.SUCCEEDED] * 4
     paid = payments.state()["refunds"]
     assert sorted(paid) == sorted(f"exec_{r.review_id}" for r in reviews)
+
+
+def test_two_worker_clusters_sweeping_at_once_expire_each_review_once():
+    from django_q.tasks import async_task
+
+    from reviews.models import ReviewRequest
+
+    queue = QueueFactory(slug="ops", expiry=timedelta(hours=1))
+    past = time.time() - 7200
+    with time_machine.travel(past, tick=False):
+        ids = [make_review(queue=queue).pk for _ in range(300)]
+    for _ in range(8):
+        async_task("reviews.tasks.expire_reviews")
+
+    db = settings.DATABASES["default"]
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "Q_WORKERS": "2",
+    }
+    clusters = [
+        subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=Path(settings.BASE_DIR),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        deadline = time.time() + 90
+        while ReviewRequest.objects.filter(pk__in=ids, state="pending").exists():
+            assert time.time() < deadline, "the clusters did not expire everything"
+            time.sleep(0.5)
+    finally:
+        for cluster in clusters:
+            os.killpg(cluster.pid, signal.SIGKILL)
+            cluster.wait(timeout=10)
+    rows = ReviewRequest.history.filter(id__in=ids, state="expired")
+    assert rows.count() == 300
+    assert rows.values("id").distinct().count() == 300
