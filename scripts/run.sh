@@ -9,6 +9,9 @@ export DEBUG=${DEBUG:-1}
 .venv/bin/python manage.py seed_demo
 .venv/bin/python manage.py qcluster &
 worker=$!
-trap 'kill $worker 2>/dev/null; wait $worker 2>/dev/null' EXIT INT TERM
+.venv/bin/python manage.py runserver 127.0.0.1:8000 &
+server=$!
+# Stopping this script (Ctrl-C or kill) stops both; waiting lets the trap run at once.
+trap 'kill $server $worker 2>/dev/null; wait 2>/dev/null' EXIT INT TERM
 echo "Admin: http://127.0.0.1:8000/admin/  (users admin, lead, reviewer, reviewer2, ml; password demo)"
-.venv/bin/python manage.py runserver 127.0.0.1:8000
+wait $server

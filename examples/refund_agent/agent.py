@@ -113,7 +113,7 @@ def act(api: HitlClient, run: dict, review: dict) -> str:
         api.report(review["review_id"], succeeded=True, result=paid)
         return f"refunded {paid['amount']} {paid['currency']} ({paid['refund_id']})"
     if action == "done":
-        return f"done: {resume['execution']['result']}"
+        return "done: " + json.dumps(resume["execution"]["result"], sort_keys=True)
     if action in ("wait", "executing", "handed_over"):
         return "waiting"
     if action == "supply_evidence":

@@ -160,7 +160,10 @@ def available_choices(*, review: ReviewRequest, user: AbstractBaseUser) -> list[
     if review.proposed_by_user_id is not None and review.proposed_by_user_id == user.pk:
         return []
     allowed = []
+    taken_over = review.state == ReviewState.ESCALATED and review.assignee_id == user.pk
     for choice in review.choices:
+        if choice == Choice.TAKE_OVER and taken_over:
+            continue  # already theirs: what is left is to guide the agent or to end it
         transition = "edit" if choice == Choice.GUIDE else choice
         method = getattr(review, transition, None)
         if method is not None and can_proceed(method):

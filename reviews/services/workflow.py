@@ -512,6 +512,8 @@ def _check_decision_allowed(
         )
     if choice not in review.choices:
         raise ChoiceNotOffered(f"'{choice}' is not offered for this review.")
+    if choice == Choice.TAKE_OVER and _taken_over_by(review, reviewer):
+        raise TransitionNotAllowed("You have already taken this case over.")
     if choice in REASON_REQUIRED and not reason:
         raise ReasonRequired(
             "A reason is required to " + Choice(choice).label.lower() + ".",
@@ -521,6 +523,14 @@ def _check_decision_allowed(
         raise SelfDecisionForbidden("You proposed this action and cannot decide it yourself.")
     if not selectors.can_decide(user=reviewer, review=review):
         raise NotAuthorized("You are not a reviewer of this review's queue.")
+
+
+def _taken_over_by(review: ReviewRequest, user: AbstractBaseUser) -> bool:
+    return (
+        review.state == ReviewState.ESCALATED
+        and review.assignee_id == user.pk
+        and (review.decisions.filter(choice=Choice.TAKE_OVER, reviewer=user).exists())
+    )
 
 
 def _check_authority(

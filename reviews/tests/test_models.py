@@ -21,7 +21,7 @@ from reviews.services import (
     review_supply_evidence,
     review_take_over,
 )
-from reviews.tests.factories import make_review
+from reviews.tests.factories import UserFactory, make_review
 
 
 def agent_actor(name="refund-bot"):
@@ -215,9 +215,11 @@ def perform_escalation(action, review, user):
 @pytest.mark.parametrize("action", list(ESCALATION_ALLOWED))
 def test_escalation_review_transitions(action, state, queue):
     lead = queue.owner
+    # Someone else took the case over first, so the lead taking it over moves ownership.
+    other = UserFactory(username="first-owner", is_superuser=True)
     review = make_review(queue=queue, kind="escalation")
     for step in ESCALATION_PATHS[state]:
-        perform_escalation(step, review, lead)
+        perform_escalation(step, review, other if step == "take_over" else lead)
     review.refresh_from_db()
     history_before = review.history.count()
     target = ESCALATION_ALLOWED[action].get(state)

@@ -540,3 +540,16 @@ def test_taken_over_reviews_do_not_expire_and_the_run_takes_no_proposals(queue, 
         make_review(queue=queue, run_id="run-taken")
     review_guide(review_id=review.review_id, reviewer=reviewer, reason="Go on with a voucher")
     assert AgentRun.objects.get(run_id="run-taken").status == RunStatus.RESUMABLE
+
+
+@pytest.mark.django_db
+def test_taking_over_twice_is_refused_and_not_offered(queue, reviewer):
+    from reviews.selectors import available_choices
+
+    review = make_review(queue=queue, kind="escalation")
+    review_take_over(review_id=review.review_id, reviewer=reviewer)
+    review.refresh_from_db()
+    assert available_choices(review=review, user=reviewer) == ["guide", "reject"]
+    with pytest.raises(TransitionNotAllowed, match="already taken"):
+        review_take_over(review_id=review.review_id, reviewer=reviewer)
+    assert review.decisions.count() == 1
