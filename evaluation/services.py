@@ -54,10 +54,6 @@ class EvaluationError(Exception):
     """A curation request that cannot be done, with the reason to show."""
 
 
-def _setting(name: str, default):
-    return getattr(settings, name, default)
-
-
 # --- capture ----------------------------------------------------------------------------
 
 
@@ -172,7 +168,7 @@ def _wanted(decision: Decision) -> bool:
         return True
     if decision.choice != Choice.APPROVE or decision.state_after != ReviewState.APPROVED:
         return False
-    rate = float(_setting("HITL_EVAL_APPROVAL_SAMPLE", 0.1))
+    rate = float(settings.HITL_EVAL_APPROVAL_SAMPLE)
     # A stable sample: the same review is always in or out, whatever the worker.
     bucket = int(hashlib.sha256(decision.review.review_id.encode()).hexdigest()[:8], 16)
     return bucket / 0xFFFFFFFF < rate
@@ -191,7 +187,7 @@ def _check(name: str, passed: bool, reason: str) -> dict:
 
 
 def _checks(case: EvalCase, decision: Decision, time_spent: float | None) -> list[dict]:
-    threshold = float(_setting("HITL_EVAL_MIN_SECONDS", 15))
+    threshold = float(settings.HITL_EVAL_MIN_SECONDS)
     checks = []
     if time_spent is None:
         checks.append(_check("had_context", False, "time spent unknown (not opened in a screen)"))
@@ -257,7 +253,7 @@ def _similarity_key(case: EvalCase) -> str:
 
 
 def _near_duplicate(case: EvalCase) -> int | None:
-    threshold = float(_setting("HITL_EVAL_DUPLICATE_SIMILARITY", 0.95))
+    threshold = float(settings.HITL_EVAL_DUPLICATE_SIMILARITY)
     recent = (
         EvalCase.objects.filter(action_name=case.action_name, label=case.label)
         .exclude(status=CaseStatus.DISCARDED)

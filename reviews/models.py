@@ -263,9 +263,6 @@ class ReviewQuerySet(models.QuerySet):
         finally:
             _writing_transitioned_rows.reset(token)
 
-    def open(self):
-        return self.filter(state__in=OPEN_STATES)
-
 
 def _not_expired(review: "ReviewRequest") -> bool:
     return not review.is_past_expiry()

@@ -3,7 +3,7 @@
 from rest_framework import serializers
 
 from ..models import Choice, Decision, Evidence, ReviewRequest
-from ..selectors import execution_summary, resume_instruction
+from ..selectors import execution_of, execution_summary, resume_instruction
 
 MAX_ITEMS = 50
 
@@ -224,10 +224,8 @@ class ReviewPacketOut(serializers.ModelSerializer):
         return resume_instruction(review)
 
     def get_execution(self, review) -> dict | None:
-        try:
-            return execution_summary(review.execution)
-        except ReviewRequest.execution.RelatedObjectDoesNotExist:
-            return None
+        execution = execution_of(review)
+        return execution_summary(execution) if execution is not None else None
 
 
 class ProposalOut(serializers.Serializer):

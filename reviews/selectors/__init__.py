@@ -94,7 +94,7 @@ def resume_instruction(review: ReviewRequest) -> dict:
         return instruction
     if state == ReviewState.EDITED and last is not None and last.choice == Choice.GUIDE:
         return {"action": "continue_with_guidance", "guidance": review.final_content}
-    execution = review.execution if _has_execution(review) else None
+    execution = execution_of(review)
     if execution is not None:
         return {
             "action": {
@@ -135,12 +135,12 @@ def execution_summary(execution: Execution) -> dict:
     }
 
 
-def _has_execution(review: ReviewRequest) -> bool:
+def execution_of(review: ReviewRequest) -> Execution | None:
+    """The review's one execution, or None before anything was claimed."""
     try:
-        review.execution  # noqa: B018 - the one-to-one raises when there is none
+        return review.execution
     except Execution.DoesNotExist:
-        return False
-    return True
+        return None
 
 
 def _last_decision(review: ReviewRequest) -> Decision | None:

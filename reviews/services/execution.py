@@ -6,6 +6,7 @@ itself, go through `execution_claim`: the review row is locked, the review's sin
 a duplicated delivery finds it and never runs the action again.
 """
 
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
@@ -305,8 +306,6 @@ def _deciding_decisions(review: ReviewRequest):
 
 
 def _json_safe(value: Any) -> Any:
-    import json
-
     try:
         return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
     except (TypeError, ValueError):

@@ -15,7 +15,6 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from .. import selectors
 from ..actors import Actor
 from ..models import (
     OPEN_STATES,
@@ -110,12 +109,7 @@ def _expire_batch(*, now: datetime, batch_size: int, summary: SweepSummary) -> i
             _copy_to_history(reviews, now=now, reason=reviews[0]._change_reason)
         _refresh_runs({r.run_id for r in batch}, now)
         for review in batch:
-            if review.run.agent.callback_url:
-                webhook_queue(
-                    review=review,
-                    event="review.expired",
-                    data={"state": review.state, "resume": selectors.resume_instruction(review)},
-                )
+            webhook_queue(review=review, event="review.expired")
             summary.count(review.expiry_action)
         return len(batch)
 

@@ -14,6 +14,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
 
+from .. import selectors
 from ..models import DeliveryStatus, ReviewRequest, WebhookDelivery
 
 logger = logging.getLogger(__name__)
@@ -30,12 +31,15 @@ def sign(*, secret: str, timestamp: int, body: bytes) -> str:
     return "v1=" + mac.hexdigest()
 
 
-def webhook_queue(*, review: ReviewRequest, event: str, data: dict[str, Any]) -> None:
+def webhook_queue(*, review: ReviewRequest, event: str, data: dict[str, Any] | None = None) -> None:
     """Record an event for the review's agent (in the caller's transaction) and send it
-    after commit; agents without a callback URL poll instead."""
+    after commit; agents without a callback URL poll instead. Without `data`, the event
+    carries the review's state and what the agent should do next."""
     agent = review.run.agent
     if not agent.callback_url:
         return
+    if data is None:
+        data = {"state": review.state, "resume": selectors.resume_instruction(review)}
     delivery = WebhookDelivery.objects.create(
         agent=agent,
         review=review,

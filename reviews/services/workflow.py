@@ -490,11 +490,7 @@ def _decide(
         if not partial:
             if choice in EXECUTING_CHOICES:
                 queue_executor_on_commit(review)
-            webhook_queue(
-                review=review,
-                event="review.decided",
-                data={"state": review.state, "resume": selectors.resume_instruction(review)},
-            )
+            webhook_queue(review=review, event="review.decided")
         _send_decided_on_commit(review.review_id, decision.pk)
     return decision
 
@@ -743,11 +739,7 @@ def review_expire(
         stamp(review, actor, reason)
         save_transition(review)
         refresh_run_status(review.run, actor, review)
-        webhook_queue(
-            review=review,
-            event="review.expired",
-            data={"state": review.state, "resume": selectors.resume_instruction(review)},
-        )
+        webhook_queue(review=review, event="review.expired")
     return review
 
 
