@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
-from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+from django_fsm import ConcurrentTransitionMixin, FSMField, FSMFieldMixin, transition
 from simple_history.models import HistoricalRecords
 
 from .history import HistoryActorMixin
@@ -236,6 +236,20 @@ class AgentRun(models.Model):
         return self.run_id
 
 
+class StateMachineMixin(ConcurrentTransitionMixin):
+    """django-fsm's concurrency guard, with the state fields found once per model rather
+    than by scanning every field of every instance loaded (a fifth of a bulk sweep's time)."""
+
+    @property
+    def state_fields(self):
+        meta = self._meta
+        found = meta.__dict__.get("_hitl_state_fields")
+        if found is None:
+            found = tuple(f for f in meta.fields if isinstance(f, FSMFieldMixin))
+            meta._hitl_state_fields = found
+        return found
+
+
 _writing_transitioned_rows: ContextVar[bool] = ContextVar("writing_transitioned", default=False)
 
 
@@ -272,7 +286,7 @@ def _past_expiry(review: "ReviewRequest") -> bool:
     return review.is_past_expiry()
 
 
-class ReviewRequest(ConcurrentTransitionMixin, models.Model):
+class ReviewRequest(StateMachineMixin, models.Model):
     """An agent's proposed action, waiting for or carrying a person's decision."""
 
     review_id = models.CharField(max_length=26, unique=True, default=new_ulid, editable=False)
@@ -348,7 +362,13 @@ class ReviewRequest(ConcurrentTransitionMixin, models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["queue", "state", "due_at"], name="review_inbox_idx"),
-            models.Index(fields=["state", "expires_at"], name="review_expiry_idx"),
+            # Partial: the sweep walks open reviews in expiry order and stops after a batch,
+            # however many decided reviews the table holds.
+            models.Index(
+                fields=["expires_at", "id"],
+                name="review_open_expiry_idx",
+                condition=models.Q(state__in=OPEN_STATES),
+            ),
             models.Index(fields=["assignee", "state"], name="review_assignee_idx"),
             models.Index(fields=["state", "next_reminder_at"], name="review_reminder_idx"),
         ]
@@ -595,7 +615,7 @@ class ExecutionMode(models.TextChoices):
     AGENT = "agent", "Claimed by the agent"
 
 
-class Execution(ConcurrentTransitionMixin, models.Model):
+class Execution(StateMachineMixin, models.Model):
     """The single execution of a decided review: at most one row per review, ever."""
 
     review = models.OneToOneField(ReviewRequest, on_delete=models.PROTECT, related_name="execution")

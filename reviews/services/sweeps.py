@@ -13,6 +13,7 @@ from datetime import datetime
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from ..actors import Actor
@@ -44,9 +45,9 @@ class SweepSummary:
     processed: int = 0
     by_action: dict[str, int] = field(default_factory=dict)
 
-    def count(self, action: str) -> None:
-        self.processed += 1
-        self.by_action[action] = self.by_action.get(action, 0) + 1
+    def count(self, action: str, times: int = 1) -> None:
+        self.processed += times
+        self.by_action[action] = self.by_action.get(action, 0) + times
 
     def line(self, what: str) -> str:
         parts = ", ".join(f"{k} {v}" for k, v in sorted(self.by_action.items()))
@@ -73,44 +74,43 @@ def _expire_batch(*, now: datetime, batch_size: int, summary: SweepSummary) -> i
             .filter(state__in=OPEN_STATES, expires_at__lte=now)
             .order_by("expires_at", "id")[:batch_size]
         )
+        if not batch:
+            return 0
         # A batch shares a handful of queues and runs: one query each, not a join per row.
         queues = Queue.objects.select_related("fallback").in_bulk({r.queue_id for r in batch})
         runs = AgentRun.objects.select_related("agent").in_bulk({r.run_id for r in batch})
         for review in batch:
-            review.queue = queues[review.queue_id]
-            review.run = runs[review.run_id]
-        if not batch:
-            return 0
-        for review in batch:
             review.expire()
             review._moved_by_fsm = True
-            review.decided_at = now
-            review.expiry_action = review.queue.expiry_behaviour
-        successors = _reroute([r for r in batch if r.expiry_action == ExpiryBehaviour.REROUTE], now)
-        for review in batch:
-            successor = successors.get(review.pk)
-            review.rerouted_to = successor
-            review._history_user = None
-            review._change_reason = _expiry_reason(review, successor)
-            review.updated_at = now
+            review.expiry_action = queues[review.queue_id].expiry_behaviour
+        rerouting = [r for r in batch if r.expiry_action == ExpiryBehaviour.REROUTE]
+        for review in rerouting:
+            review.queue, review.run = queues[review.queue_id], runs[review.run_id]
+        successors = _reroute(rerouting, now)
         # Rows that end alike are written by one UPDATE (usually the whole batch).
         groups: dict[tuple, list[ReviewRequest]] = {}
         for review in batch:
-            groups.setdefault((review.expiry_action, review.rerouted_to_id), []).append(review)
-        for (action, rerouted_to_id), reviews in groups.items():
+            successor = successors.get(review.pk)
+            if successor is not None:
+                review.rerouted_to = successor
+            groups.setdefault((review.expiry_action, successor), []).append(review)
+        for (action, successor), reviews in groups.items():
+            reason = _expiry_reason(action, successor)
+            summary.count(action, len(reviews))
             ReviewRequest.objects.update_transitioned(
                 reviews,
                 state=ReviewState.EXPIRED,
                 decided_at=now,
                 updated_at=now,
                 expiry_action=action,
-                rerouted_to_id=rerouted_to_id,
+                rerouted_to=successor,
             )
-            _copy_to_history(reviews, now=now, reason=reviews[0]._change_reason)
-        _refresh_runs({r.run_id for r in batch}, now)
+            _copy_to_history(reviews, now=now, reason=reason)
+        _refresh_runs(set(runs), now)
         for review in batch:
-            webhook_queue(review=review, event="review.expired")
-            summary.count(review.expiry_action)
+            if runs[review.run_id].agent.callback_url:
+                review.run = runs[review.run_id]
+                webhook_queue(review=review, event="review.expired")
         return len(batch)
 
 
@@ -121,7 +121,12 @@ def _copy_to_history(reviews: list[ReviewRequest], *, now: datetime, reason: str
     columns = [f.attname for f in history.tracked_fields]
     quote = connection.ops.quote_name
     tracked = ", ".join(quote(c) for c in columns)
-    placeholders = ", ".join(["%s"] * len(reviews))
+    ids = [r.pk for r in reviews]
+    # One array parameter on PostgreSQL: the driver need not parse a query of 2000 placeholders.
+    if connection.vendor == "postgresql":
+        where, params = "id = ANY(%s)", [ids]
+    else:
+        where, params = f"id IN ({', '.join(['%s'] * len(ids))})", ids
     table, history_table = quote(ReviewRequest._meta.db_table), quote(history._meta.db_table)
     # Table and column names come from the models; every value is a parameter.
     sql = " ".join(
@@ -129,29 +134,28 @@ def _copy_to_history(reviews: list[ReviewRequest], *, now: datetime, reason: str
             f"INSERT INTO {history_table} ({tracked}, history_actor, history_date,",
             "history_change_reason, history_type, history_user_id)",
             f"SELECT {tracked}, %s, %s, %s, '~', NULL FROM {table}",  # noqa: S608
-            f"WHERE id IN ({placeholders})",
+            f"WHERE {where}",
         ]
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [EXPIRY_ACTOR.label, now, reason, *(r.pk for r in reviews)])
+        cursor.execute(sql, [EXPIRY_ACTOR.label, now, reason, *params])
 
 
 def _refresh_runs(run_ids: set[int], now: datetime) -> None:
     """The runs' statuses after a batch expired, in a fixed number of queries."""
-    waiting = set(
-        ReviewRequest.objects.filter(
-            run_id__in=run_ids, state__in=(ReviewState.PENDING, ReviewState.ESCALATED)
-        )
-        .values_list("run_id", flat=True)
-        .distinct()
+    # EXISTS stops at a run's first open review; a DISTINCT over the batch's runs would read
+    # all of them, and a run can hold thousands.
+    still_open = ReviewRequest.objects.filter(
+        run_id=OuterRef("pk"), state__in=(ReviewState.PENDING, ReviewState.ESCALATED)
     )
     changed = []
     for run in (
-        AgentRun.objects.select_for_update()
+        AgentRun.objects.select_for_update(of=("self",))
         .filter(pk__in=run_ids)
         .exclude(status__in=(RunStatus.COMPLETED, RunStatus.STOPPED))
+        .annotate(waiting=Exists(still_open))
     ):
-        status = RunStatus.WAITING if run.pk in waiting else RunStatus.RESUMABLE
+        status = RunStatus.WAITING if run.waiting else RunStatus.RESUMABLE
         if status != run.status:
             run.status = status
             run.updated_at = now
@@ -220,8 +224,7 @@ def _reroute(reviews: list[ReviewRequest], now: datetime) -> dict[int, ReviewReq
     return successors
 
 
-def _expiry_reason(review: ReviewRequest, successor: ReviewRequest | None) -> str:
-    behaviour = review.expiry_action
+def _expiry_reason(behaviour: str, successor: ReviewRequest | None) -> str:
     if behaviour == ExpiryBehaviour.REROUTE and successor is not None:
         return f"expired: rerouted to {successor.queue.slug} as {successor.review_id}"
     if behaviour == ExpiryBehaviour.REGENERATE:
