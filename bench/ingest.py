@@ -79,7 +79,7 @@ def ours(n: int) -> tuple[float, int]:
     )  # fmt: skip
     try:
         _wait_for_port()
-        created = []
+        created, failures = [], []
 
         def client(index: int, count: int) -> None:
             conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
@@ -89,15 +89,21 @@ def ours(n: int) -> tuple[float, int]:
                     "POST",
                     "/api/v1/actions/",
                     body=proposal(index * 1_000_000 + i),
+                    # As the TLS-terminating proxy in front of a production server sends it.
                     headers={"Authorization": f"Bearer {key}",
-                             "Content-Type": "application/json"},
+                             "Content-Type": "application/json", "X-Forwarded-Proto": "https"},
                 )  # fmt: skip
                 response = conn.getresponse()
-                response.read()
-                ok += response.status == 201
+                body = response.read()
+                if response.status != 201:
+                    failures.append(f"{response.status} {body[:300]!r}")
+                    return
+                ok += 1
             created.append(ok)
 
         seconds = in_threads(n, client)
+        if failures:
+            raise SystemExit(f"B1: the API refused a proposal: {failures[0]}")
         return seconds, sum(created)
     finally:
         server.terminate()

@@ -3,8 +3,8 @@
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
-from simple_history.models import HistoricalRecords
 
+from hitl.history import HistoricalRecords
 from reviews.history import HistoryActorMixin
 
 

@@ -14,8 +14,8 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
-from simple_history.models import HistoricalRecords
 
+from hitl.history import HistoricalRecords
 from policies import engine
 from policies.consequences import template_errors
 from policies.exceptions import ImmutableVersionError

@@ -10,7 +10,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, FSMFieldMixin, transition
-from simple_history.models import HistoricalRecords
+
+from hitl.history import HistoricalRecords
 
 from .history import HistoryActorMixin
 from .ids import new_ulid

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.helpers import ActionForm
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
@@ -190,6 +191,16 @@ class ReviewAdminBase(NoRevertHistoryAdmin):
         css = {"all": ["reviews/review.css"]}
 
     # --- the inbox ---
+
+    def action_checkbox(self, obj):
+        # The admin renders this through a form widget's template for every row, a seventh
+        # of the inbox page's time; the same markup, built directly.
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
+            helpers.ACTION_CHECKBOX_NAME,
+            obj.pk,
+            f"Select this object for an action - {obj}",
+        )
 
     def get_queryset(self, request):
         qs = super().get_queryset(request)

@@ -5,6 +5,7 @@ from typing import Any
 
 from django_fsm import ConcurrentTransition
 from django_fsm import TransitionNotAllowed as FSMTransitionNotAllowed
+from simple_history.utils import bulk_create_with_history
 
 from ..actors import Actor
 from ..exceptions import (
@@ -48,6 +49,22 @@ def save_transition(review: ReviewRequest) -> None:
     except ConcurrentTransition as exc:
         # Without row locks (SQLite) the state check in the UPDATE is what catches a race.
         raise AlreadyDecided("Someone else changed this review first.") from exc
+
+
+def create_with_history(objs: list, *, actor: Actor, reason: str) -> list:
+    """Insert new rows of one model and their history rows: two statements, however many."""
+    if not objs:
+        return []
+    for obj in objs:
+        # An agent's request must not become the history user (simple-history's fallback).
+        stamp(obj, actor, reason)
+    return bulk_create_with_history(
+        objs,
+        type(objs[0]),
+        default_user=actor.user,
+        default_change_reason=reason,
+        custom_historical_attrs={"history_actor": actor.label},
+    )
 
 
 def stamp(instance, actor: Actor, reason: str) -> None:

@@ -29,7 +29,7 @@ from ..models import (
     ReviewState,
     RunStatus,
 )
-from ._common import stamp
+from ._common import create_with_history, stamp
 from .webhooks import webhook_queue
 
 logger = logging.getLogger(__name__)
@@ -207,18 +207,22 @@ def _reroute(reviews: list[ReviewRequest], now: datetime) -> dict[int, ReviewReq
         )
         stamp(successor, EXPIRY_ACTOR, f"rerouted from {review.review_id} in {review.queue.slug}")
         successor.save()
-        Evidence.objects.bulk_create(
-            Evidence(
-                review=successor,
-                evidence_id=e.evidence_id,
-                title=e.title,
-                url=e.url,
-                excerpt=e.excerpt,
-                fresh_until=e.fresh_until,
-                position=e.position,
-                supplied_at=e.supplied_at,
-            )
-            for e in review.evidence.all()
+        create_with_history(
+            [
+                Evidence(
+                    review=successor,
+                    evidence_id=e.evidence_id,
+                    title=e.title,
+                    url=e.url,
+                    excerpt=e.excerpt,
+                    fresh_until=e.fresh_until,
+                    position=e.position,
+                    supplied_at=e.supplied_at,
+                )
+                for e in review.evidence.all()
+            ],
+            actor=EXPIRY_ACTOR,
+            reason=f"copied from {review.review_id}",
         )
         successors[review.pk] = successor
     return successors

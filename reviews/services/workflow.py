@@ -51,6 +51,7 @@ from ..signals import review_decided
 from ..validation import json_problem
 from ._common import (
     check_agent_owns,
+    create_with_history,
     lock_review,
     move,
     policy_input,
@@ -135,24 +136,26 @@ def review_create(
         versions["policy"] = policy["version"]
 
     with transaction.atomic():
-        run = _lock_or_create_run(
+        pause = {
+            "status": RunStatus.WAITING,
+            "pending_tool_call": {
+                "action": action_name,
+                "target_system": target_system,
+                "args": dict(arguments or {}),
+            },
+        }
+        if checkpoint is not None:
+            pause["checkpoint"] = dict(checkpoint)
+        run = _pause_run(
             run_id=run_id,
             agent=agent,
             tenant=tenant,
             thread_id=thread_id,
             versions=versions,
             actor=actor,
+            pause=pause,
+            reason=f"paused for a review of {action_name}",
         )
-        run.status = RunStatus.WAITING
-        if checkpoint is not None:
-            run.checkpoint = dict(checkpoint)
-        run.pending_tool_call = {
-            "action": action_name,
-            "target_system": target_system,
-            "args": dict(arguments or {}),
-        }
-        stamp(run, actor, f"paused for a review of {action_name}")
-        run.save()
         review = ReviewRequest(
             run=run,
             kind=kind_value,
@@ -188,18 +191,32 @@ def review_create(
             ) from exc
         stamp(review, actor, f"created by {actor.label}: {action_name}")
         review.save()
-        items = []
-        for position, row in enumerate(evidence_rows):
-            item = Evidence(review=review, position=position, supplied_at=now, **row)
-            stamp(item, actor, "supplied with the proposal")
-            item.save()
-            items.append(item)
+        items = create_with_history(
+            [
+                Evidence(review=review, position=position, supplied_at=now, **row)
+                for position, row in enumerate(evidence_rows)
+            ],
+            actor=actor,
+            reason="supplied with the proposal",
+        )
         # The caller may show the new packet at once: nothing to fetch back.
-        review._prefetched_objects_cache = {"evidence": items, "decisions": []}
+        review._prefetched_objects_cache = {
+            "evidence": _as_prefetched(review.evidence, items),
+            "decisions": _as_prefetched(review.decisions, []),
+        }
+        ReviewRequest.execution.related.set_cached_value(review, None)  # none yet
     return review
 
 
-def _lock_or_create_run(
+def _as_prefetched(manager, rows: list):
+    """A related manager's queryset holding `rows`, as prefetch_related leaves it."""
+    queryset = manager.get_queryset()
+    queryset._result_cache = rows
+    queryset._prefetch_done = True
+    return queryset
+
+
+def _pause_run(
     *,
     run_id: str,
     agent: Agent,
@@ -207,7 +224,10 @@ def _lock_or_create_run(
     thread_id: str,
     versions: Mapping[str, str],
     actor: Actor,
+    pause: Mapping[str, Any],
+    reason: str,
 ) -> AgentRun:
+    """The run, locked, set to `pause`; a run's first proposal creates it so, in one write."""
     run = AgentRun.objects.select_for_update().filter(run_id=run_id).first()
     if run is None:
         run = AgentRun(
@@ -218,16 +238,18 @@ def _lock_or_create_run(
             agent_version=versions.get("agent", ""),
             model_version=versions.get("model", ""),
             prompt_version=versions.get("prompt", ""),
+            **pause,
         )
         try:
-            run.full_clean(validate_unique=False)
+            # The agent is the authenticated one: no need to look it up again.
+            run.full_clean(validate_unique=False, exclude=["agent"])
         except ValidationError as exc:
             raise InvalidReviewInput(
                 summarise(exc.message_dict), field_errors=exc.message_dict
             ) from exc
         try:
             with transaction.atomic():
-                stamp(run, actor, "run started")
+                stamp(run, actor, f"run started, {reason}")
                 run.save()
             return run
         except IntegrityError:
@@ -244,6 +266,10 @@ def _lock_or_create_run(
             f"run {run_id} is {run.status}; start a new run.",
             field_errors={"run_id": [f"This run is {run.status}."]},
         )
+    for name, value in pause.items():
+        setattr(run, name, value)
+    stamp(run, actor, reason)
+    run.save()
     return run
 
 

@@ -308,6 +308,16 @@ def test_claim_and_bulk_assign(client, demo):
 
 
 @pytest.mark.django_db
+def test_inbox_rows_offer_a_checkbox_for_bulk_actions(client, demo):
+    client.force_login(demo["lead"])
+    page = client.get(reverse("admin:reviews_approvalreview_changelist")).text
+    assert 'id="action-toggle"' in page
+    for review_id in ("demo-email-204", "demo-delete-88"):
+        pk = demo_review(review_id).pk
+        assert f'name="_selected_action" value="{pk}" class="action-select"' in page
+
+
+@pytest.mark.django_db
 def test_home_counts_my_open_reviews(client, demo):
     client.force_login(demo["reviewer"])
     home = client.get(reverse("admin:index"))

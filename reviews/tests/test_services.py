@@ -70,6 +70,17 @@ def test_create_pauses_the_run_and_stamps_the_sla(queue):
     created = review.history.get()
     assert created.history_type == "+"
     assert created.history_actor == "agent:refund-bot"
+    # The run's first proposal creates it already paused: one history row says both.
+    started = run.history.get()
+    assert (started.status, started.history_change_reason) == (
+        RunStatus.WAITING,
+        "run started, paused for a review of issue_refund",
+    )
+    evidence = review.evidence.get().history.get()
+    assert (evidence.history_actor, evidence.history_user) == ("agent:refund-bot", None)
+    # A second proposal on the same run pauses it again and says so.
+    make_review(queue=queue, run_id="run-1", action_name="send_email")
+    assert run.history.latest().history_change_reason == "paused for a review of send_email"
 
 
 @pytest.mark.django_db

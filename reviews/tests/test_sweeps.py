@@ -16,6 +16,7 @@ from reviews.exceptions import NotExecutable, ReviewError
 from reviews.models import (
     AgentRun,
     Decision,
+    Evidence,
     Reminder,
     ReviewRequest,
     ReviewState,
@@ -100,6 +101,11 @@ def test_reroute_opens_a_linked_review_in_the_fallback_queue(timed_queue):
     )
     assert successor.expires_at == at(hours=33)
     assert [e.evidence_id for e in successor.evidence.all()] == ["order-17"]
+    copied = Evidence.history.get(review_id=successor.pk)
+    assert (copied.history_actor, copied.history_change_reason) == (
+        "system:expiry",
+        f"copied from {review.review_id}",
+    )
     assert f"rerouted to fallback as {successor.review_id}" in (
         review.history.latest().history_change_reason
     )
