@@ -173,36 +173,44 @@ def _refresh_runs(run_ids: set[int], now: datetime) -> None:
 def _reroute(reviews: list[ReviewRequest], now: datetime) -> dict[int, ReviewRequest]:
     """A new review in the fallback queue for each, linked from the expired one."""
     successors: dict[int, ReviewRequest] = {}
+    # The batch loaded a few columns; the packets to copy come in one query, not a query
+    # per deferred field per review.
+    packets = (
+        ReviewRequest.objects.select_related("proposed_by_user")
+        .prefetch_related("evidence")
+        .in_bulk([r.pk for r in reviews if r.queue.fallback is not None])
+    )
     for review in reviews:
         fallback = review.queue.fallback
         if fallback is None:
             review.expiry_action = ExpiryBehaviour.CANCEL
             continue
+        packet = packets[review.pk]
         successor = ReviewRequest(
             run=review.run,
-            kind=review.kind,
-            tenant=review.tenant,
-            action_name=review.action_name,
-            target_system=review.target_system,
-            arguments=review.arguments,
-            summary=review.summary,
-            consequence=review.consequence,
-            content=review.content,
-            affected_resources=review.affected_resources,
-            confidence=review.confidence,
-            uncertainty=review.uncertainty,
-            options_considered=review.options_considered,
-            policy=review.policy,
-            risk=review.risk,
+            kind=packet.kind,
+            tenant=packet.tenant,
+            action_name=packet.action_name,
+            target_system=packet.target_system,
+            arguments=packet.arguments,
+            summary=packet.summary,
+            consequence=packet.consequence,
+            content=packet.content,
+            affected_resources=packet.affected_resources,
+            confidence=packet.confidence,
+            uncertainty=packet.uncertainty,
+            options_considered=packet.options_considered,
+            policy=packet.policy,
+            risk=packet.risk,
             queue=fallback,
-            choices=review.choices,
-            required_approvals=review.required_approvals,
+            choices=packet.choices,
+            required_approvals=packet.required_approvals,
             due_at=now + fallback.sla,
             expires_at=now + fallback.expiry,
             next_reminder_at=fallback.first_reminder_at(now + fallback.sla),
-            versions=review.versions,
-            proposed_by=review.proposed_by,
-            proposed_by_user=review.proposed_by_user,
+            versions=packet.versions,
+            proposed_by=packet.proposed_by,
+            proposed_by_user=packet.proposed_by_user,
             created_at=now,
         )
         stamp(successor, EXPIRY_ACTOR, f"rerouted from {review.review_id} in {review.queue.slug}")
@@ -219,7 +227,7 @@ def _reroute(reviews: list[ReviewRequest], now: datetime) -> dict[int, ReviewReq
                     position=e.position,
                     supplied_at=e.supplied_at,
                 )
-                for e in review.evidence.all()
+                for e in packet.evidence.all()
             ],
             actor=EXPIRY_ACTOR,
             reason=f"copied from {review.review_id}",

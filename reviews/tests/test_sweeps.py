@@ -83,6 +83,25 @@ def test_cancel_behaviour_expires_and_tells_the_agent(timed_queue):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("count", [1, 3])
+def test_reroute_reads_the_packets_in_one_query(timed_queue, count):
+    timed_queue.expiry_behaviour = "reroute"
+    timed_queue.fallback = QueueFactory(slug="fallback")
+    timed_queue.save()
+    for _ in range(count):
+        created_at_start(timed_queue)
+    with time_machine.travel(at(hours=25), tick=False), CaptureQueriesContext(connection) as ctx:
+        assert expire_due().by_action == {"reroute": count}
+    reads = [
+        q["sql"]
+        for q in ctx.captured_queries
+        if q["sql"].startswith("SELECT") and 'FROM "reviews_reviewrequest"' in q["sql"]
+    ]
+    # The batch, the packets to copy, the runs' open reviews: however many are rerouted.
+    assert len(reads) == 3, reads
+
+
+@pytest.mark.django_db
 def test_reroute_opens_a_linked_review_in_the_fallback_queue(timed_queue):
     fallback = QueueFactory(slug="fallback", sla=timedelta(hours=1), expiry=timedelta(hours=8))
     timed_queue.expiry_behaviour = "reroute"
