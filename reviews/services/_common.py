@@ -56,14 +56,11 @@ def create_with_history(objs: list, *, actor: Actor, reason: str) -> list:
     if not objs:
         return []
     for obj in objs:
-        # An agent's request must not become the history user (simple-history's fallback).
+        # Stamped, so an agent's request never becomes the history user (simple-history's
+        # fallback when an object carries none).
         stamp(obj, actor, reason)
     return bulk_create_with_history(
-        objs,
-        type(objs[0]),
-        default_user=actor.user,
-        default_change_reason=reason,
-        custom_historical_attrs={"history_actor": actor.label},
+        objs, type(objs[0]), custom_historical_attrs={"history_actor": actor.label}
     )
 
 

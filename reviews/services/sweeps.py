@@ -121,12 +121,7 @@ def _copy_to_history(reviews: list[ReviewRequest], *, now: datetime, reason: str
     columns = [f.attname for f in history.tracked_fields]
     quote = connection.ops.quote_name
     tracked = ", ".join(quote(c) for c in columns)
-    ids = [r.pk for r in reviews]
-    # One array parameter on PostgreSQL: the driver need not parse a query of 2000 placeholders.
-    if connection.vendor == "postgresql":
-        where, params = "id = ANY(%s)", [ids]
-    else:
-        where, params = f"id IN ({', '.join(['%s'] * len(ids))})", ids
+    placeholders = ", ".join(["%s"] * len(reviews))
     table, history_table = quote(ReviewRequest._meta.db_table), quote(history._meta.db_table)
     # Table and column names come from the models; every value is a parameter.
     sql = " ".join(
@@ -134,11 +129,11 @@ def _copy_to_history(reviews: list[ReviewRequest], *, now: datetime, reason: str
             f"INSERT INTO {history_table} ({tracked}, history_actor, history_date,",
             "history_change_reason, history_type, history_user_id)",
             f"SELECT {tracked}, %s, %s, %s, '~', NULL FROM {table}",  # noqa: S608
-            f"WHERE {where}",
+            f"WHERE id IN ({placeholders})",
         ]
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [EXPIRY_ACTOR.label, now, reason, *params])
+        cursor.execute(sql, [EXPIRY_ACTOR.label, now, reason, *(r.pk for r in reviews)])
 
 
 def _refresh_runs(run_ids: set[int], now: datetime) -> None:
