@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def in_threads(count: int, work) -> float:
     return time.perf_counter() - started
 
 
-def ours(n: int) -> tuple[float, int]:
+def _agent_key() -> str:
     from policies.seed import seed_policy
     from reviews.actors import Actor
     from reviews.models import Queue
@@ -63,9 +64,16 @@ def ours(n: int) -> tuple[float, int]:
     seed_policy()
     Queue.objects.get_or_create(slug="operations", defaults={"name": "Operations"})
     _, key = agent_create(actor=Actor.system("bench"), name=AGENT)
+    return key
+
+
+@contextmanager
+def serving(settings_module: str = "hitl.settings"):
+    """gunicorn, 2 workers, as production runs it (DEBUG off, kept DB connections)."""
     env = {
         **os.environ,
         "DATABASE_URL": database_url(),
+        "DJANGO_SETTINGS_MODULE": settings_module,
         "DEBUG": "0",
         "SECRET_KEY": "bench-only",
         "ALLOWED_HOSTS": "127.0.0.1",
@@ -79,35 +87,40 @@ def ours(n: int) -> tuple[float, int]:
     )  # fmt: skip
     try:
         _wait_for_port()
-        created, failures = [], []
-
-        def client(index: int, count: int) -> None:
-            conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
-            ok = 0
-            for i in range(count):
-                conn.request(
-                    "POST",
-                    "/api/v1/actions/",
-                    body=proposal(index * 1_000_000 + i),
-                    # As the TLS-terminating proxy in front of a production server sends it.
-                    headers={"Authorization": f"Bearer {key}",
-                             "Content-Type": "application/json", "X-Forwarded-Proto": "https"},
-                )  # fmt: skip
-                response = conn.getresponse()
-                body = response.read()
-                if response.status != 201:
-                    failures.append(f"{response.status} {body[:300]!r}")
-                    return
-                ok += 1
-            created.append(ok)
-
-        seconds = in_threads(n, client)
-        if failures:
-            raise SystemExit(f"B1: the API refused a proposal: {failures[0]}")
-        return seconds, sum(created)
+        yield
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def post_all(n: int, path: str, key: str) -> tuple[float, int]:
+    """POST n proposals from 8 clients; (seconds, 201 answers). Stops on any other answer."""
+    created, failures = [], []
+
+    def client(index: int, count: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
+        ok = 0
+        for i in range(count):
+            conn.request(
+                "POST",
+                path,
+                body=proposal(index * 1_000_000 + i),
+                # As the TLS-terminating proxy in front of a production server sends it.
+                headers={"Authorization": f"Bearer {key}",
+                         "Content-Type": "application/json", "X-Forwarded-Proto": "https"},
+            )  # fmt: skip
+            response = conn.getresponse()
+            body = response.read()
+            if response.status != 201:
+                failures.append(f"{response.status} {body[:300]!r}")
+                return
+            ok += 1
+        created.append(ok)
+
+    seconds = in_threads(n, client)
+    if failures:
+        raise SystemExit(f"B1: {path} refused a request: {failures[0]}")
+    return seconds, sum(created)
 
 
 def _wait_for_port() -> None:
@@ -209,17 +222,37 @@ def raw(n: int) -> float:
 
 
 def run(*, n: int) -> None:
-    ours_s, created = ours(n)
+    from .floor_urls import LAYERS
+
+    key = _agent_key()
+    with serving():
+        ours_s, created = post_all(n, "/api/v1/actions/", key)
     raw_s = raw(n)
     done = n // CLIENTS * CLIENTS
+    raw_rate = done / raw_s
     emit(
         {
             "bench": "B1",
-            "ratio": round((created / ours_s) / (done / raw_s), 3),
+            "ratio": round((created / ours_s) / raw_rate, 3),
             "ours": round(created / ours_s, 1),
-            "raw": round(done / raw_s, 1),
+            "raw": round(raw_rate, 1),
             "unit": "proposals/s",
             "n": done,
             "created": created,
         }
     )
+    # What limits the ratio: the same requests stopped after each layer, same server.
+    with serving("bench.floor_settings"):
+        for layer, path in LAYERS.items():
+            seconds, answered = post_all(n, path, key)
+            emit(
+                {
+                    "bench": "B1 layer",
+                    "layer": layer,
+                    "ratio": round((answered / seconds) / raw_rate, 3),
+                    "ours": round(answered / seconds, 1),
+                    "raw": round(raw_rate, 1),
+                    "unit": "requests/s",
+                    "n": answered,
+                }
+            )

@@ -183,6 +183,8 @@ class ReviewAdminBase(NoRevertHistoryAdmin):
     list_per_page = 50
     show_full_result_count = False
     paginator = EstimatedCountPaginator
+    # The admin's changelist with rows built per column (admin.rows), same markup.
+    change_list_template = "admin/reviews/inbox_change_list.html"
     action_form = AssignForm
     actions = ("claim", "assign_selected")
     inlines = ()

@@ -5,15 +5,17 @@ from io import StringIO
 
 import pytest
 import time_machine
+from django.contrib.admin.templatetags.admin_list import items_for_result
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from reviews.models import Queue, ReviewRequest, ReviewState
-from reviews.services import review_approve
+from reviews.services import review_approve, review_assign
 from reviews.tests.factories import QueueFactory, UserFactory, make_review
 
 VIEW_PERMS = [
@@ -450,3 +452,31 @@ def test_hostile_text_is_escaped_on_every_screen(client, demo):
         assert "<script>alert(1)" not in page
         assert "<img src=x" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages[0]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("model_name", ["approvalreview", "reviewrequest"])
+def test_inbox_rows_are_the_admins_own_markup(client, demo, model_name):
+    # The inbox builds its rows per column (admin.rows); they must read exactly as the
+    # admin's per-cell rendering: links keeping the filters, escaping, empty cells, badges.
+    queue = Queue.objects.get(slug="operations")
+    make_review(queue=queue, summary="<b>Tom & Jerry's</b> refund", due_at=None)
+    make_review(queue=queue, summary="   ")
+    assigned = make_review(queue=queue, summary="x" * 120)
+    review_assign(review_id=assigned.review_id, actor=demo["lead"], assignee=demo["reviewer"])
+    client.force_login(demo["lead"])
+    url = reverse(f"admin:reviews_{model_name}_changelist") + "?state=all&q=&o=-3"
+    with time_machine.travel(assigned.due_at + timedelta(minutes=5), tick=False):
+        response = client.get(url)
+    cl = response.context["cl"]
+    rows = response.context["results"]
+    assert len(rows) == len(cl.result_list) >= 4
+    # Rendered at the same moment as the page, so the time-left cells agree.
+    with time_machine.travel(assigned.due_at + timedelta(minutes=5), tick=False):
+        cl.model_admin._now = timezone.now()
+        admin_rows = ["".join(items_for_result(cl, row, None)) for row in cl.result_list]
+    assert ["".join(row) for row in rows] == admin_rows
+    page = response.text
+    assert "&lt;b&gt;Tom &amp; Jerry&#x27;s&lt;/b&gt; refund" in page
+    assert "_changelist_filters=state%3Dall%26q%3D%26o%3D-3" in page
+    assert 'class="hitl-overdue">overdue 5m' in page
