@@ -13,7 +13,7 @@ from datetime import datetime
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Value
 from django.utils import timezone
 
 from ..actors import Actor
@@ -119,21 +119,26 @@ def _copy_to_history(reviews: list[ReviewRequest], *, now: datetime, reason: str
     INSERT ... SELECT: the same rows simple-history writes, without a Python object each."""
     history = ReviewRequest.history.model
     columns = [f.attname for f in history.tracked_fields]
+    rows = (
+        ReviewRequest.objects.filter(pk__ids_in=[r.pk for r in reviews])
+        .order_by()
+        .values_list(*columns, Value(EXPIRY_ACTOR.label), Value(now), Value(reason), Value("~"))
+    )
+    select, params = rows.query.sql_with_params()
     quote = connection.ops.quote_name
-    tracked = ", ".join(quote(c) for c in columns)
-    placeholders = ", ".join(["%s"] * len(reviews))
-    table, history_table = quote(ReviewRequest._meta.db_table), quote(history._meta.db_table)
-    # Table and column names come from the models; every value is a parameter.
-    sql = " ".join(
-        [
-            f"INSERT INTO {history_table} ({tracked}, history_actor, history_date,",
-            "history_change_reason, history_type, history_user_id)",
-            f"SELECT {tracked}, %s, %s, %s, '~', NULL FROM {table}",  # noqa: S608
-            f"WHERE id IN ({placeholders})",
+    target = ", ".join(
+        quote(c)
+        for c in [
+            *columns,
+            "history_actor",
+            "history_date",
+            "history_change_reason",
+            "history_type",
         ]
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [EXPIRY_ACTOR.label, now, reason, *(r.pk for r in reviews)])
+        # Names come from the models; every value is a parameter of the SELECT.
+        cursor.execute(f"INSERT INTO {quote(history._meta.db_table)} ({target}) {select}", params)
 
 
 def _refresh_runs(run_ids: set[int], now: datetime) -> None:

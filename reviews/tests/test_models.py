@@ -235,3 +235,43 @@ def test_escalation_review_transitions(action, state, queue):
     assert review.state == target
     assert review.history.count() == history_before + 1
     assert review.history.latest().history_user == lead
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("only", [(), ("id", "review_id", "state", "queue_id")])
+def test_loaded_reviews_match_the_models_own_loading(review, only):
+    # StateMachineMixin.from_db sets the attributes directly instead of through
+    # Model.__init__: the instance must be the one Django would have built.
+    from django.db import models
+
+    queryset = ReviewRequest.objects.select_related("queue").filter(pk=review.pk)
+    ours = (queryset.only(*only, "queue__slug") if only else queryset).get()
+    fields = [f.attname for f in ReviewRequest._meta.concrete_fields]
+    names = [f for f in fields if not only or f in only]
+    django_own = models.Model.from_db.__func__(
+        ReviewRequest, "default", names, [getattr(ours, n) for n in names]
+    )
+    assert set(vars(ours)) - {"_state"} == set(vars(django_own)) - {"_state"}
+    for name in names:
+        assert getattr(ours, name) == getattr(django_own, name)
+    assert ours._state.db == "default" and ours._state.adding is False
+    assert ours.get_deferred_fields() == django_own.get_deferred_fields()
+    if only:
+        assert ours.summary == review.summary  # a deferred field still loads on access
+    assert ours.queue.slug == review.queue.slug
+    with pytest.raises(AttributeError):
+        ours.state = ReviewState.APPROVED
+
+
+@pytest.mark.django_db
+def test_a_stale_loaded_review_cannot_be_saved_over_a_transition(review, reviewer):
+    from django.db import transaction
+    from django_fsm import ConcurrentTransition
+
+    stale = ReviewRequest.objects.get(pk=review.pk)
+    review_approve(review_id=review.review_id, reviewer=reviewer)
+    stale.reject()  # allowed from the pending state this copy was loaded in
+    with pytest.raises(ConcurrentTransition), transaction.atomic():
+        stale.save()
+    review.refresh_from_db()
+    assert review.state == ReviewState.APPROVED

@@ -336,3 +336,29 @@ def test_approve_racing_the_expiry_sweep_never_gives_both():
             assert not decided and isinstance(results[0], ReviewError)
         outcomes.add(review.state)
     assert outcomes  # at least one outcome observed per run
+
+
+@pytest.mark.django_db
+def test_ids_in_selects_what_in_selects():
+    # The sweep's id lists go through `ids_in` (one array on PostgreSQL).
+    reviews = [make_review() for _ in range(5)]
+    ids = [r.pk for r in reviews[1:4]] + [10**12]
+    assert sorted(ReviewRequest.objects.filter(pk__ids_in=ids).values_list("pk", flat=True)) == (
+        sorted(ReviewRequest.objects.filter(pk__in=ids).values_list("pk", flat=True))
+    )
+    assert len(ids) - 1 == ReviewRequest.objects.filter(pk__ids_in=ids).count()
+    assert not ReviewRequest.objects.filter(pk__ids_in=[]).exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_expiry_sends_a_batchs_ids_as_one_parameter(timed_queue):
+    for _ in range(30):
+        created_at_start(timed_queue)
+    with (
+        time_machine.travel(at(hours=25), tick=False),
+        CaptureQueriesContext(connection) as ctx,
+    ):
+        assert expire_due().processed == 30
+    writes = [q["sql"] for q in ctx.captured_queries if q["sql"].startswith(("UPDATE", "INSERT"))]
+    assert writes and all(" IN (" not in sql for sql in writes if "reviewrequest" in sql)
