@@ -1,7 +1,7 @@
 """The inbox's rows, with the admin's markup, worked out per column instead of per cell.
 
 The admin's `items_for_result` looks every column up again for every row and resolves the
-change URL of every row (a reverse and a resolve), which was most of an inbox page's time.
+change URL of every row (a reverse and a resolve): half of an inbox page's time.
 Here each column is classified once and the row URL is built from one reversed pattern.
 Columns of a kind not handled here fall back to the admin's own rendering.
 """
@@ -27,7 +27,8 @@ _PLACEHOLDER = "hitl-row-id"
 
 
 def _column(cl, name: str, tag: str):
-    """A function of a row giving its cell's HTML for one column, or None if not handled."""
+    """For one column, a function of a row giving (opening tag, value shown); None if the
+    column is of a kind not handled here."""
     admin_ = cl.model_admin
     empty = admin_.get_empty_value_display()
     try:
