@@ -1,9 +1,16 @@
 """Suite-wide test rules: PostgreSQL-only tests and the CI rule that nothing skips silently."""
 
 import os
+from datetime import datetime
 
 import pytest
+import time_machine
 from django.conf import settings
+
+# Every test runs on a clock that starts at this instant and ticks from there, never on
+# today's date. CI runs the suite a second time with HITL_TEST_NOW a year ahead of the real
+# date, so a test that builds a fixed date and then acts on the real clock fails at once.
+DEFAULT_TEST_NOW = "2031-03-14 09:00:00+00:00"
 
 
 def _on_postgres() -> bool:
@@ -56,3 +63,24 @@ def _fresh_catalogue_cache():
     forget_catalogue()
     yield
     forget_catalogue()
+
+
+def clock_start() -> datetime:
+    """The instant every test's clock starts at (HITL_TEST_NOW, ISO 8601 with an offset)."""
+    raw = os.environ.get("HITL_TEST_NOW") or DEFAULT_TEST_NOW
+    moment = datetime.fromisoformat(raw)
+    if moment.tzinfo is None:
+        raise pytest.UsageError(f"HITL_TEST_NOW needs a UTC offset: {raw!r}")
+    return moment
+
+
+@pytest.fixture(autouse=True)
+def clock(request):
+    """The test's clock (a time_machine traveller: `clock.shift(timedelta(...))`)."""
+    # Tests that share the clock with another process (a browser, a worker, an agent run as
+    # a subprocess) cannot move it: they carry `real_clock` and use only relative times.
+    if "real_clock" in request.keywords:
+        yield None
+        return
+    with time_machine.travel(clock_start(), tick=True) as traveller:
+        yield traveller

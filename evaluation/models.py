@@ -68,6 +68,26 @@ class EvalCase(models.Model):
         return not self.failed_checks
 
 
+class CaptureOutcome(models.TextChoices):
+    CAPTURED = "captured", "Captured as a case"
+    SKIPPED = "skipped", "Not a correction, or an approval outside the sample"
+    OPTED_OUT = "opted_out", "The tenant does not share evaluation data"
+
+
+class DecisionCapture(models.Model):
+    """That a decision went through capture, and how it ended: the scheduled backfill
+    re-captures every decision without one, so a capture task that failed is not lost."""
+
+    decision = models.OneToOneField(
+        "reviews.Decision", on_delete=models.CASCADE, primary_key=True, related_name="capture"
+    )
+    outcome = models.CharField(max_length=20, choices=CaptureOutcome.choices)
+    captured_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"decision {self.decision_id}: {self.outcome}"
+
+
 class Dataset(models.Model):
     """A named collection of accepted cases, published in frozen versions."""
 

@@ -1,9 +1,11 @@
 """Writes of the evaluation app: capture, checks, curation, datasets."""
 
 import hashlib
+import logging
 import re
 import string
 from collections.abc import Iterable
+from datetime import timedelta
 from difflib import SequenceMatcher
 
 from django.conf import settings
@@ -12,13 +14,16 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from hitl.db import for_update
 from reviews.models import Choice, Decision, ReviewState
 
 from .models import (
+    CaptureOutcome,
     CaseStatus,
     Dataset,
     DatasetItem,
     DatasetVersion,
+    DecisionCapture,
     EvalCase,
     TenantEvaluationSetting,
 )
@@ -50,6 +55,9 @@ BOILERPLATE = {
 OPPOSITE = {Choice.APPROVE: "yes", Choice.EDIT: "yes", Choice.REJECT: "no"}
 
 
+logger = logging.getLogger(__name__)
+
+
 class EvaluationError(Exception):
     """A curation request that cannot be done, with the reason to show."""
 
@@ -60,27 +68,49 @@ class EvaluationError(Exception):
 def capture_decision(*, decision_id: int) -> EvalCase | None:
     """Turn one decision into a candidate case (idempotent); None when it is not captured:
     not a correction, an approval outside the sample, or a tenant that opted out."""
-    decision = (
-        Decision.objects.select_related("review__run__agent", "reviewer")
-        .filter(pk=decision_id)
-        .first()
-    )
-    if decision is None:
-        return None
-    review = decision.review
-    verdict = OPPOSITE.get(decision.choice)
-    if verdict is not None and decision.state_after != decision.state_before:
-        _mark_contradicted(
-            run_id=review.run.run_id,
-            action_name=review.action_name,
-            verdict=verdict,
-            by=f"{decision.choice} in review {review.review_id}",
-            before=decision.decided_at,
+    with transaction.atomic():
+        decision = (
+            Decision.objects.select_related("review__run__agent", "reviewer")
+            .filter(pk=decision_id)
+            .first()
         )
-    if not _wanted(decision):
-        return None
-    if not _tenant_allows(review.tenant):
-        return None
+        if decision is None:
+            return None
+        done = DecisionCapture.objects.filter(decision_id=decision_id).first()
+        if done is not None:
+            return EvalCase.objects.filter(decision_id=decision_id).first()
+        review = decision.review
+        verdict = OPPOSITE.get(decision.choice)
+        if verdict is not None and decision.state_after != decision.state_before:
+            _mark_contradicted(
+                run_id=review.run.run_id,
+                action_name=review.action_name,
+                verdict=verdict,
+                by=f"{decision.choice} in review {review.review_id}",
+                before=decision.decided_at,
+            )
+        case = None
+        if not _wanted(decision):
+            outcome = CaptureOutcome.SKIPPED
+        elif not _tenant_allows(review.tenant):
+            outcome = CaptureOutcome.OPTED_OUT
+        else:
+            case = _new_case(decision)
+            outcome = CaptureOutcome.CAPTURED
+        try:
+            # A second worker on the same decision (the task and the backfill) loses here
+            # and rolls back its copy of the same work.
+            with transaction.atomic():
+                DecisionCapture.objects.create(decision=decision, outcome=outcome)
+                if case is not None:
+                    case.save()
+        except IntegrityError:
+            return EvalCase.objects.filter(decision_id=decision_id).first()
+    return case
+
+
+def _new_case(decision: Decision) -> EvalCase:
+    review = decision.review
     redactor = Redactor()
     evidence = [
         {"title": e.title, "excerpt": e.excerpt, "url": e.url} for e in review.evidence.all()
@@ -145,21 +175,26 @@ def capture_decision(*, decision_id: int) -> EvalCase | None:
     case.failed_checks = [c["name"] for c in case.checks if not c["passed"]]
     case._history_actor = "system:evaluation"
     case._change_reason = "captured"
-    try:
-        with transaction.atomic():
-            case.save()
-    except IntegrityError:
-        return EvalCase.objects.filter(decision_id=decision_id).first()
     return case
 
 
-def backfill(*, limit: int | None = None) -> int:
-    """Capture every eligible decision that has no case yet (after an outage, or for the
-    demo); returns how many cases it made."""
-    pending = Decision.objects.filter(eval_case__isnull=True).order_by("decided_at", "id")
+def backfill(*, limit: int | None = 1000, settle: timedelta = timedelta(minutes=2)) -> int:
+    """Capture every decision that never went through capture (a task that failed or was
+    lost, or the demo's history); returns how many cases it made. Decisions younger than
+    `settle` are left to their own task, which is normally still on its way."""
+    pending = Decision.objects.filter(
+        capture__isnull=True, decided_at__lte=timezone.now() - settle
+    ).order_by("decided_at", "id")
     made = 0
     for decision_id in pending.values_list("pk", flat=True)[:limit]:
-        made += capture_decision(decision_id=decision_id) is not None
+        try:
+            made += capture_decision(decision_id=decision_id) is not None
+        except Exception:
+            # One decision that cannot be captured must not hold up the others; it has no
+            # ledger row, so the next run tries it again, and the log says why.
+            logger.exception(
+                "capturing decision %s failed; the next backfill retries it", decision_id
+            )
     return made
 
 
@@ -270,11 +305,16 @@ def _near_duplicate(case: EvalCase) -> int | None:
 def _mark_contradicted(*, run_id: str, action_name: str, verdict: str, by: str, before) -> None:
     """A later decision on the same run and action that says the opposite (go ahead vs
     stop) makes the earlier cases unreliable."""
-    earlier = EvalCase.objects.select_for_update().filter(
-        run_id=run_id, action_name=action_name, provenance__decided_at__lt=before.isoformat()
+    earlier = (
+        for_update(EvalCase.objects.all())
+        .filter(
+            run_id=run_id, action_name=action_name, provenance__decided_at__lt=before.isoformat()
+        )
+        # One lock order for every worker, so two captures on one run never deadlock.
+        .order_by("pk")
     )
     for case in earlier:
-        if OPPOSITE.get(case.label) in (None, verdict):
+        if OPPOSITE.get(case.label) in (None, verdict) or "not_contradicted" in case.failed_checks:
             continue
         for check in case.checks:
             if check["name"] == "not_contradicted":
@@ -292,7 +332,7 @@ def _mark_contradicted(*, run_id: str, action_name: str, verdict: str, by: str, 
 def case_accept(*, case_id: int, actor: AbstractBaseUser, note: str = "") -> EvalCase:
     """Accept a candidate whose checks all passed; a failed case never joins a dataset."""
     with transaction.atomic():
-        case = EvalCase.objects.select_for_update().get(pk=case_id)
+        case = for_update(EvalCase.objects.all()).get(pk=case_id)
         if case.failed_checks:
             raise EvaluationError(
                 f"Case {case.pk} failed {', '.join(case.failed_checks)} and cannot be accepted."
@@ -303,7 +343,7 @@ def case_accept(*, case_id: int, actor: AbstractBaseUser, note: str = "") -> Eva
 def case_discard(*, case_id: int, actor: AbstractBaseUser, note: str = "") -> EvalCase:
     """Discard a case (it stays, for the record, but joins no dataset)."""
     with transaction.atomic():
-        case = EvalCase.objects.select_for_update().get(pk=case_id)
+        case = for_update(EvalCase.objects.all()).get(pk=case_id)
         return _curate(case, actor, CaseStatus.DISCARDED, note)
 
 
@@ -325,7 +365,7 @@ def dataset_publish(
     from .selectors import export_record
 
     with transaction.atomic():
-        locked = Dataset.objects.select_for_update().get(pk=dataset.pk)
+        locked = for_update(Dataset.objects.all()).get(pk=dataset.pk)
         cases = EvalCase.objects.filter(status=CaseStatus.ACCEPTED, failed_checks=[]).order_by(
             "created_at", "id"
         )

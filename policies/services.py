@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from hitl.db import for_update
 from policies import engine
 from policies.engine import PolicyDecision
 from policies.models import (
@@ -94,7 +95,7 @@ def update_action_type(
 ) -> ActionType:
     """Change an action type; published versions keep the catalogue they froze."""
     with transaction.atomic():
-        locked = ActionType.objects.select_for_update().get(pk=action_type.pk)
+        locked = for_update(ActionType.objects.all()).get(pk=action_type.pk)
         _apply(locked, fields, ACTION_TYPE_FIELDS)
         locked.updated_at = timezone.now()
         locked.full_clean()
@@ -106,7 +107,7 @@ def update_action_type(
 def delete_action_type(*, actor: Actor, action_type: ActionType) -> None:
     """Remove an action type that no draft rule names."""
     with transaction.atomic():
-        locked = ActionType.objects.select_for_update().get(pk=action_type.pk)
+        locked = for_update(ActionType.objects.all()).get(pk=action_type.pk)
         users = [
             f"{rule.rule_set.name}/{rule.name}"
             for rule in Rule.objects.select_related("rule_set")
@@ -136,7 +137,7 @@ def create_rule_set(*, actor: Actor, name: str, tenant: str = "", description: s
 def update_rule_set(*, actor: Actor, rule_set: RuleSet, fields: Mapping[str, Any]) -> RuleSet:
     """Rename a draft, change its tenant or description."""
     with transaction.atomic():
-        locked = RuleSet.objects.select_for_update().get(pk=rule_set.pk)
+        locked = for_update(RuleSet.objects.all()).get(pk=rule_set.pk)
         _apply(locked, fields, RULE_SET_FIELDS)
         locked.updated_at = timezone.now()
         locked.full_clean()
@@ -148,7 +149,7 @@ def update_rule_set(*, actor: Actor, rule_set: RuleSet, fields: Mapping[str, Any
 def delete_rule_set(*, actor: Actor, rule_set: RuleSet) -> None:
     """Delete a draft that was never published (published versions keep their rule set)."""
     with transaction.atomic():
-        locked = RuleSet.objects.select_for_update().get(pk=rule_set.pk)
+        locked = for_update(RuleSet.objects.all()).get(pk=rule_set.pk)
         if PolicyVersion.objects.filter(rule_set=locked).exists():
             raise ValidationError(
                 f"Rule set {locked.name} has published versions that past decisions name; it "
@@ -163,7 +164,7 @@ def delete_rule_set(*, actor: Actor, rule_set: RuleSet) -> None:
 
 def _touch(rule_set: RuleSet, actor: Actor, reason: str) -> RuleSet:
     # Rule edits lock and stamp their rule set, so an edit and a publish never interleave.
-    locked = RuleSet.objects.select_for_update().get(pk=rule_set.pk)
+    locked = for_update(RuleSet.objects.all()).get(pk=rule_set.pk)
     locked.updated_at = timezone.now()
     _attribute(locked, actor, reason)
     locked.save(update_fields=["updated_at"])
@@ -186,7 +187,7 @@ def update_rule(*, actor: Actor, rule: Rule, fields: Mapping[str, Any]) -> Rule:
     """Change a rule of a draft rule set."""
     with transaction.atomic():
         _touch(rule.rule_set, actor, f"rule {rule.name} changed")
-        locked = Rule.objects.select_for_update().get(pk=rule.pk)
+        locked = for_update(Rule.objects.all()).get(pk=rule.pk)
         _apply(locked, fields, RULE_FIELDS)
         locked.full_clean()
         _attribute(locked, actor, "changed")
@@ -198,7 +199,7 @@ def delete_rule(*, actor: Actor, rule: Rule) -> None:
     """Remove a rule from a draft rule set."""
     with transaction.atomic():
         _touch(rule.rule_set, actor, f"rule {rule.name} deleted")
-        locked = Rule.objects.select_for_update().get(pk=rule.pk)
+        locked = for_update(Rule.objects.all()).get(pk=rule.pk)
         _attribute(locked, actor, "deleted")
         locked.delete()
 
@@ -211,7 +212,7 @@ def publish_rule_set(
 ) -> PolicyVersion:
     """Freeze a draft into an immutable version (reused if the content exists) and activate it."""
     with transaction.atomic():
-        locked = RuleSet.objects.select_for_update().get(pk=rule_set.pk)
+        locked = for_update(RuleSet.objects.all()).get(pk=rule_set.pk)
         snapshot = draft_snapshot(locked)
         digest = engine.content_hash(snapshot)
         version = PolicyVersion.objects.filter(content_hash=digest).first()
@@ -240,7 +241,7 @@ def activate_version(*, actor: Actor, version: PolicyVersion, tenant: str) -> Po
     if tenant and not engine.SLUG_RE.match(tenant):
         raise ValidationError(f"Tenant {tenant!r} is not a slug.")
     with transaction.atomic():
-        activation = PolicyActivation.objects.select_for_update().filter(tenant=tenant).first()
+        activation = for_update(PolicyActivation.objects.all()).filter(tenant=tenant).first()
         if activation is None:
             # No row to lock yet: the unique tenant decides who creates it; the loser
             # waits for the winner's row and changes it like any later activation.
@@ -248,7 +249,7 @@ def activate_version(*, actor: Actor, version: PolicyVersion, tenant: str) -> Po
                 with transaction.atomic():
                     return _save_activation(PolicyActivation(tenant=tenant), version, actor)
             except IntegrityError:
-                activation = PolicyActivation.objects.select_for_update().get(tenant=tenant)
+                activation = for_update(PolicyActivation.objects.all()).get(tenant=tenant)
         if activation.version_id == version.pk:
             return activation
         return _save_activation(activation, version, actor)
@@ -268,7 +269,7 @@ def _save_activation(
 def deactivate_tenant(*, actor: Actor, tenant: str) -> None:
     """Drop a tenant's own version so the default ("") decides for it again."""
     with transaction.atomic():
-        activation = PolicyActivation.objects.select_for_update().filter(tenant=tenant).first()
+        activation = for_update(PolicyActivation.objects.all()).filter(tenant=tenant).first()
         if activation is None:
             return
         _attribute(activation, actor, "deactivated")
@@ -348,7 +349,7 @@ def update_grant(
 ) -> ReviewerGrant:
     """Change what a grant covers (its holder stays the same: revoke and grant anew)."""
     with transaction.atomic():
-        locked = ReviewerGrant.objects.select_for_update().get(pk=grant.pk)
+        locked = for_update(ReviewerGrant.objects.all()).get(pk=grant.pk)
         if locked.revoked_at is not None:
             raise ValidationError("This grant was revoked; grant authority anew instead.")
         locked.action_names = _clean_names(action_names)
@@ -364,7 +365,7 @@ def update_grant(
 def revoke_authority(*, actor: Actor, grant: ReviewerGrant) -> ReviewerGrant:
     """Revoke a grant; it stays on record (who revoked it, when) but no longer counts."""
     with transaction.atomic():
-        locked = ReviewerGrant.objects.select_for_update().get(pk=grant.pk)
+        locked = for_update(ReviewerGrant.objects.all()).get(pk=grant.pk)
         if locked.revoked_at is not None:
             return locked
         locked.revoked_at = timezone.now()

@@ -55,8 +55,17 @@ def queue(rita):
     return q
 
 
+@pytest.fixture(autouse=True)
+def _reviewer_clock(clock):
+    global CLOCK
+    CLOCK = clock
+
+
 def opened(seconds=60):
-    return timezone.now() - timedelta(seconds=seconds)
+    """The reviewer opens the screen now and decides `seconds` later."""
+    at = timezone.now()
+    CLOCK.shift(timedelta(seconds=seconds))
+    return at
 
 
 def decided(fn, django_capture_on_commit_callbacks, **kwargs):

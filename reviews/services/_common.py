@@ -7,6 +7,8 @@ from django_fsm import ConcurrentTransition
 from django_fsm import TransitionNotAllowed as FSMTransitionNotAllowed
 from simple_history.utils import bulk_create_with_history
 
+from hitl.db import for_update
+
 from ..actors import Actor
 from ..exceptions import (
     AlreadyDecided,
@@ -21,7 +23,7 @@ from ..models import AgentRun, Choice, ReviewRequest, ReviewState, RunStatus
 def lock_review(review_id: str) -> ReviewRequest:
     try:
         return (
-            ReviewRequest.objects.select_for_update(of=("self",))
+            for_update(ReviewRequest.objects.all(), of=("self",))
             .select_related("queue", "run")
             .get(review_id=review_id)
         )
@@ -77,22 +79,38 @@ def check_agent_owns(review: ReviewRequest, actor: Actor) -> None:
         raise NotAuthorized("Only the agent that proposed this action may do that.")
 
 
+# Reviews that keep a run waiting for a person.
+OPEN_FOR_RUN = (ReviewState.PENDING, ReviewState.ESCALATED)
+
+
+def run_status_after(
+    *, current: str, has_open_reviews: bool, taken_over: bool, releases_person: bool
+) -> str:
+    """The one rule for a run's status after one of its reviews moved, whatever the path
+    (a decision, a single expiry, the sweep)."""
+    if current in (RunStatus.COMPLETED, RunStatus.STOPPED):
+        return current
+    if taken_over:
+        return RunStatus.HANDED_OVER
+    if current == RunStatus.HANDED_OVER and not releases_person:
+        # A person owns the run until they guide the agent back or end it; a sibling
+        # review that expires or is decided meanwhile does not give it back.
+        return current
+    return RunStatus.WAITING if has_open_reviews else RunStatus.RESUMABLE
+
+
 def refresh_run_status(run: AgentRun, actor: Actor, review: ReviewRequest) -> None:
-    locked = AgentRun.objects.select_for_update().get(pk=run.pk)
-    if locked.status in (RunStatus.COMPLETED, RunStatus.STOPPED):
-        return
-    if locked.status == RunStatus.HANDED_OVER and review.state not in (
-        ReviewState.EDITED,
-        ReviewState.REJECTED,
-    ):
-        return  # a person owns the run until they guide the agent back or end it
-    open_reviews = locked.reviews.filter(state__in=(ReviewState.PENDING, ReviewState.ESCALATED))
-    if review.state == ReviewState.ESCALATED and review.assignee_id and _taken_over(review):
-        status = RunStatus.HANDED_OVER
-    elif open_reviews.exists():
-        status = RunStatus.WAITING
-    else:
-        status = RunStatus.RESUMABLE
+    locked = for_update(AgentRun.objects.all()).get(pk=run.pk)
+    status = run_status_after(
+        current=locked.status,
+        has_open_reviews=locked.reviews.filter(state__in=OPEN_FOR_RUN).exists(),
+        taken_over=(
+            review.state == ReviewState.ESCALATED
+            and bool(review.assignee_id)
+            and _taken_over(review)
+        ),
+        releases_person=review.state in (ReviewState.EDITED, ReviewState.REJECTED),
+    )
     if status != locked.status:
         locked.status = status
         stamp(locked, actor, f"review {review.review_id} is {review.state}")

@@ -8,6 +8,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from hitl.db import for_update
+
 from ..actors import Actor
 from ..exceptions import InvalidReviewInput
 from ..models import Agent, AgentKey
@@ -41,7 +43,7 @@ def agent_create(
 def agent_key_issue(*, actor: Actor, agent: Agent) -> str:
     """Issue one more API key for an agent (for rotation); returned once."""
     with transaction.atomic():
-        locked = Agent.objects.select_for_update().get(pk=agent.pk)
+        locked = for_update(Agent.objects.all()).get(pk=agent.pk)
         key = _issue_key(locked)
     logger.info("API key issued for %s by %s", agent, actor.label)
     return key
@@ -50,7 +52,7 @@ def agent_key_issue(*, actor: Actor, agent: Agent) -> str:
 def agent_key_revoke(*, actor: Actor, prefix: str) -> AgentKey:
     """Revoke one API key at once; requests with it are refused from then on."""
     with transaction.atomic():
-        key = AgentKey.objects.select_for_update().select_related("agent").get(prefix=prefix)
+        key = for_update(AgentKey.objects.all()).select_related("agent").get(prefix=prefix)
         if key.revoked_at is None:
             key.revoked_at = timezone.now()
             key.save(update_fields=["revoked_at"])

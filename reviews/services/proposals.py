@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from hitl.db import for_update
 from policies.engine import PolicyDecision
 from policies.exceptions import PolicyInputError
 from policies.selectors import action_type_for, default_queue, evaluate_proposal
@@ -206,7 +207,7 @@ def idempotent_call(
                 )
         except IntegrityError:
             # A first request with this key committed (or was waiting on us); replay it.
-            record = IdempotencyRecord.objects.select_for_update().get(agent=agent, key=key)
+            record = for_update(IdempotencyRecord.objects.all()).get(agent=agent, key=key)
             if record.fingerprint != body_fingerprint:
                 raise IdempotencyConflict(
                     "This Idempotency-Key was used with a different request body."

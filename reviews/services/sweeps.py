@@ -16,6 +16,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef, Value
 from django.utils import timezone
 
+from hitl.db import for_update
+
 from ..actors import Actor
 from ..models import (
     OPEN_STATES,
@@ -29,7 +31,7 @@ from ..models import (
     ReviewState,
     RunStatus,
 )
-from ._common import create_with_history, stamp
+from ._common import OPEN_FOR_RUN, create_with_history, run_status_after, stamp
 from .webhooks import webhook_queue
 
 logger = logging.getLogger(__name__)
@@ -67,7 +69,7 @@ def expire_due(*, now: datetime | None = None, batch_size: int = 2000) -> SweepS
 def _expire_batch(*, now: datetime, batch_size: int, summary: SweepSummary) -> int:
     with transaction.atomic():
         batch = list(
-            ReviewRequest.objects.select_for_update(skip_locked=True)
+            for_update(ReviewRequest.objects.all(), skip_locked=True)
             # The sweep reads a few columns; the packet stays in the database (the history
             # copy and a reroute read it there), which is most of the cost saved.
             .only("id", "review_id", "state", "expires_at", "queue_id", "run_id")
@@ -145,17 +147,20 @@ def _refresh_runs(run_ids: set[int], now: datetime) -> None:
     """The runs' statuses after a batch expired, in a fixed number of queries."""
     # EXISTS stops at a run's first open review; a DISTINCT over the batch's runs would read
     # all of them, and a run can hold thousands.
-    still_open = ReviewRequest.objects.filter(
-        run_id=OuterRef("pk"), state__in=(ReviewState.PENDING, ReviewState.ESCALATED)
-    )
+    still_open = ReviewRequest.objects.filter(run_id=OuterRef("pk"), state__in=OPEN_FOR_RUN)
     changed = []
     for run in (
-        AgentRun.objects.select_for_update(of=("self",))
+        for_update(AgentRun.objects.all(), of=("self",))
         .filter(pk__in=run_ids)
         .exclude(status__in=(RunStatus.COMPLETED, RunStatus.STOPPED))
         .annotate(waiting=Exists(still_open))
     ):
-        status = RunStatus.WAITING if run.waiting else RunStatus.RESUMABLE
+        status = run_status_after(
+            current=run.status,
+            has_open_reviews=run.waiting,
+            taken_over=False,
+            releases_person=False,
+        )
         if status != run.status:
             run.status = status
             run.updated_at = now
@@ -255,7 +260,7 @@ def send_reminders(*, now: datetime | None = None, batch_size: int = 500) -> Swe
     outbox: list[tuple[Reminder, str, str, list[str]]] = []
     with transaction.atomic():
         due = list(
-            ReviewRequest.objects.select_for_update(skip_locked=True, of=("self",))
+            for_update(ReviewRequest.objects.all(), skip_locked=True, of=("self",))
             .select_related("queue__owner", "assignee")
             .filter(
                 state__in=(ReviewState.PENDING, ReviewState.ESCALATED),

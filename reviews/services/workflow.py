@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django_fsm import can_proceed
 
+from hitl.db import for_update
 from policies.authority import check_authority
 from policies.exceptions import PolicyInputError
 from policies.selectors import action_type_for, amount_for, default_queue, evaluate_proposal
@@ -228,7 +229,7 @@ def _pause_run(
     reason: str,
 ) -> AgentRun:
     """The run, locked, set to `pause`; a run's first proposal creates it so, in one write."""
-    run = AgentRun.objects.select_for_update().filter(run_id=run_id).first()
+    run = for_update(AgentRun.objects.all()).filter(run_id=run_id).first()
     if run is None:
         run = AgentRun(
             run_id=run_id,
@@ -254,7 +255,7 @@ def _pause_run(
             return run
         except IntegrityError:
             # The same run's first proposal arrived twice at once; the other one created it.
-            run = AgentRun.objects.select_for_update().get(run_id=run_id)
+            run = for_update(AgentRun.objects.all()).get(run_id=run_id)
     if run.agent_id != agent.pk or run.tenant != tenant:
         # A run id is the agent's own; another agent or tenant never writes into it.
         raise InvalidReviewInput(
@@ -445,13 +446,12 @@ def _decide(
             field_errors={"choice": ["Use choice 'edit' to change arguments or content."]},
         )
     now = timezone.now()
-    if opened_at is not None and opened_at > now:
-        raise InvalidReviewInput(
-            "opened_at cannot be in the future.",
-            field_errors={"opened_at": ["opened_at cannot be in the future."]},
-        )
     with transaction.atomic():
         review = lock_review(review_id)
+        if opened_at is not None:
+            # The client's word on when the screen opened feeds "time spent", the quality
+            # checks and the rubber-stamp signal: it cannot predate the review or pass now.
+            opened_at = min(max(opened_at, review.created_at), now)
         state_before = review.state
         _check_decision_allowed(review=review, reviewer=reviewer, choice=choice, reason=reason)
 
@@ -922,7 +922,7 @@ def queue_save(*, actor: AbstractBaseUser, queue: Queue) -> Queue:
     """Create or change a queue's settings, validated (no fallback loops) and audited."""
     with transaction.atomic():
         if queue.pk is not None:
-            Queue.objects.select_for_update().filter(pk=queue.pk).first()
+            for_update(Queue.objects.all()).filter(pk=queue.pk).first()
         try:
             queue.full_clean()
         except ValidationError as exc:

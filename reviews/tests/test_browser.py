@@ -23,6 +23,7 @@ LAUNCH_ARGS = [
 ]
 
 pytestmark = [
+    pytest.mark.real_clock,
     pytest.mark.browser,
     pytest.mark.skipif(
         not Path(CHROMIUM).exists() or shutil.which("chromium") is None,

@@ -16,6 +16,9 @@ from reviews.models import Execution
 from reviews.services import agent_create, review_approve, review_reject
 from reviews.tests.factories import QueueFactory, UserFactory
 
+# The agent runs as a subprocess on the real clock.
+pytestmark = pytest.mark.real_clock
+
 
 def run_agent(env, *args):
     completed = subprocess.run(  # noqa: S603 - our own example agent

@@ -23,7 +23,7 @@ from reviews.services import review_approve
 from reviews.services.execution import execution_reconcile
 from reviews.tests.factories import QueueFactory, UserFactory, make_review
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.real_clock, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
 def test_a_killed_worker_leaves_nothing_undone_and_nothing_done_twice(tmp_path, monkeypatch):

@@ -393,10 +393,37 @@ def test_run_becomes_resumable_once_decided(review, reviewer):
 
 
 @pytest.mark.django_db
-def test_decision_records_time_spent(review, reviewer):
-    opened = timezone.now() - timedelta(seconds=90)
-    decision = review_approve(review_id=review.review_id, reviewer=reviewer, opened_at=opened)
-    assert decision.time_spent >= timedelta(seconds=90)
+def test_decision_records_time_spent(queue, reviewer):
+    with time_machine.travel("2026-11-23 10:00:00+00:00", tick=False) as clock:
+        review = make_review(queue=queue)
+        clock.shift(timedelta(seconds=30))
+        opened = timezone.now()
+        clock.shift(timedelta(seconds=90))
+        decision = review_approve(review_id=review.review_id, reviewer=reviewer, opened_at=opened)
+    assert decision.time_spent == timedelta(seconds=90)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("opened", "spent"),
+    [
+        ("2001-01-01 00:00:00+00:00", timedelta(minutes=10)),  # before the review: its creation
+        ("2026-11-23 10:20:00+00:00", timedelta(0)),  # in the future: now
+    ],
+)
+def test_a_clients_opened_at_is_clamped_to_the_reviews_lifetime(queue, reviewer, opened, spent):
+    from datetime import datetime
+
+    with time_machine.travel("2026-11-23 10:00:00+00:00", tick=False) as clock:
+        review = make_review(queue=queue)
+        clock.shift(timedelta(minutes=10))
+        decision = review_approve(
+            review_id=review.review_id,
+            reviewer=reviewer,
+            opened_at=datetime.fromisoformat(opened),
+        )
+    decision.refresh_from_db()
+    assert decision.time_spent == spent
 
 
 @pytest.mark.django_db

@@ -242,7 +242,8 @@ def test_reminders_before_and_after_the_sla(
         ("after_sla", 1),
         ("after_sla", 2),
     ]
-    review_approve(review_id=review.review_id, reviewer=reviewer)
+    with time_machine.travel(at(5, 30), tick=False):
+        review_approve(review_id=review.review_id, reviewer=reviewer)
     assert sweep(6, 0) == (0, [])
 
 
@@ -256,7 +257,8 @@ def test_reminders_go_to_the_assignee_once_assigned(
     other = UserFactory(username="other")
     timed_queue.members.add(other)
     review = created_at_start(timed_queue)
-    review_assign(review_id=review.review_id, actor=reviewer, assignee=reviewer)
+    with time_machine.travel(at(minutes=5), tick=False):
+        review_assign(review_id=review.review_id, actor=reviewer, assignee=reviewer)
     with (
         time_machine.travel(at(3, 40), tick=False),
         django_capture_on_commit_callbacks(execute=True),
@@ -362,3 +364,24 @@ def test_expiry_sends_a_batchs_ids_as_one_parameter(timed_queue):
         assert expire_due().processed == 30
     writes = [q["sql"] for q in ctx.captured_queries if q["sql"].startswith(("UPDATE", "INSERT"))]
     assert writes and all(" IN (" not in sql for sql in writes if "reviewrequest" in sql)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["sweep", "single"])
+def test_a_sibling_expiring_leaves_a_handed_over_run_with_its_person(timed_queue, reviewer, path):
+    # The sweep and review_expire once disagreed: the sweep gave the run back to the agent.
+    from reviews.services import review_expire, review_take_over
+
+    sibling = created_at_start(timed_queue, run_id="run-shared")
+    escalation = created_at_start(timed_queue, run_id="run-shared", kind="escalation")
+    with time_machine.travel(at(hours=1), tick=False):
+        review_take_over(review_id=escalation.review_id, reviewer=reviewer)
+    assert AgentRun.objects.get(run_id="run-shared").status == RunStatus.HANDED_OVER
+    with time_machine.travel(at(hours=25), tick=False):
+        if path == "sweep":
+            assert expire_due().processed == 1
+        else:
+            review_expire(review_id=sibling.review_id)
+    sibling.refresh_from_db()
+    assert sibling.state == ReviewState.EXPIRED
+    assert AgentRun.objects.get(run_id="run-shared").status == RunStatus.HANDED_OVER

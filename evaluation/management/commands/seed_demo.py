@@ -1,5 +1,7 @@
 """seed_demo, extended: after the reviews demo, a curated dataset ready to export."""
 
+from datetime import timedelta
+
 from django.contrib.auth.models import Group, Permission
 
 from evaluation.models import CaseStatus, Dataset, EvalCase
@@ -35,7 +37,7 @@ class Command(ReviewsSeedDemo):
                 ],
             )
         )
-        captured = backfill()
+        captured = backfill(limit=None, settle=timedelta(0))
         if Dataset.objects.filter(slug=DATASET).exists():
             return
         from django.contrib.auth import get_user_model
