@@ -8,6 +8,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from hitl.admin import ValidatedModelAdmin
 from reviews.admin.base import NoRevertHistoryAdmin
 
 from . import selectors
@@ -189,7 +190,7 @@ class DatasetVersionInline(admin.TabularInline):
 
 
 @admin.register(Dataset)
-class DatasetAdmin(admin.ModelAdmin):
+class DatasetAdmin(ValidatedModelAdmin):
     list_display = ("slug", "name", "action_names", "created_at")
     prepopulated_fields = {"slug": ("name",)}
     inlines = (DatasetVersionInline,)

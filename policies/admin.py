@@ -19,6 +19,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
+from hitl.admin import ValidatedChangelistMixin, ValidatedModelAdmin
 from policies import selectors, services
 from policies.forms import ActionTypeForm, ReviewerGrantForm, RuleForm, SimulationForm
 from policies.models import (
@@ -50,7 +51,7 @@ def _error_text(exc: ValidationError) -> str:
     return " ".join(exc.messages)
 
 
-class ServiceHistoryAdmin(SimpleHistoryAdmin):
+class ServiceHistoryAdmin(ValidatedChangelistMixin, SimpleHistoryAdmin):
     """History views, but no revert: an old version is restored by editing, via a service."""
 
     def history_form_view(self, request, object_id, version_id, extra_context=None):
@@ -324,7 +325,7 @@ def _rules_table(rules: list[dict]) -> str:
 
 
 @admin.register(PolicyVersion)
-class PolicyVersionAdmin(admin.ModelAdmin):
+class PolicyVersionAdmin(ValidatedModelAdmin):
     list_display = ["short_hash", "rule_set", "number", "is_active", "published_at", "published_by"]
     list_filter = ["rule_set"]
     list_select_related = ["rule_set", "published_by"]
@@ -495,7 +496,7 @@ class ReviewerGrantAdmin(ServiceHistoryAdmin):
 
 
 @admin.register(PolicyEvaluation)
-class PolicyEvaluationAdmin(admin.ModelAdmin):
+class PolicyEvaluationAdmin(ValidatedModelAdmin):
     list_display = [
         "created_at",
         "action_name",

@@ -5,8 +5,10 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from simple_history.admin import SimpleHistoryAdmin
 
+from hitl.admin import ValidatedChangelistMixin
 
-class NoRevertHistoryAdmin(SimpleHistoryAdmin):
+
+class NoRevertHistoryAdmin(ValidatedChangelistMixin, SimpleHistoryAdmin):
     """History is for reading: a revert would move state behind the state machine's back."""
 
     def history_view(self, request, object_id, extra_context=None):

@@ -130,8 +130,11 @@ class QueueFilter(admin.SimpleListFilter):
         return [(str(q.pk), q.name) for q in selectors.queues_for(user=request.user)]
 
     def queryset(self, request, queryset):
-        if self.value() and self.value().isdigit():
-            return queryset.filter(queue_id=int(self.value()))
+        # isdigit() alone lets '²' through to int(); the changelist refuses a queue that
+        # lookups() did not offer before this runs, and this stays safe without it.
+        value = self.value()
+        if value and value.isascii() and value.isdigit():
+            return queryset.filter(queue_id=int(value))
         return queryset
 
 

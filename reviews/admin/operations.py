@@ -2,6 +2,8 @@
 
 from django.contrib import admin
 
+from hitl.admin import ValidatedModelAdmin
+
 from .. import selectors
 from ..actors import Actor
 from ..models import (
@@ -179,7 +181,7 @@ class ExecutionAdmin(NoRevertHistoryAdmin):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(admin.ModelAdmin):
+class WebhookDeliveryAdmin(ValidatedModelAdmin):
     list_display = (
         "created_at",
         "agent",
