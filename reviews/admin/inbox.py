@@ -14,6 +14,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.helpers import ActionForm
 from django.contrib.auth import get_user_model
+from django.core import signing
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -350,7 +351,7 @@ class ReviewAdminBase(NoRevertHistoryAdmin):
             "choices": [(c, Choice(c).label, explanations.get(c, "")) for c in choices],
             "can_decide_any": bool(choices),
             "approvals_so_far": len(approvals),
-            "opened_at": now.isoformat(),
+            "opened_at": _opening_signer(review, request.user).sign(now.isoformat()),
             "submitted_content": submitted.get("content", full.final_content or full.content),
             "submitted_reason": submitted.get("reason", ""),
             "submitted_arguments": submitted.get(
@@ -389,7 +390,7 @@ class ReviewAdminBase(NoRevertHistoryAdmin):
             if choice == Choice.EDIT and review.kind != ReviewKind.EDIT:
                 arguments = _parse_arguments(data.get("arguments", ""))
             content = data.get("content") if choice == Choice.EDIT else None
-            opened_at = _opened_at(data.get("opened_at"))
+            opened_at = _opened_at(data.get("opened_at"), review, request.user)
             review_decide(
                 review_id=review.review_id,
                 reviewer=request.user,
@@ -397,7 +398,7 @@ class ReviewAdminBase(NoRevertHistoryAdmin):
                 reason=data.get("reason", ""),
                 arguments=arguments,
                 content=content,
-                opened_at=opened_at if opened_at and opened_at <= timezone.now() else None,
+                opened_at=opened_at,
             )
         except ReviewError as exc:
             self.message_user(request, exc.message, messages.ERROR)
@@ -427,11 +428,17 @@ class ReviewAdminBase(NoRevertHistoryAdmin):
         )
 
 
-def _opened_at(raw: str | None) -> datetime | None:
-    # Only a hint for "time spent": anything odd is ignored rather than refused.
+def _opening_signer(review: ReviewRequest, user) -> signing.Signer:
+    # The screen's opening time feeds "time spent" and the quality checks: the server
+    # records it, signed for this review and this person, so a form cannot claim another.
+    return signing.Signer(salt=f"hitl.review-opened:{review.pk}:{user.pk}")
+
+
+def _opened_at(raw: str | None, review: ReviewRequest, user) -> datetime | None:
+    # A missing, forged or foreign value only loses "time spent"; it never blocks a decision.
     try:
-        moment = parse_datetime(raw or "")
-    except ValueError:
+        moment = parse_datetime(_opening_signer(review, user).unsign(raw or ""))
+    except (signing.BadSignature, ValueError):
         return None
     if moment is None or timezone.is_naive(moment):
         return None

@@ -1,5 +1,6 @@
 """Admin screens: scoping to the reviewer's queues, and history that cannot be reverted."""
 
+import re
 from datetime import timedelta
 from io import StringIO
 
@@ -480,3 +481,35 @@ def test_inbox_rows_are_the_admins_own_markup(client, demo, model_name):
     assert "&lt;b&gt;Tom &amp; Jerry&#x27;s&lt;/b&gt; refund" in page
     assert "_changelist_filters=state%3Dall%26q%3D%26o%3D-3" in page
     assert 'class="hitl-overdue">overdue 5m' in page
+
+
+def opened_field(client, review):
+    page = client.get(screen_url(review)).content.decode()
+    return re.search(r'name="opened_at" value="([^"]+)"', page).group(1)
+
+
+@pytest.mark.django_db
+def test_the_screen_records_when_it_was_opened(client, demo, clock):
+    review = demo_review("demo-email-204")
+    client.force_login(demo["reviewer"])
+    signed = opened_field(client, review)
+    clock.shift(timedelta(seconds=40))
+    client.post(screen_url(review, "decide"), {"choice": "approve", "opened_at": signed})
+    assert timedelta(seconds=40) <= review.decisions.get().time_spent < timedelta(seconds=45)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("forgery", ["tampered", "another review's", "plain"])
+def test_a_form_cannot_claim_another_opening_time(client, demo, clock, forgery):
+    review, other = demo_review("demo-refund-17"), demo_review("demo-email-204")
+    client.force_login(demo["reviewer"])
+    clock.shift(timedelta(days=-30))
+    signed = opened_field(client, other if forgery == "another review's" else review)
+    clock.shift(timedelta(days=30))
+    value = {
+        "tampered": signed.replace(signed[:4], str(int(signed[:4]) - 1), 1),
+        "another review's": signed,
+        "plain": "2001-01-01T00:00:00+00:00",
+    }[forgery]
+    client.post(screen_url(review, "decide"), {"choice": "approve", "opened_at": value})
+    assert review.decisions.get().opened_at is None
