@@ -1,7 +1,81 @@
-"""Project-wide request guards."""
+"""Project-wide request guards, and the API's answer when something unexpected fails."""
+
+import logging
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
+
+request_logger = logging.getLogger("django.request")
+
+
+class ApiErrorMiddleware:
+    """Under /api/ every failure answers in the API's JSON shape, never Django's HTML page:
+    503 with Retry-After while the database is unreachable (a restart, a failover), 500
+    for anything else unexpected. Other paths keep Django's own handling."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not request.path.startswith("/api/"):
+            return None
+        if isinstance(exception, OperationalError | InterfaceError):
+            retry_after = settings.HITL_DB_RETRY_AFTER_SECONDS
+            response = JsonResponse(
+                {
+                    "error": "database_unavailable",
+                    "detail": "The database is unavailable for a moment (for example while it "
+                    f"restarts). Retry in {retry_after} seconds; retry proposals with the "
+                    "same Idempotency-Key so none is created twice.",
+                    "fields": {},
+                },
+                status=503,
+                headers={"Retry-After": str(retry_after)},
+            )
+            # An outage, not a bug: one line per request, no traceback.
+            request_logger.error(
+                "Service Unavailable (database): %s %s: %s",
+                request.method,
+                request.path,
+                str(exception).strip().splitlines()[0] if str(exception).strip() else "",
+                extra={"status_code": 503, "request": request},
+            )
+        else:
+            response = JsonResponse(
+                {
+                    "error": "server_error",
+                    "detail": "The server failed unexpectedly; the error is logged. Retry "
+                    "later, with the same Idempotency-Key for proposals.",
+                    "fields": {},
+                },
+                status=500,
+            )
+            request_logger.error(
+                "Internal Server Error: %s",
+                request.path,
+                exc_info=exception,
+                extra={"status_code": 500, "request": request},
+            )
+        # Logged here with what matters; Django would log the response a second time.
+        response._has_been_logged = True
+        return response
+
+
+class ClientErrorsWithoutTraceback(logging.Filter):
+    """A refused request (403 permission denied, 401, 404) is routine: django.request logs
+    it as one line. Django attaches the exception's traceback to "Forbidden (Permission
+    denied)", which buried real errors in the log; server errors keep theirs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        status = getattr(record, "status_code", None)
+        if status is not None and status < 500 and record.exc_info:
+            record.exc_info = None
+            record.exc_text = None
+        return True
 
 
 class BodySizeLimitMiddleware:

@@ -53,6 +53,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so its process_exception runs for any view and its answer is what goes out.
+    "hitl.middleware.ApiErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "hitl.middleware.BodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -195,10 +197,18 @@ HITL_EVAL_MIN_SECONDS = env.float("HITL_EVAL_MIN_SECONDS", default=15)
 HITL_EVAL_DUPLICATE_SIMILARITY = env.float("HITL_EVAL_DUPLICATE_SIMILARITY", default=0.95)
 HITL_EVAL_CAPTURE_SYNC = env.bool("HITL_EVAL_CAPTURE_SYNC", default=False)
 
+# What an API client is told to wait when the database is unreachable (503 Retry-After).
+HITL_DB_RETRY_AFTER_SECONDS = env.int("HITL_DB_RETRY_AFTER_SECONDS", default=5)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"client_errors_one_line": {"()": "hitl.middleware.ClientErrorsWithoutTraceback"}},
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"presidio-analyzer": {"level": "WARNING"}},
+    "loggers": {
+        "presidio-analyzer": {"level": "WARNING"},
+        # 4xx responses (permission denied above all) as one line, without a traceback.
+        "django.request": {"filters": ["client_errors_one_line"]},
+    },
 }

@@ -7,10 +7,22 @@ class ReviewError(Exception):
     code = "review_error"
     http_status = 400
 
-    def __init__(self, message: str, *, field_errors: dict[str, list[str]] | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        field_errors: dict[str, list[str]] | None = None,
+        code: str | None = None,
+        extra: dict | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.field_errors = field_errors or {}
+        if code:
+            # One class, several precise codes: an agent branches on the code, not the text.
+            self.code = code
+        # More of the answer for a program (the review's state, what to do next).
+        self.extra = extra or {}
 
 
 class InvalidReviewInput(ReviewError):
@@ -61,10 +73,19 @@ class DuplicateApproval(ReviewError):
 
 
 class NotExecutable(ReviewError):
-    """Only an approved or edited review executes."""
+    """Only an approved or edited review executes; the code says which state it is in
+    instead (review_pending, review_rejected, review_expired, ...)."""
 
     code = "not_executable"
     http_status = 409
+
+
+class ClaimInputMissing(ReviewError):
+    """A claim lacks what the platform must check before the action runs; nothing was
+    claimed, and the same claim with the missing input succeeds."""
+
+    code = "claim_input_missing"
+    http_status = 400
 
 
 class AlreadyClaimed(ReviewError):

@@ -667,6 +667,8 @@ class Execution(StateMachineMixin, models.Model):
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
     blocked_reasons = models.JSONField(default=list, blank=True)
+    # The same failures by check name ({"check", "detail"}), for programs; written once.
+    blocked_checks = models.JSONField(default=list, blank=True, editable=False)
     history = HistoricalRecords(bases=[HistoryActorMixin])
 
     def __str__(self) -> str:
@@ -695,9 +697,17 @@ class DeliveryStatus(models.TextChoices):
     FAILED = "failed", "Gave up"
 
 
+def new_delivery_id() -> str:
+    """A webhook delivery's public id: the same on every retry, so receivers deduplicate."""
+    return "dlv_" + new_ulid()
+
+
 class WebhookDelivery(models.Model):
     """One event POSTed to an agent's callback URL, with every attempt's outcome."""
 
+    delivery_id = models.CharField(
+        max_length=40, unique=True, default=new_delivery_id, editable=False
+    )
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="deliveries")
     review = models.ForeignKey(
         ReviewRequest, on_delete=models.CASCADE, null=True, blank=True, related_name="+"

@@ -13,10 +13,10 @@ from ..validation import json_problem
 
 def api_exception_handler(exc, context):
     if isinstance(exc, ReviewError):
-        return Response(
-            {"error": exc.code, "detail": exc.message, "fields": exc.field_errors},
-            status=exc.http_status,
-        )
+        body = {"error": exc.code, "detail": exc.message, "fields": exc.field_errors}
+        # Extra keys (the review's state, its resume instruction) never replace the shape.
+        body.update({k: v for k, v in exc.extra.items() if k not in body})
+        return Response(body, status=exc.http_status)
     if isinstance(exc, DjangoValidationError):
         fields = exc.message_dict if hasattr(exc, "error_dict") else {}
         return Response(

@@ -246,6 +246,20 @@ class RunOut(serializers.Serializer):
     reviews = ReviewPacketOut(many=True)
 
 
+class CheckFailedOut(serializers.Serializer):
+    check = serializers.CharField(
+        help_text="expired, authority_revoked, arguments_invalid, policy_denies, "
+        "evidence_stale, resource_changed or resource_unconfirmed"
+    )
+    detail = serializers.CharField()
+
+
+class NextStepOut(serializers.Serializer):
+    action = serializers.ChoiceField(choices=["propose_again", "replan"])
+    detail = serializers.CharField()
+    propose = serializers.CharField(required=False)
+
+
 class ExecutionOut(serializers.Serializer):
     state = serializers.CharField()
     mode = serializers.CharField()
@@ -257,6 +271,8 @@ class ExecutionOut(serializers.Serializer):
     result = serializers.JSONField(allow_null=True)
     error = serializers.CharField()
     blocked_reasons = serializers.ListField(child=serializers.CharField())
+    blocked_checks = CheckFailedOut(many=True)
+    next_step = NextStepOut(allow_null=True)
 
 
 class ErrorOut(serializers.Serializer):

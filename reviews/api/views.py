@@ -8,8 +8,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ..actors import Actor
-from ..models import Agent, AgentRun, Decision, ReviewRequest, ReviewState
-from ..selectors import execution_summary, reviews_visible_to, sees_whole_run
+from ..models import Agent, AgentRun, Decision, ExecutionState, ReviewRequest, ReviewState
+from ..selectors import execution_summary, resume_instruction, reviews_visible_to, sees_whole_run
 from ..services import review_cancel, review_decide, review_supply_evidence
 from ..services.execution import execution_claim, execution_report
 from ..services.proposals import action_propose, fingerprint, idempotent_call
@@ -183,8 +183,12 @@ class ExecutionClaimView(APIView):
     )
     def post(self, request, review_id):
         """Claim the approved action to run it yourself; re-validated first, granted once.
-        A stale review answers 409 with the reasons and must not be executed."""
-        get_object_or_404(visible_reviews(request), review_id=review_id)
+        Send the current version of every affected resource the review lists (resume's
+        `claim_requires`): without them the answer is 400 and nothing is claimed. A stale
+        review answers 409 `blocked_stale` with the failed checks and the next step, and
+        must not be executed. A review that is not approved answers 409 with its state
+        (review_pending, review_rejected, review_expired, ...)."""
+        review = get_object_or_404(visible_reviews(request), review_id=review_id)
         data = parse(s.ClaimIn, request)
         execution = execution_claim(
             review_id=review_id,
@@ -192,14 +196,27 @@ class ExecutionClaimView(APIView):
             facts=data.get("facts"),
             resources=data.get("affected_resources"),
         )
-        body = _jsonable(execution_summary(execution))
-        if execution.blocked_reasons:
-            detail = "Not executed, the review is stale: " + "; ".join(execution.blocked_reasons)
-            return Response(
-                {"error": "blocked_stale", "detail": detail, "fields": {}, "execution": body},
-                status=status.HTTP_409_CONFLICT,
-            )
-        return Response(body)
+        summary = execution_summary(execution)
+        if execution.state == ExecutionState.BLOCKED_STALE:
+            review.refresh_from_db()
+            next_step = summary["next_step"] or {}
+            detail = (
+                "Not executed, the review is stale: "
+                + "; ".join(execution.blocked_reasons)
+                + ". "
+                + next_step.get("detail", "")
+            ).strip()
+            body = {
+                "error": "blocked_stale",
+                "detail": detail,
+                "fields": {},
+                "checks": summary["blocked_checks"],
+                "next": summary["next_step"],
+                "execution": summary,
+                "resume": resume_instruction(review),
+            }
+            return Response(_jsonable(body), status=status.HTTP_409_CONFLICT)
+        return Response(_jsonable(summary))
 
 
 class ExecutionReportView(APIView):

@@ -96,15 +96,22 @@ def resume_instruction(review: ReviewRequest) -> dict:
         return {"action": "continue_with_guidance", "guidance": review.final_content}
     execution = execution_of(review)
     if execution is not None:
-        return {
+        summary = execution_summary(execution)
+        instruction = {
             "action": {
                 ExecutionState.CLAIMED: "executing",
                 ExecutionState.SUCCEEDED: "done",
                 ExecutionState.FAILED: "execution_failed",
                 ExecutionState.BLOCKED_STALE: "blocked",
             }[execution.state],
-            "execution": execution_summary(execution),
+            "execution": summary,
         }
+        if execution.state == ExecutionState.BLOCKED_STALE:
+            # Why it did not run and what now, at the top where an agent looks first.
+            instruction["reasons"] = summary["blocked_reasons"]
+            instruction["checks"] = summary["blocked_checks"]
+            instruction["next"] = summary["next_step"]
+        return instruction
     action_type = action_type_for(review.action_name)
     if action_type is not None and action_type.executor:
         return {"action": "executing", "detail": "the platform runs this action"}
@@ -112,6 +119,8 @@ def resume_instruction(review: ReviewRequest) -> dict:
         "action": "execute" if state == ReviewState.APPROVED else "continue_with_edits",
         "arguments": review.final_arguments,
         "claim": f"/api/v1/reviews/{review.review_id}/execution/claim/",
+        # What the claim must carry; a claim without it is refused with a 400.
+        "claim_requires": {"affected_resources": claim_requirements(review)},
     }
     if state == ReviewState.EDITED:
         instruction["content"] = review.final_content
@@ -132,6 +141,67 @@ def execution_summary(execution: Execution) -> dict:
         "result": execution.result,
         "error": execution.error,
         "blocked_reasons": execution.blocked_reasons,
+        "blocked_checks": blocked_checks(execution),
+        "next_step": blocked_next_step(execution),
+    }
+
+
+def claim_requirements(review: ReviewRequest) -> list[dict]:
+    """The affected resources whose current version an agent's claim must send (the
+    reviewed versions are re-checked); none when a fact provider supplies them."""
+    action_type = action_type_for(review.action_name)
+    if action_type is not None and action_type.fact_provider:
+        return []
+    return [
+        {"type": str(r["type"]), "id": str(r["id"]), "reviewed_version": str(r["version"])}
+        for r in review.affected_resources or []
+        if isinstance(r, dict) and r.get("version") not in (None, "")
+    ]
+
+
+def blocked_checks(execution: Execution) -> list[dict]:
+    """Which re-checks failed, as {"check", "detail"}; empty unless blocked."""
+    if execution.state != ExecutionState.BLOCKED_STALE:
+        return []
+    if execution.blocked_checks:
+        return execution.blocked_checks
+    # Blocked before the checks were named: the reasons are all there is.
+    return [{"check": "stale", "detail": reason} for reason in execution.blocked_reasons]
+
+
+# What an agent does about each failed check before it proposes again.
+_REFRESH = {
+    "resource_changed": "re-read the changed resources and decide whether the action still "
+    "makes sense, then send their current versions",
+    "resource_unconfirmed": "send the current versions of the affected resources",
+    "evidence_stale": "attach fresh evidence",
+    "expired": "the approval came too late to use",
+    "authority_revoked": "the approving reviewer may no longer approve it, so someone who "
+    "may decides anew",
+}
+
+
+def blocked_next_step(execution: Execution) -> dict | None:
+    """What the agent does after a blocked execution (None unless blocked): the approval
+    is used up, so it proposes again for a new review, or re-plans if the policy would
+    now refuse the same proposal."""
+    checks = {c["check"] for c in blocked_checks(execution)}
+    if not checks:
+        return None
+    if checks & {"policy_denies", "arguments_invalid"}:
+        return {
+            "action": "replan",
+            "detail": "The policy no longer allows this action as it was approved, so "
+            "proposing it unchanged would be refused: re-plan with these reasons, or stop.",
+        }
+    todo = [text for check, text in _REFRESH.items() if check in checks]
+    return {
+        "action": "propose_again",
+        "detail": "This approval can no longer be used and the action did not run. Propose "
+        "it again (POST /api/v1/actions/, same run_id) to get a new review"
+        + (": " + "; ".join(todo) if todo else "")
+        + ".",
+        "propose": "/api/v1/actions/",
     }
 
 

@@ -18,18 +18,27 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django_fsm import TransitionNotAllowed as FSMTransitionNotAllowed
 
+from hitl.db import for_update
 from policies.authority import check_authority
 from policies.exceptions import PolicyInputError
 from policies.selectors import action_type_for, amount_for, evaluate_proposal
 
+from .. import selectors
 from ..actors import Actor
-from ..exceptions import AlreadyClaimed, InvalidReviewInput, NotAuthorized, NotExecutable
+from ..exceptions import (
+    AlreadyClaimed,
+    ClaimInputMissing,
+    InvalidReviewInput,
+    NotAuthorized,
+    NotExecutable,
+)
 from ..models import (
     EXECUTING_CHOICES,
     Choice,
     Execution,
     ExecutionMode,
     ExecutionState,
+    ExpiryBehaviour,
     ReviewRequest,
     ReviewState,
 )
@@ -50,41 +59,51 @@ def execution_claim(
     resources: Iterable[Mapping[str, Any]] | None = None,
 ) -> Execution:
     """Claim the one execution of a decided review after re-checking it is still valid.
-    A stale review gets a blocked execution with the reasons; it never runs."""
-    unlocked = ReviewRequest.objects.filter(review_id=review_id).first()
+    A stale review gets a blocked execution with the reasons; it never runs. A claim that
+    lacks what must be checked is refused and consumes nothing."""
+    unlocked = (
+        ReviewRequest.objects.select_related("run", "queue", "assignee", "rerouted_to")
+        .filter(review_id=review_id)
+        .first()
+    )
     action_type = action_type_for(unlocked.action_name) if unlocked else None
     if mode == ExecutionMode.AGENT and action_type is not None and action_type.executor:
+        # Read-only answer: say what the review's state is before "wait for the platform",
+        # which is only true of a review the platform is about to run.
+        check_agent_owns(unlocked, actor)
+        refuse_unless_executable(unlocked)
+        done = Execution.objects.filter(review=unlocked).first()
+        if done is not None:
+            raise _already_claimed(unlocked, done)
         raise NotExecutable(
-            "The platform runs this action itself (a registered executor); wait for it "
-            "instead of claiming."
+            "The platform runs this action itself (a registered executor); do not run it. "
+            "Wait for the outcome: the execution.* webhook, or GET this review until "
+            "resume.action is done, execution_failed or blocked.",
+            code="runs_on_platform",
+            extra=_state_extra(unlocked),
         )
+    trusted_resources = False
     if unlocked is not None and action_type is not None and action_type.fact_provider:
         # Trusted facts win: what the claimant says never overrides the provider's answer.
         fresh = fresh_state(review=unlocked)
         facts = {**dict(facts or {}), **(fresh.get("facts") or {})}
         if fresh.get("resources") is not None:
             resources = fresh["resources"]
+            trusted_resources = True
     with transaction.atomic():
         review = lock_review(review_id)
         if mode == ExecutionMode.AGENT:
             check_agent_owns(review, actor)
-        if review.state not in (ReviewState.APPROVED, ReviewState.EDITED):
-            raise NotExecutable(
-                f"Only an approved or edited review executes; this one is {review.state}."
-            )
-        last = review.decisions.order_by("-decided_at", "-id").first()
-        if last is None or last.choice not in EXECUTING_CHOICES:
-            raise NotExecutable(
-                "The reviewer gave guidance instead of approving; the agent re-plans and "
-                "nothing of this proposal executes."
-            )
+        refuse_unless_executable(review)
         existing = Execution.objects.filter(review=review).first()
         if existing is not None:
-            raise AlreadyClaimed(
-                f"This review's execution was claimed by {existing.claimed_by} and is "
-                f"{existing.state}; it never runs twice."
-            )
-        reasons = stale_reasons(review=review, facts=facts, resources=resources)
+            raise _already_claimed(review, existing)
+        if mode == ExecutionMode.AGENT and not trusted_resources:
+            # Only the claimant can supply these: refuse before anything is written, so the
+            # same claim with the versions succeeds (a block would be final).
+            _refuse_missing_versions(review, resources)
+        checks = stale_checks(review=review, facts=facts, resources=resources)
+        reasons = [check["detail"] for check in checks]
         now = timezone.now()
         execution = Execution(
             review=review,
@@ -107,6 +126,7 @@ def execution_claim(
                 arguments=execution.arguments,
                 content=execution.content,
                 blocked_reasons=reasons,
+                blocked_checks=checks,
             )
             stamp(execution, actor, "blocked: " + "; ".join(reasons))
         else:
@@ -116,9 +136,156 @@ def execution_claim(
             webhook_queue(
                 review=review,
                 event="execution.blocked",
-                data={"reasons": reasons, "resume": "propose again with fresh data"},
+                data={
+                    "state": review.state,
+                    "reasons": reasons,
+                    "checks": checks,
+                    "next": selectors.blocked_next_step(execution),
+                    "resume": selectors.resume_instruction(review),
+                },
             )
     return execution
+
+
+def refuse_unless_executable(review: ReviewRequest) -> None:
+    """Raise NotExecutable with the review's actual situation (rejected and why, still
+    pending, expired, ...) unless it is approved or edited for execution."""
+    last = review.decisions.select_related("reviewer").order_by("-decided_at", "-id").first()
+    state = review.state
+    if state in (ReviewState.APPROVED, ReviewState.EDITED):
+        if last is None or last.choice not in EXECUTING_CHOICES:
+            raise NotExecutable(
+                "The reviewer gave guidance instead of approving; the agent re-plans with it "
+                "and nothing of this proposal executes.",
+                code="review_guided",
+                extra=_state_extra(review),
+            )
+        return
+    who = last.reviewer.get_username() if last is not None else "a reviewer"
+    reason = (last.reason or "").strip() if last is not None else ""
+    claim_after = "Claim only once it is approved."
+    if state == ReviewState.REJECTED:
+        code = "review_rejected"
+        message = (
+            f"This review was rejected by {who}"
+            + (f": {reason}" if reason else " (no reason given)")
+            + ". Nothing of it executes: stop, or re-plan with that reason."
+        )
+    elif state == ReviewState.EXPIRED:
+        code = "review_expired"
+        behaviour = review.expiry_action or review.queue.expiry_behaviour
+        when = f" at {review.expires_at.isoformat()}" if review.expires_at else ""
+        message = (
+            f"This review expired{when} before anyone decided it "
+            f"({ExpiryBehaviour(behaviour).label.lower()}); an expired review never executes."
+        )
+        if review.rerouted_to_id:
+            message += (
+                f" It continues as review {review.rerouted_to.review_id}: claim that one "
+                "once it is approved."
+            )
+        else:
+            message += " Propose the action again if it is still needed."
+    elif state == ReviewState.CANCELLED:
+        code = "review_cancelled"
+        message = (
+            "This review was cancelled (its agent withdrew the proposal); it never executes. "
+            "Propose the action again if it is needed after all."
+        )
+    elif state == ReviewState.PENDING:
+        code = "review_pending"
+        message = f"No decision yet: the review waits for a reviewer in queue {review.queue.slug}."
+        if review.required_approvals > 1:
+            message += f" It needs {review.required_approvals} different approvers."
+        message += (
+            f" Wait for the review.decided webhook or GET /api/v1/reviews/{review.review_id}/"
+            f". {claim_after}"
+        )
+    elif state == ReviewState.AWAITING_EVIDENCE:
+        code = "review_awaiting_evidence"
+        message = (
+            f"No decision yet: {who} asked for more evidence"
+            + (f' ("{reason}")' if reason else "")
+            + f". Answer with POST /api/v1/reviews/{review.review_id}/evidence/; the review "
+            f"then goes back to the reviewers. {claim_after}"
+        )
+    elif state == ReviewState.ESCALATED:
+        code = "review_escalated"
+        owner = review.assignee.get_username() if review.assignee_id else review.queue.slug
+        message = (
+            f"No decision yet: the review was escalated to {owner}"
+            + (f" ({reason})" if reason else "")
+            + f" and waits for their decision. {claim_after}"
+        )
+    else:
+        code = "not_executable"
+        message = f"Only an approved or edited review executes; this one is {state}."
+    raise NotExecutable(message, code=code, extra=_state_extra(review))
+
+
+def _state_extra(review: ReviewRequest) -> dict[str, Any]:
+    return {"state": review.state, "resume": selectors.resume_instruction(review)}
+
+
+def _already_claimed(review: ReviewRequest, execution: Execution) -> AlreadyClaimed:
+    if execution.state == ExecutionState.BLOCKED_STALE:
+        step = selectors.blocked_next_step(execution) or {}
+        message = (
+            f"This review's execution was blocked when {execution.claimed_by} claimed it, "
+            f"because {'; '.join(execution.blocked_reasons)}. It never runs. "
+            f"{step.get('detail', '')}"
+        ).strip()
+    else:
+        message = (
+            f"This review's execution was claimed by {execution.claimed_by} and is "
+            f"{execution.state}; it never runs twice."
+        )
+    return AlreadyClaimed(
+        message,
+        extra={
+            "state": review.state,
+            "execution": selectors.execution_summary(execution),
+            "resume": selectors.resume_instruction(review),
+        },
+    )
+
+
+def _refuse_missing_versions(
+    review: ReviewRequest, resources: Iterable[Mapping[str, Any]] | None
+) -> None:
+    given = {
+        (str(r.get("type")), str(r.get("id")))
+        for r in (resources or [])
+        if isinstance(r, Mapping) and r.get("version") not in (None, "")
+    }
+    required = selectors.claim_requirements(review)
+    missing = [r for r in required if (r["type"], r["id"]) not in given]
+    if not missing:
+        return
+    names = ", ".join(
+        f"{r['type']} {r['id']} (version {r['reviewed_version']} was reviewed)" for r in missing
+    )
+    example = json.dumps(
+        {
+            "affected_resources": [
+                {"type": r["type"], "id": r["id"], "version": "<its current version>"}
+                for r in required
+            ]
+        }
+    )
+    raise ClaimInputMissing(
+        "Nothing was claimed: before this action runs the platform checks that the "
+        f"affected resources are unchanged, and the claim lacks the current version of "
+        f"{names}. Read them from their system and claim again with {example}.",
+        field_errors={
+            "affected_resources": [
+                f"{r['type']} {r['id']}: send its current version "
+                f"(version {r['reviewed_version']} was reviewed)."
+                for r in missing
+            ]
+        },
+        extra={"required": {"affected_resources": missing}},
+    )
 
 
 def execution_report(
@@ -132,7 +299,7 @@ def execution_report(
     """Record how a claimed execution ended; only its claimant may, and only once."""
     with transaction.atomic():
         execution = (
-            Execution.objects.select_for_update(of=("self",))
+            for_update(Execution.objects.all(), of=("self",))
             .select_related("review", "review__run", "review__run__agent")
             .filter(review__review_id=review_id)
             .first()
@@ -242,10 +409,26 @@ def stale_reasons(
     resources: Iterable[Mapping[str, Any]] | None,
 ) -> list[str]:
     """Why executing this decided review now would be wrong; empty when it is still valid."""
-    reasons: list[str] = []
+    return [c["detail"] for c in stale_checks(review=review, facts=facts, resources=resources)]
+
+
+def stale_checks(
+    *,
+    review: ReviewRequest,
+    facts: Mapping[str, Any] | None,
+    resources: Iterable[Mapping[str, Any]] | None,
+) -> list[dict[str, str]]:
+    """Each re-check that fails, as {"check": name, "detail": why}: expired,
+    authority_revoked, arguments_invalid, policy_denies, evidence_stale, resource_changed,
+    resource_unconfirmed. Empty when the review is still valid."""
+    failed: list[dict[str, str]] = []
+
+    def fail(check: str, detail: str) -> None:
+        failed.append({"check": check, "detail": detail})
+
     now = timezone.now()
     if review.is_past_expiry():
-        reasons.append(f"the review expired at {review.expires_at.isoformat()}")
+        fail("expired", f"the review expired at {review.expires_at.isoformat()}")
 
     arguments = review.final_arguments if review.final_arguments is not None else review.arguments
     amount = amount_for(action_name=review.action_name, args=arguments)
@@ -257,23 +440,27 @@ def stale_reasons(
             amount=amount,
         )
         if not verdict.allowed:
-            reasons.append(
+            fail(
+                "authority_revoked",
                 f"{decision.reviewer.get_username()} no longer holds the authority: "
-                f"{verdict.reason}"
+                f"{verdict.reason}",
             )
 
     proposal = policy_input(review, arguments, facts)
     try:
         decision = evaluate_proposal(proposal=proposal)
     except PolicyInputError as exc:
-        reasons.append(f"the arguments are no longer valid: {exc.one_line()}")
+        fail("arguments_invalid", f"the arguments are no longer valid: {exc.one_line()}")
     else:
         if decision.outcome == "deny":
-            reasons.append(f"the policy now denies it ({decision.rule}): {decision.explanation}")
+            fail(
+                "policy_denies",
+                f"the policy now denies it ({decision.rule}): {decision.explanation}",
+            )
 
     stale = [e.evidence_id for e in review.evidence.all() if e.fresh_until and e.fresh_until <= now]
     if stale:
-        reasons.append(f"evidence is no longer fresh: {', '.join(stale)}")
+        fail("evidence_stale", f"evidence is no longer fresh: {', '.join(stale)}")
 
     current = {
         (str(r.get("type")), str(r.get("id"))): r.get("version")
@@ -284,14 +471,18 @@ def stale_reasons(
         if resource.get("version") in (None, ""):
             continue
         key = (resource["type"], resource["id"])
-        if key not in current:
-            reasons.append(f"could not confirm {key[0]} {key[1]} is unchanged (no current version)")
-        elif str(current[key]) != str(resource["version"]):
-            reasons.append(
-                f"{key[0]} {key[1]} changed: version {resource['version']} was reviewed, "
-                f"it is now {current[key]}"
+        if current.get(key) in (None, ""):
+            fail(
+                "resource_unconfirmed",
+                f"could not confirm {key[0]} {key[1]} is unchanged (no current version)",
             )
-    return reasons
+        elif str(current[key]) != str(resource["version"]):
+            fail(
+                "resource_changed",
+                f"{key[0]} {key[1]} changed: version {resource['version']} was reviewed, "
+                f"it is now {current[key]}",
+            )
+    return failed
 
 
 def _deciding_decisions(review: ReviewRequest):
@@ -324,7 +515,7 @@ def execution_reconcile(*, stale_after: timedelta = timedelta(minutes=5)) -> int
     for pk in list(stale):
         with transaction.atomic():
             execution = (
-                Execution.objects.select_for_update(skip_locked=True)
+                for_update(Execution.objects.all(), skip_locked=True)
                 .select_related("review")
                 .filter(pk=pk, state=ExecutionState.CLAIMED, claimed_at__lt=cutoff)
                 .first()

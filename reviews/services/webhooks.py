@@ -14,6 +14,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
 
+from hitl.db import for_update
+
 from .. import selectors
 from ..models import DeliveryStatus, ReviewRequest, WebhookDelivery
 
@@ -23,6 +25,9 @@ MAX_ATTEMPTS = 8
 TIMEOUT_SECONDS = 10
 SIGNATURE_HEADER = "X-HITL-Signature"
 TIMESTAMP_HEADER = "X-HITL-Timestamp"
+# The same on every retry of one delivery and different between deliveries: a receiver that
+# saw it before already handled the event (an answer lost in transit makes us send again).
+DELIVERY_HEADER = "X-HITL-Delivery"
 
 
 def sign(*, secret: str, timestamp: int, body: bytes) -> str:
@@ -45,12 +50,19 @@ def webhook_queue(*, review: ReviewRequest, event: str, data: dict[str, Any] | N
         review=review,
         event=event,
         url=agent.callback_url,
-        payload={
-            "event": event,
-            "review_id": review.review_id,
-            "run_id": review.run.run_id,
-            "data": data,
-        },
+        # Stored as the JSON it is sent as: an execution's times become ISO strings here,
+        # not a TypeError in the caller's transaction.
+        payload=json.loads(
+            json.dumps(
+                {
+                    "event": event,
+                    "review_id": review.review_id,
+                    "run_id": review.run.run_id,
+                    "data": data,
+                },
+                cls=DjangoJSONEncoder,
+            )
+        ),
     )
     transaction.on_commit(lambda: _enqueue(delivery.pk))
 
@@ -66,7 +78,7 @@ def webhook_deliver(*, delivery_id: int) -> WebhookDelivery | None:
     duplicate task finds it locked or already delivered and does nothing."""
     with transaction.atomic():
         delivery = (
-            WebhookDelivery.objects.select_for_update(skip_locked=True)
+            for_update(WebhookDelivery.objects.all(), skip_locked=True)
             .select_related("agent")
             .filter(pk=delivery_id, status=DeliveryStatus.PENDING)
             .first()
@@ -95,7 +107,10 @@ def webhook_retry_due(*, limit: int = 100) -> int:
 
 
 def _attempt(delivery: WebhookDelivery) -> None:
-    body = json.dumps(delivery.payload, cls=DjangoJSONEncoder, sort_keys=True).encode()
+    # Added when sending, so deliveries queued before the id existed carry it too; inside
+    # the signed body, so it cannot be altered on the way.
+    payload = {**delivery.payload, "delivery_id": delivery.delivery_id}
+    body = json.dumps(payload, cls=DjangoJSONEncoder, sort_keys=True).encode()
     timestamp = int(time.time())
     request = urllib.request.Request(  # noqa: S310 - the URL is validated as http(s)
         delivery.url,
@@ -105,6 +120,7 @@ def _attempt(delivery: WebhookDelivery) -> None:
             "Content-Type": "application/json",
             "User-Agent": "hitl-webhooks/1",
             TIMESTAMP_HEADER: str(timestamp),
+            DELIVERY_HEADER: delivery.delivery_id,
             SIGNATURE_HEADER: sign(
                 secret=delivery.agent.webhook_secret, timestamp=timestamp, body=body
             ),

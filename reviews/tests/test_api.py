@@ -395,19 +395,208 @@ def test_stale_reviews_are_blocked_not_executed(seeded, agent_client, reviewer_i
     assert run["reviews"][0]["resume"]["action"] == "blocked"
 
 
-def test_a_missing_resource_version_blocks(seeded, agent_client, reviewer_in_ops):
+@pytest.mark.parametrize(
+    ("claim_body", "check", "next_action", "next_says"),
+    [
+        (
+            {"affected_resources": [{"type": "order", "id": "17", "version": "5"}]},
+            "resource_changed",
+            "propose_again",
+            "re-read the changed resources",
+        ),
+        (
+            {
+                "affected_resources": [{"type": "order", "id": "17", "version": "4"}],
+                "facts": {"refund_window_valid": False},
+            },
+            "policy_denies",
+            "replan",
+            "re-plan",
+        ),
+    ],
+)
+def test_a_blocked_execution_says_why_and_what_to_do_next_everywhere(
+    seeded, agent_client, reviewer_in_ops, claim_body, check, next_action, next_says
+):
     rid = proposed(agent_client)["review_id"]
     review_approve(review_id=rid, reviewer=reviewer_in_ops)
+    url = f"/api/v1/reviews/{rid}/execution/claim/"
+
+    response = post(agent_client, url, claim_body)
+    assert response.status_code == 409, response.json()
+    body = response.json()
+    assert body["error"] == "blocked_stale"
+    assert [c["check"] for c in body["checks"]] == [check]
+    assert body["next"]["action"] == next_action
+    assert next_says in body["next"]["detail"]
+    assert next_says in body["detail"]  # a person reading the log learns it too
+    assert body["resume"]["action"] == "blocked"
+
+    def told(resume):
+        assert resume["action"] == "blocked"
+        assert [c["check"] for c in resume["checks"]] == [check]
+        assert resume["reasons"] == [c["detail"] for c in resume["checks"]]
+        assert resume["next"] == body["next"]
+        execution = resume["execution"]
+        assert execution["blocked_checks"] == resume["checks"]
+        assert execution["next_step"] == body["next"]
+
+    review = agent_client.get(f"/api/v1/reviews/{rid}/").json()
+    told(review["resume"])
+    assert review["execution"]["next_step"] == body["next"]
+    told(agent_client.get("/api/v1/runs/run-17/").json()["reviews"][0]["resume"])
+
+    # A later claim still does not run it, and says why instead of only "already claimed".
+    again = post(agent_client, url, {"affected_resources": [{"type": "order", "id": "17"}]})
+    assert again.status_code == 409
+    again_body = again.json()
+    assert again_body["error"] == "already_claimed"
+    assert body["checks"][0]["detail"] in again_body["detail"]
+    assert next_says in again_body["detail"]
+    assert again_body["resume"]["next"] == body["next"]
+    assert Execution.objects.get().state == "blocked_stale"
+
+
+def email(**overrides):
+    """A send_email proposal whose customer record must be unchanged when it runs."""
+    body = refund(
+        run_id="run-mail",
+        action={
+            "name": "send_email",
+            "target_system": "mailer",
+            "args": {"template_id": "apology", "customer_id": "c-9"},
+        },
+        summary="Apologise to customer c-9",
+        evidence=[],
+        facts={},
+        affected_resources=[{"type": "customer", "id": "c-9", "version": "7"}],
+    )
+    body.update(overrides)
+    return body
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"affected_resources": []},
+        {"affected_resources": [{"type": "customer", "id": "c-9"}]},
+        {"affected_resources": [{"type": "customer", "id": "c-9", "version": None}]},
+        {"affected_resources": [{"type": "customer", "id": "c-10", "version": "7"}]},
+    ],
+)
+def test_a_claim_without_resource_versions_is_a_400_that_consumes_nothing(
+    seeded, agent_client, reviewer_in_ops, body
+):
+    rid = proposed(agent_client, **email())["review_id"]
+    review_approve(review_id=rid, reviewer=reviewer_in_ops)
+    url = f"/api/v1/reviews/{rid}/execution/claim/"
+
+    response = post(agent_client, url, body)
+    assert response.status_code == 400, response.json()
+    error = response.json()
+    assert error["error"] == "claim_input_missing"
+    assert list(error["fields"]) == ["affected_resources"]
+    assert "customer c-9" in error["fields"]["affected_resources"][0]
+    assert "customer c-9" in error["detail"] and "version 7 was reviewed" in error["detail"]
+    wanted = [{"type": "customer", "id": "c-9", "reviewed_version": "7"}]
+    assert error["required"] == {"affected_resources": wanted}
+    assert not Execution.objects.exists()
+    # The agent could have known before claiming: resume says what the claim must carry.
+    resume = agent_client.get(f"/api/v1/reviews/{rid}/").json()["resume"]
+    assert (resume["action"], resume["claim_requires"]) == (
+        "execute",
+        {"affected_resources": wanted},
+    )
+
+    # Nothing was used up: the same claim with the version goes through, once.
+    good = {"affected_resources": [{"type": "customer", "id": "c-9", "version": "7"}]}
+    claimed = post(agent_client, url, good)
+    assert claimed.status_code == 200, claimed.json()
+    assert claimed.json()["state"] == "claimed"
+    assert post(agent_client, url, good).json()["error"] == "already_claimed"
+    assert Execution.objects.count() == 1
+
+
+def test_a_claim_for_a_review_without_versioned_resources_needs_no_body(
+    seeded, agent_client, reviewer_in_ops
+):
+    unversioned = email(affected_resources=[{"type": "customer", "id": "c-9"}])
+    rid = proposed(agent_client, **unversioned)["review_id"]
+    review_approve(review_id=rid, reviewer=reviewer_in_ops)
+    resume = agent_client.get(f"/api/v1/reviews/{rid}/").json()["resume"]
+    assert resume["claim_requires"] == {"affected_resources": []}
     response = post(agent_client, f"/api/v1/reviews/{rid}/execution/claim/", {})
-    assert response.status_code == 409
-    assert "could not confirm" in response.json()["detail"]
+    assert response.status_code == 200, response.json()
 
 
-def test_an_undecided_review_cannot_be_claimed(seeded, agent_client):
+def _put_in_state(state, rid, agent_client, reviewer):
+    from reviews.services import (
+        review_escalate,
+        review_expire,
+        review_reject,
+        review_request_more_evidence,
+    )
+
+    if state == "rejected":
+        review_reject(review_id=rid, reviewer=reviewer, reason="Wrong customer")
+    elif state == "escalated":
+        review_escalate(review_id=rid, reviewer=reviewer, reason="Needs a lawyer")
+    elif state == "awaiting_evidence":
+        review_request_more_evidence(review_id=rid, reviewer=reviewer, reason="Photo of it?")
+    elif state == "cancelled":
+        post(agent_client, f"/api/v1/reviews/{rid}/cancel/", {"reason": "customer left"})
+    elif state == "expired":
+        expires_at = ReviewRequest.objects.get(review_id=rid).expires_at
+        with time_machine.travel(expires_at, tick=False):
+            review_expire(review_id=rid)
+    assert ReviewRequest.objects.get(review_id=rid).state == state
+
+
+@pytest.mark.parametrize(
+    ("state", "code", "says", "resume_action"),
+    [
+        ("pending", "review_pending", ["No decision yet", "operations"], "wait"),
+        ("rejected", "review_rejected", ["rejected by rita: Wrong customer"], "stop"),
+        ("escalated", "review_escalated", ["escalated", "Needs a lawyer"], "handed_over"),
+        (
+            "awaiting_evidence",
+            "review_awaiting_evidence",
+            ["more evidence", "Photo of it?", "/evidence/"],
+            "supply_evidence",
+        ),
+        ("cancelled", "review_cancelled", ["cancelled", "never executes"], "cancelled"),
+        ("expired", "review_expired", ["expired at", "never executes"], "expired"),
+    ],
+)
+@pytest.mark.parametrize("platform_executes", [False, True], ids=["agent_runs", "executor"])
+def test_a_claim_on_a_review_that_is_not_approved_says_its_state(
+    seeded, agent_client, reviewer_in_ops, state, code, says, resume_action, platform_executes
+):
+    if platform_executes:
+        # The field report: a rejected refund answered "the platform runs this action
+        # itself; wait for it", and the agent waited for ever.
+        from policies.models import ActionType
+        from policies.services import update_action_type
+
+        update_action_type(
+            actor=None,
+            action_type=ActionType.objects.get(name="issue_refund"),
+            fields={"executor": "examples.refund_agent.payments.execute_refund"},
+        )
     rid = proposed(agent_client)["review_id"]
+    _put_in_state(state, rid, agent_client, reviewer_in_ops)
+
     response = claim(agent_client, rid)
-    assert response.status_code == 409
-    assert response.json()["error"] == "not_executable"
+    assert response.status_code == 409, response.json()
+    body = response.json()
+    assert body["error"] == code, body
+    for words in says:
+        assert words in body["detail"], body["detail"]
+    assert "platform runs" not in body["detail"]
+    assert body["state"] == state
+    assert body["resume"]["action"] == resume_action
+    assert not Execution.objects.exists()
 
 
 def test_edit_then_execute_uses_the_edited_arguments(seeded, agent_client, reviewer_in_ops):

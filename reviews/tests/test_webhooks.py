@@ -150,3 +150,73 @@ def test_an_unreachable_receiver_is_logged_not_raised(
 def test_agents_without_callback_get_no_deliveries(queue, reviewer, review):
     review_approve(review_id=review.review_id, reviewer=reviewer)
     assert not WebhookDelivery.objects.exists()
+
+
+def test_a_delivery_carries_one_id_across_retries_and_the_next_delivery_another(
+    queue, reviewer, django_capture_on_commit_callbacks
+):
+    # A receiver that handled the event but failed to answer gets it again: the id it saw
+    # is how it knows, in the header and in the signed body.
+    with Receiver(status=500) as flaky:
+        agent, _ = decided_review(flaky, queue, reviewer, django_capture_on_commit_callbacks)
+        delivery = WebhookDelivery.objects.get()
+        webhook_deliver(delivery_id=delivery.pk)
+        flaky.status = 200
+        delivery.refresh_from_db()
+        with time_machine.travel(delivery.next_attempt_at, tick=False):
+            assert webhook_retry_due() == 1
+        second = make_review(queue=queue, agent="hooked")
+        with django_capture_on_commit_callbacks(execute=False):
+            review_approve(review_id=second.review_id, reviewer=reviewer)
+        webhook_deliver(delivery_id=WebhookDelivery.objects.get(review=second).pk)
+
+    assert len(flaky.requests) == 3
+    ids = []
+    for headers, body in flaky.requests:
+        assert verify_signature(
+            secret=agent.webhook_secret,
+            body=body,
+            timestamp=headers["X-HITL-Timestamp"],
+            signature=headers["X-HITL-Signature"],
+        )
+        assert json.loads(body)["delivery_id"] == headers["X-HITL-Delivery"]
+        ids.append(headers["X-HITL-Delivery"])
+    first_try, retry, other = ids
+    assert first_try == retry
+    assert other != first_try
+    assert first_try.startswith("dlv_") and other.startswith("dlv_")
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, delivery.delivery_id) == (
+        "delivered",
+        2,
+        first_try,
+    )
+
+
+def test_a_blocked_execution_tells_the_agent_why_and_what_next(
+    receiver, queue, reviewer, django_capture_on_commit_callbacks
+):
+    from reviews.services.execution import execution_claim
+
+    agent, _ = agent_create(actor=Actor.system("t"), name="hooked", callback_url=receiver.url)
+    review = make_review(
+        queue=queue,
+        agent="hooked",
+        affected_resources=[{"type": "order", "id": "17", "version": "4"}],
+    )
+    with django_capture_on_commit_callbacks(execute=False):
+        review_approve(review_id=review.review_id, reviewer=reviewer)
+        execution_claim(
+            review_id=review.review_id,
+            actor=Actor.of_agent(agent),
+            resources=[{"type": "order", "id": "17", "version": "5"}],
+        )
+    blocked = WebhookDelivery.objects.get(event="execution.blocked")
+    webhook_deliver(delivery_id=blocked.pk)
+
+    data = json.loads(receiver.requests[0][1])["data"]
+    assert [c["check"] for c in data["checks"]] == ["resource_changed"]
+    assert "version 4 was reviewed, it is now 5" in data["reasons"][0]
+    assert data["next"]["action"] == "propose_again"
+    assert data["resume"]["action"] == "blocked"
+    assert data["resume"]["next"] == data["next"]
