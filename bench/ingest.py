@@ -161,7 +161,7 @@ def raw(n: int) -> float:
     from reviews.models import Agent, Queue
 
     agent_id = Agent.objects.get(name=AGENT).pk
-    queue_id = Queue.objects.get(slug="operations").pk
+    queue_id = Queue.objects.get(tenant="", slug="operations").pk
     body = json.loads(proposal(0))
     args = json.dumps(body["action"]["args"])
     policy = json.dumps({"outcome": "human_review", "rule": "writes_need_review"})

@@ -9,6 +9,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from hitl.admin import ValidatedModelAdmin
+from policies.models import Tenant
 from reviews.admin.base import NoRevertHistoryAdmin
 
 from . import selectors
@@ -157,12 +158,20 @@ class EvalCaseAdmin(NoRevertHistoryAdmin):
     def disagreement_view(self, request):
         if not self.has_view_permission(request):
             raise PermissionDenied
+        # One tenant at a time: rates that mix customers describe none of them.
+        tenants = [("", "Default tenant"), *Tenant.objects.values_list("slug", "name")]
+        tenant = request.GET.get("tenant", "")
+        if tenant not in {slug for slug, _ in tenants}:
+            tenant = ""
+        cases = EvalCase.objects.filter(tenant=tenant)
         context = {
             **self.admin_site.each_context(request),
             "title": "Where reviewers disagree with the agent",
             "opts": self.opts,
-            "tables": selectors.disagreement(),
-            "candidates": EvalCase.objects.filter(status=CaseStatus.CANDIDATE).count(),
+            "tables": selectors.disagreement(cases),
+            "candidates": cases.filter(status=CaseStatus.CANDIDATE).count(),
+            "tenants": tenants,
+            "tenant": tenant,
         }
         return TemplateResponse(request, "admin/evaluation/disagreement.html", context)
 
@@ -191,10 +200,24 @@ class DatasetVersionInline(admin.TabularInline):
 
 @admin.register(Dataset)
 class DatasetAdmin(ValidatedModelAdmin):
-    list_display = ("slug", "name", "action_names", "created_at")
+    list_display = ("slug", "name", "tenant", "all_tenants", "action_names", "created_at")
+    list_filter = ("tenant",)
     prepopulated_fields = {"slug": ("name",)}
     inlines = (DatasetVersionInline,)
     actions = ("publish",)
+
+    def get_readonly_fields(self, request, obj=None):
+        # Mixing tenants' data is a platform admin's call, never a curator's.
+        return () if request.user.is_superuser else ("all_tenants",)
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "tenant":
+            return forms.ChoiceField(
+                choices=[("", "Default tenant"), *Tenant.objects.values_list("slug", "name")],
+                required=False,
+                help_text="Whose cases this dataset holds.",
+            )
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     @admin.action(
         description="Publish a new frozen version of the accepted cases", permissions=["change"]

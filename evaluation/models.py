@@ -97,6 +97,14 @@ class Dataset(models.Model):
     action_names = models.JSONField(
         default=list, blank=True, help_text="Only cases of these actions (empty: all)."
     )
+    tenant = models.CharField(
+        max_length=100, blank=True, default="", help_text="Whose cases it holds (empty: default)."
+    )
+    all_tenants = models.BooleanField(
+        default=False,
+        help_text="Mix every tenant's cases (set by a platform admin; the tenant field is "
+        "then ignored).",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:

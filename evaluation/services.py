@@ -290,7 +290,8 @@ def _similarity_key(case: EvalCase) -> str:
 def _near_duplicate(case: EvalCase) -> int | None:
     threshold = float(settings.HITL_EVAL_DUPLICATE_SIMILARITY)
     recent = (
-        EvalCase.objects.filter(action_name=case.action_name, label=case.label)
+        # Within the tenant: another customer's case is no reason to drop this one.
+        EvalCase.objects.filter(tenant=case.tenant, action_name=case.action_name, label=case.label)
         .exclude(status=CaseStatus.DISCARDED)
         .order_by("-created_at")
         .values_list("pk", "similarity_key")[:200]
@@ -369,6 +370,8 @@ def dataset_publish(
         cases = EvalCase.objects.filter(status=CaseStatus.ACCEPTED, failed_checks=[]).order_by(
             "created_at", "id"
         )
+        if not locked.all_tenants:
+            cases = cases.filter(tenant=locked.tenant)
         if locked.action_names:
             cases = cases.filter(action_name__in=locked.action_names)
         cases = list(cases)
@@ -385,9 +388,23 @@ def dataset_publish(
     return version
 
 
-def dataset_create(*, slug: str, name: str, action_names: Iterable[str] = ()) -> Dataset:
-    """A new, empty dataset; publish a version to freeze cases into it."""
-    dataset = Dataset(slug=slug, name=name, action_names=sorted(set(action_names)))
+def dataset_create(
+    *,
+    slug: str,
+    name: str,
+    action_names: Iterable[str] = (),
+    tenant: str = "",
+    all_tenants: bool = False,
+) -> Dataset:
+    """A new, empty dataset of one tenant's cases (or, when an admin asks, every tenant's);
+    publish a version to freeze cases into it."""
+    dataset = Dataset(
+        slug=slug,
+        name=name,
+        action_names=sorted(set(action_names)),
+        tenant=tenant,
+        all_tenants=all_tenants,
+    )
     dataset.full_clean()
     dataset.save()
     return dataset

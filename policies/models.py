@@ -318,6 +318,27 @@ class PolicyVersion(models.Model):
         return self.content_hash[:12]
 
 
+class Tenant(models.Model):
+    """A customer of the platform: its queues, agents, policy, reviews and datasets are its
+    own. The default tenant ("") always exists and has no row."""
+
+    slug = models.CharField(max_length=64, unique=True, validators=[slug_validator])
+    name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=timezone.now)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.name or self.slug
+
+    @classmethod
+    def exists(cls, slug: str) -> bool:
+        """Whether reviews, queues and agents may belong to this tenant."""
+        return slug == "" or cls.objects.filter(slug=slug).exists()
+
+
 class PolicyActivation(models.Model):
     """Which policy version decides for a tenant ("" = every tenant without its own)."""
 

@@ -95,11 +95,11 @@ class AlreadyClaimed(ReviewError):
     http_status = 409
 
 
-class ConfigurationError(ReviewError):
-    """The platform's own setup is wrong (e.g. a policy routes to a missing queue)."""
+class NoQueueForTenant(ReviewError):
+    """The policy names a queue the proposal's tenant does not have."""
 
-    code = "configuration_error"
-    http_status = 503
+    code = "no_queue_for_tenant"
+    http_status = 422
 
 
 class IdempotencyConflict(ReviewError):

@@ -99,7 +99,7 @@ class Queue(models.Model):
     """A team's inbox: who works it, who owns it, and how long its reviews may wait."""
 
     name = models.CharField(max_length=200)
-    slug = models.SlugField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=100, help_text="Unique within its tenant.")
     tenant = models.CharField(max_length=100, blank=True, default="", db_index=True)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -144,9 +144,13 @@ class Queue(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            # Each tenant names its own queues; the policy routes by name within the tenant.
+            models.UniqueConstraint(fields=["tenant", "slug"], name="queue_slug_per_tenant")
+        ]
 
     def __str__(self) -> str:
-        return self.name
+        return f"{self.name} ({self.tenant})" if self.tenant else self.name
 
     def first_reminder_at(self, due_at):
         """When a review due at `due_at` in this queue gets its first reminder."""
@@ -155,6 +159,12 @@ class Queue(models.Model):
         return due_at - self.remind_before if self.remind_before is not None else due_at
 
     def clean(self) -> None:
+        from policies.models import Tenant
+
+        if not Tenant.exists(self.tenant):
+            raise ValidationError({"tenant": f"No tenant {self.tenant!r}: create it first."})
+        if self.fallback is not None and self.fallback.tenant != self.tenant:
+            raise ValidationError({"fallback": "The fallback queue belongs to another tenant."})
         seen = {self.pk}
         node = self.fallback
         while node is not None:
@@ -194,6 +204,12 @@ class Agent(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        from policies.models import Tenant
+
+        if not Tenant.exists(self.tenant):
+            raise ValidationError({"tenant": f"No tenant {self.tenant!r}: create it first."})
 
 
 class AgentKey(models.Model):

@@ -320,7 +320,7 @@ from datetime import timedelta
 from django.contrib.auth import get_user_model
 from reviews.models import Queue
 from reviews.services import queue_save
-queue = Queue.objects.get(slug="access")
+queue = Queue.objects.get(tenant="", slug="access")
 {changes}
 queue_save(actor=get_user_model().objects.get(username="lead"), queue=queue)
 result = {{"sla": queue.sla.total_seconds(), "expiry": queue.expiry.total_seconds()}}

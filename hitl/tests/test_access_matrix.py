@@ -5,15 +5,17 @@ import json
 from io import StringIO
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
-from evaluation.models import Dataset
-from evaluation.services import dataset_publish
+from evaluation.services import dataset_create, dataset_publish
+from policies.models import PolicyVersion
 from reviews.actors import Actor
-from reviews.services import agent_create
-from reviews.tests.factories import QueueFactory, UserFactory, make_review
+from reviews.models import Queue
+from reviews.services import agent_create, tenant_create
+from reviews.tests.factories import UserFactory, make_review
 
 ROLES = ["agent_a", "agent_b", "reviewer_x", "reviewer_y", "lead", "ml", "anonymous"]
 
@@ -54,24 +56,37 @@ def world(db):
     people["reviewer_y"].groups.add(reviewers)
     people["lead"].groups.add(leads)
     people["ml"].groups.add(ml_group)
-    queue_x = QueueFactory(slug="qx", owner=people["lead"])
-    queue_y = QueueFactory(slug="qy", owner=people["lead"])
-    queue_x.members.add(people["reviewer_x"])
-    queue_y.members.add(people["reviewer_y"])
+    # Two tenants, each with its own queue (of the same name), reviewer, agent, policy
+    # activation and dataset; the lead owns both queues.
+    version = PolicyVersion.objects.order_by("-pk").first()
+    admin = get_user_model().objects.get(username="admin")
+    for tenant, reviewer in (("acme", "reviewer_x"), ("initech", "reviewer_y")):
+        tenant_create(
+            actor=admin,
+            slug=tenant,
+            name=tenant.title(),
+            owner=people["lead"],
+            members=[people[reviewer]],
+            queue_slug="ops",
+            policy_version=version,
+        )
+    queue_x = Queue.objects.get(tenant="acme", slug="ops")
+    queue_y = Queue.objects.get(tenant="initech", slug="ops")
     keys = {}
-    for role, tenant in (("agent_a", "acme"), ("agent_b", "globex")):
+    for role, tenant in (("agent_a", "acme"), ("agent_b", "initech")):
         _, keys[role] = agent_create(actor=Actor.system("t"), name=role.replace("_", "-"),
                                      tenant=tenant)  # fmt: skip
     objects = {
         "A": make_review(queue=queue_x, agent="agent-a", tenant="acme", run_id="run-a"),
-        "B": make_review(queue=queue_y, agent="agent-b", tenant="globex", run_id="run-b"),
+        "B": make_review(queue=queue_y, agent="agent-b", tenant="initech", run_id="run-b"),
     }
-    dataset = Dataset.objects.create(slug="cases", name="Cases")
     from evaluation.models import EvalCase
 
-    EvalCase.objects.create(review_id="x", run_id="x", action_name="a", label="reject",
-                            status="accepted")  # fmt: skip
-    dataset_publish(dataset=dataset, actor=None)
+    for tenant in ("acme", "initech"):
+        EvalCase.objects.create(review_id="x", run_id="x", action_name="a", label="reject",
+                                status="accepted", tenant=tenant)  # fmt: skip
+        dataset_publish(dataset=dataset_create(slug=f"cases-{tenant}", name=tenant, tenant=tenant),
+                        actor=None)  # fmt: skip
     ml_perms = Permission.objects.filter(codename__in=["view_dataset"])
     people["ml"].user_permissions.add(*ml_perms)
     return {"people": people, "keys": keys, "objects": objects}
@@ -111,7 +126,8 @@ def call(client, endpoint, review):
     if endpoint == "api: metrics":
         return client.get("/api/v1/metrics/")
     if endpoint == "api: dataset export":
-        return client.get("/api/v1/datasets/cases/export/")
+        tenant = {"run-a": "acme", "run-b": "initech"}[review.run.run_id]
+        return client.get(f"/api/v1/datasets/cases-{tenant}/export/")
     if endpoint == "admin: review page":
         return client.get(f"/admin/reviews/approvalreview/{pk}/change/")
     if endpoint == "admin: review history":

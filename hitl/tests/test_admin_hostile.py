@@ -23,6 +23,7 @@ from django_q.tasks import async_task, schedule
 from evaluation.models import TenantEvaluationSetting
 from evaluation.services import capture_decision, dataset_create
 from hitl.admin import ValidatedChangelistMixin
+from policies.models import Tenant
 from policies.seed import seed_policy
 from policies.tests.factories import PolicyEvaluationFactory
 from reviews.actors import Actor
@@ -157,6 +158,12 @@ def seeded(db, frozen):
     superuser = UserFactory(username="root", is_superuser=True)
     reviewer = UserFactory(username="rita")
     Group.objects.create(name="reviewers")
+    for slug in ("acme", "globex"):
+        Tenant.objects.create(slug=slug, name=slug.title())
+
+    def review(**fields):
+        return make_review(tenant=fields["queue"].tenant, **fields)
+
     PolicyEvaluationFactory(tenant="acme")
     PolicyEvaluationFactory(tenant="globex", action_name="issue_refund", outcome="human_review")
 
@@ -168,21 +175,21 @@ def seeded(db, frozen):
         slug="globex-ops", name="Globex ops", tenant="globex", sla=timedelta(days=1)
     )
     rows = {
-        "acme_high": make_review(
+        "acme_high": review(
             queue=acme,
             reviewers=[reviewer],
             agent=agent.name,
             risk="high",
             summary="Refund the acme order",
         ),
-        "globex_low": make_review(
+        "globex_low": review(
             queue=globex,
             reviewers=[reviewer],
             agent=agent.name,
             risk="low",
             summary="Refund the globex order",
         ),
-        "edit": make_review(
+        "edit": review(
             queue=globex,
             reviewers=[reviewer],
             kind="edit",
@@ -190,14 +197,14 @@ def seeded(db, frozen):
             content="Hello",
             summary="Reply to the globex customer",
         ),
-        "escalation": make_review(
+        "escalation": review(
             queue=acme, reviewers=[reviewer], kind="escalation", summary="Large acme refund"
         ),
     }
-    approved = make_review(queue=acme, reviewers=[reviewer], agent=agent.name, summary="Approved")
+    approved = review(queue=acme, reviewers=[reviewer], agent=agent.name, summary="Approved")
     review_approve(review_id=approved.review_id, reviewer=reviewer)
     execution_claim(review_id=approved.review_id, actor=Actor.of_agent(agent))
-    rejected = make_review(queue=globex, reviewers=[reviewer], agent=agent.name, summary="No")
+    rejected = review(queue=globex, reviewers=[reviewer], agent=agent.name, summary="No")
     decision = review_reject(
         review_id=rejected.review_id,
         reviewer=reviewer,

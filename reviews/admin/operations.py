@@ -1,8 +1,13 @@
 """Admin for the platform's plumbing: queues, runs, agents and keys, executions, webhooks."""
 
+from django import forms
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
 from hitl.admin import ValidatedModelAdmin
+from policies.models import PolicyActivation, PolicyVersion, Tenant
 
 from .. import selectors
 from ..actors import Actor
@@ -14,7 +19,8 @@ from ..models import (
     Queue,
     WebhookDelivery,
 )
-from ..services import agent_key_issue, agent_key_revoke, queue_save
+from ..services import agent_key_issue, agent_key_revoke, queue_save, tenant_create
+from ..services.tenants import tenant_problems
 from .base import NoRevertHistoryAdmin
 
 
@@ -53,7 +59,21 @@ class QueueAdmin(NoRevertHistoryAdmin):
         return allowed and obj.owner_id == request.user.pk
 
     def get_readonly_fields(self, request, obj=None):
-        return () if request.user.is_superuser else ("owner",)
+        # Moving a queue to another tenant would hand its reviews to that tenant's people.
+        return () if request.user.is_superuser else ("owner", "tenant")
+
+    def get_changeform_initial_data(self, request):
+        return {
+            **super().get_changeform_initial_data(request),
+            "tenant": request.GET.get("tenant", ""),
+        }
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "tenant":
+            return forms.ChoiceField(
+                choices=tenant_choices(), required=False, help_text="Set once; tenants never share."
+            )
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "fallback":
@@ -62,6 +82,134 @@ class QueueAdmin(NoRevertHistoryAdmin):
 
     def save_model(self, request, obj, form, change):
         queue_save(actor=request.user, queue=obj)
+
+
+def tenant_choices() -> list[tuple[str, str]]:
+    return [("", "Default tenant"), *Tenant.objects.values_list("slug", "name")]
+
+
+class TenantCreateForm(forms.ModelForm):
+    """A tenant and the first queue its reviews land in, with who works it."""
+
+    queue_name = forms.CharField(initial="Operations", max_length=200)
+    queue_slug = forms.SlugField(initial="operations", max_length=100)
+    owner = forms.ModelChoiceField(queryset=get_user_model().objects.filter(is_active=True))
+    members = forms.ModelMultipleChoiceField(
+        queryset=get_user_model().objects.filter(is_active=True), required=False
+    )
+    policy_version = forms.ModelChoiceField(
+        queryset=PolicyVersion.objects.select_related("rule_set"),
+        required=False,
+        help_text="Leave empty and the default policy decides for this tenant.",
+    )
+
+    class Meta:
+        model = Tenant
+        fields = ("slug", "name")
+
+    def clean(self):
+        data = super().clean()
+        problems = tenant_problems(
+            slug=data.get("slug", ""),
+            name=data.get("name", ""),
+            owner=data.get("owner"),
+            queue_slug=data.get("queue_slug", ""),
+            queue_name=data.get("queue_name", ""),
+        )
+        for field, errors in problems.items():
+            field = field if field in self.fields else None
+            for error in errors:
+                if field is None or field not in self.errors:
+                    self.add_error(field, error)
+        return data
+
+
+@admin.register(Tenant)
+class TenantAdmin(NoRevertHistoryAdmin):
+    """Platform admins create tenants; everything a tenant owns is listed on its page."""
+
+    list_display = ("slug", "name", "created_at")
+    search_fields = ("slug", "name")
+    readonly_fields = ("slug", "name", "created_at", "queues", "agents", "policy")
+
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_superuser
+
+    has_add_permission = has_view_permission
+
+    def has_change_permission(self, request, obj=None):
+        return False  # the slug is in every row it owns; the page is for reading
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = TenantCreateForm
+            kwargs["fields"] = None
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return (
+                "slug",
+                "name",
+                "queue_name",
+                "queue_slug",
+                "owner",
+                "members",
+                "policy_version",
+            )
+        return self.readonly_fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if obj is None else self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        created = tenant_create(
+            actor=request.user,
+            slug=data["slug"],
+            name=data["name"],
+            owner=data["owner"],
+            members=data["members"],
+            queue_slug=data["queue_slug"],
+            queue_name=data["queue_name"],
+            policy_version=data["policy_version"],
+        )
+        obj.pk = created.pk
+
+    @admin.display(description="Queues")
+    def queues(self, obj):
+        rows = Queue.objects.filter(tenant=obj.slug).select_related("owner").order_by("slug")
+        links = format_html_join(
+            ", ",
+            '<a href="{}">{}</a> (owner {})',
+            (
+                (reverse("admin:reviews_queue_change", args=[q.pk]), q.slug, q.owner or "none")
+                for q in rows
+            ),
+        )
+        add = reverse("admin:reviews_queue_add") + f"?tenant={obj.slug}"
+        return format_html('{} <a href="{}">Add a queue</a>', links or "none.", add)
+
+    @admin.display(description="Agents")
+    def agents(self, obj):
+        names = Agent.objects.filter(tenant=obj.slug).values_list("name", flat=True)
+        return ", ".join(names) or "none (manage.py create_agent NAME --tenant SLUG)"
+
+    @admin.display(description="Policy")
+    def policy(self, obj):
+        activation = PolicyActivation.objects.filter(tenant=obj.slug).select_related(
+            "version__rule_set"
+        )
+        own = activation.first()
+        if own is None:
+            return "The default policy decides for this tenant."
+        return f"{own.version.rule_set.name} v{own.version.number} ({own.version.short_hash})"
 
 
 @admin.register(AgentRun)

@@ -26,6 +26,14 @@ class MetricsQuery(serializers.Serializer):
     agent_version = serializers.CharField(required=False, default="", max_length=100)
     rule = serializers.CharField(required=False, default="", max_length=100)
     bucket = serializers.ChoiceField(choices=["day", "week"], default="day")
+    tenant = serializers.RegexField(
+        r"^(\*|[a-z0-9][a-z0-9_-]*)?$",
+        required=False,
+        allow_blank=True,
+        max_length=64,
+        help_text="One tenant's figures (default: your first tenant); '*' every tenant, "
+        "platform admins only.",
+    )
 
     def validate(self, data):
         today = timezone.localdate()
@@ -49,6 +57,7 @@ class MetricsQuery(serializers.Serializer):
             agent_version=data["agent_version"],
             rule=data["rule"],
             bucket=data["bucket"],
+            tenant=data.get("tenant"),
         )
 
 

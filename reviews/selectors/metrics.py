@@ -12,11 +12,12 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from ..models import Choice, Decision, ReviewRequest, ReviewState
-from . import reviews_visible_to
+from . import queues_for, reviews_visible_to
 
 CLOSED = (ReviewState.APPROVED, ReviewState.EDITED, ReviewState.REJECTED, ReviewState.EXPIRED)
 DECIDED = (ReviewState.APPROVED, ReviewState.EDITED, ReviewState.REJECTED)
@@ -40,6 +41,9 @@ class MetricsFilter:
     agent_version: str = ""
     rule: str = ""
     bucket: str = "day"
+    # One tenant at a time (None: the person's first tenant); "*" mixes every tenant and is
+    # for platform admins only.
+    tenant: str | None = None
 
     @classmethod
     def last_days(cls, days: int = 28, **kwargs) -> "MetricsFilter":
@@ -82,10 +86,27 @@ class Metrics:
     reviewers: list[dict[str, Any]] = field(default_factory=list)
 
 
+def tenant_for(*, user: AbstractBaseUser, asked: str | None) -> str | None:
+    """The tenant whose figures this person sees: the one asked for, else the first of
+    theirs; None means every tenant (a platform admin's explicit "*")."""
+    if asked == "*":
+        if not user.is_superuser:
+            raise PermissionDenied("Only a platform administrator sees every tenant at once.")
+        return None
+    if asked is not None:
+        return asked
+    if user.is_superuser:
+        return ""
+    return min(queues_for(user=user).values_list("tenant", flat=True), default="")
+
+
 def population(*, user: AbstractBaseUser, filters: MetricsFilter) -> QuerySet[ReviewRequest]:
     qs = reviews_visible_to(user=user).filter(
         created_at__gte=filters.since, created_at__lt=filters.until
     )
+    tenant = tenant_for(user=user, asked=filters.tenant)
+    if tenant is not None:
+        qs = qs.filter(tenant=tenant)
     if filters.queue:
         qs = qs.filter(queue__slug=filters.queue)
     if filters.action:

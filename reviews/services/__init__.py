@@ -7,6 +7,7 @@ follow-up work only after commit.
 """
 
 from .agents import agent_create, agent_key_issue, agent_key_revoke, key_digest
+from .tenants import tenant_create
 from .workflow import (
     queue_save,
     review_approve,
@@ -43,4 +44,5 @@ __all__ = [
     "review_request_more_evidence",
     "review_supply_evidence",
     "review_take_over",
+    "tenant_create",
 ]

@@ -20,9 +20,9 @@ from policies.services import record_evaluation
 
 from ..actors import Actor
 from ..exceptions import (
-    ConfigurationError,
     IdempotencyConflict,
     InvalidReviewInput,
+    NoQueueForTenant,
     NotAuthorized,
 )
 from ..models import (
@@ -101,11 +101,14 @@ def _open_review(
     principal=None,
 ) -> ReviewRequest:
     slug = decision.queue or default_queue()
-    queue = Queue.objects.filter(slug=slug).first()
+    # Only the tenant's own queue: another tenant's queue of the same name is never a home.
+    queue = Queue.objects.filter(tenant=tenant, slug=slug).first()
     if queue is None:
-        raise ConfigurationError(
-            f"The policy routes this action to queue '{slug}', which does not exist; "
-            "ask an administrator to create it."
+        raise NoQueueForTenant(
+            f"The policy routes {proposal['action']['name']} to queue '{slug}', and tenant "
+            f"'{tenant or 'default'}' has no queue of that name; nothing was created. Ask "
+            "an administrator to create it for this tenant.",
+            field_errors={"queue": [f"Tenant '{tenant or 'default'}' has no queue '{slug}'."]},
         )
     action = proposal["action"]
     args = dict(action.get("args") or {})

@@ -351,7 +351,7 @@ def test_all_kinds_inbox_query_count_is_flat(client, demo, django_assert_num_que
     client.force_login(demo["reviewer"])
     client.get(url)
     few = count_queries(client, url)
-    queue = Queue.objects.get(slug="operations")
+    queue = Queue.objects.get(tenant="", slug="operations")
     for _ in range(10):
         make_review(queue=queue, kind="edit", action_name="draft_reply", content="x")
     with django_assert_num_queries(few):
@@ -405,7 +405,7 @@ def test_only_the_owner_changes_a_queue(client, demo):
     member.user_permissions.add(
         *Permission.objects.filter(codename__in=["view_queue", "change_queue"])
     )
-    access = Queue.objects.get(slug="access")
+    access = Queue.objects.get(tenant="", slug="access")
     access.members.add(member)
     client.force_login(member)
     url = reverse("admin:reviews_queue_change", args=[access.pk])
@@ -434,7 +434,7 @@ def test_only_the_owner_changes_a_queue(client, demo):
 @pytest.mark.django_db
 def test_hostile_text_is_escaped_on_every_screen(client, demo):
     evil = "<script>alert(1)</script>' OR 1=1; -- <img src=x onerror=alert(2)>"
-    queue = Queue.objects.get(slug="operations")
+    queue = Queue.objects.get(tenant="", slug="operations")
     review = make_review(
         queue=queue,
         summary=evil,
@@ -460,7 +460,7 @@ def test_hostile_text_is_escaped_on_every_screen(client, demo):
 def test_inbox_rows_are_the_admins_own_markup(client, demo, model_name):
     # The inbox builds its rows per column (admin.rows); they must read exactly as the
     # admin's per-cell rendering: links keeping the filters, escaping, empty cells, badges.
-    queue = Queue.objects.get(slug="operations")
+    queue = Queue.objects.get(tenant="", slug="operations")
     make_review(queue=queue, summary="<b>Tom & Jerry's</b> refund", due_at=None)
     make_review(queue=queue, summary="   ")
     assigned = make_review(queue=queue, summary="x" * 120)
@@ -513,3 +513,42 @@ def test_a_form_cannot_claim_another_opening_time(client, demo, clock, forgery):
     }[forgery]
     client.post(screen_url(review, "decide"), {"choice": "approve", "opened_at": value})
     assert review.decisions.get().opened_at is None
+
+
+@pytest.mark.django_db
+def test_a_platform_admin_creates_a_tenant_with_its_queue_and_policy(client, demo):
+    from policies.models import PolicyActivation, PolicyVersion, Tenant
+
+    version = PolicyVersion.objects.order_by("-pk").first()
+    client.force_login(demo["admin"])
+    form = {
+        "slug": "initech",
+        "name": "Initech",
+        "queue_name": "Initech operations",
+        "queue_slug": "operations",  # the default tenant has one too: names are per tenant
+        "owner": demo["lead"].pk,
+        "members": [demo["reviewer2"].pk],
+        "policy_version": version.pk,
+    }
+    response = client.post(reverse("admin:policies_tenant_add"), form)
+    assert response.status_code == 302, response.content[:500]
+    tenant = Tenant.objects.get(slug="initech")
+    queue = Queue.objects.get(tenant="initech", slug="operations")
+    assert (queue.owner, list(queue.members.all())) == (demo["lead"], [demo["reviewer2"]])
+    assert PolicyActivation.objects.get(tenant="initech").version == version
+    page = client.get(reverse("admin:policies_tenant_change", args=[tenant.pk])).content.decode()
+    assert reverse("admin:reviews_queue_change", args=[queue.pk]) in page
+
+    again = client.post(reverse("admin:policies_tenant_add"), {**form, "name": "Again"})
+    assert again.status_code == 200 and "already exists" in again.content.decode()
+    bad = client.post(reverse("admin:policies_tenant_add"), {**form, "slug": "Bad Slug!"})
+    assert bad.status_code == 200 and Tenant.objects.count() == 2  # globex (demo), initech
+
+
+@pytest.mark.django_db
+def test_only_a_platform_admin_creates_tenants_and_a_lead_cannot_move_a_queue(client, demo):
+    client.force_login(demo["lead"])
+    assert client.get(reverse("admin:policies_tenant_add")).status_code == 403
+    queue = Queue.objects.get(tenant="", slug="operations")
+    page = client.get(reverse("admin:reviews_queue_change", args=[queue.pk])).content.decode()
+    assert 'name="tenant"' not in page  # shown, not editable

@@ -12,9 +12,10 @@ from rest_framework.test import APIClient
 
 from policies.models import ReviewerGrant
 from reviews.actors import Actor
+from reviews.exceptions import InvalidReviewInput
 from reviews.models import AgentRun, Execution, ReviewRequest, ReviewState
 from reviews.services import agent_create, review_approve, review_edit
-from reviews.tests.factories import UserFactory
+from reviews.tests.factories import QueueFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -180,12 +181,42 @@ def test_huge_bodies_get_413(seeded, agent_client, settings):
     assert response.json()["error"] == "too_large"
 
 
-def test_an_agent_proposes_only_for_its_tenant(seeded):
+def acme_client():
+    from policies.models import Tenant
+
+    Tenant.objects.get_or_create(slug="acme", defaults={"name": "Acme"})
     _, key = agent_create(actor=Actor.system("t"), name="acme-bot", tenant="acme")
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-    response = post(client, ACTIONS, refund(tenant="globex"))
+    return client
+
+
+def test_an_agent_proposes_only_for_its_tenant(seeded):
+    response = post(acme_client(), ACTIONS, refund(tenant="globex"))
     assert response.status_code == 403
+
+
+def test_an_agent_needs_an_existing_tenant(seeded):
+    with pytest.raises(InvalidReviewInput, match="No tenant 'initech'"):
+        agent_create(actor=Actor.system("t"), name="initech-bot", tenant="initech")
+
+
+def test_a_proposal_lands_only_in_a_queue_of_its_own_tenant(seeded):
+    # The default tenant has an `operations` queue; acme has none yet.
+    client = acme_client()
+    response = post(client, ACTIONS, refund(run_id="run-acme"))
+    assert response.status_code == 422
+    body = response.json()
+    assert body["error"] == "no_queue_for_tenant"
+    assert body["fields"] == {"queue": ["Tenant 'acme' has no queue 'operations'."]}
+    assert not ReviewRequest.objects.exists() and not AgentRun.objects.exists()
+
+    acme_ops = QueueFactory(slug="operations", tenant="acme")
+    response = post(client, ACTIONS, refund(run_id="run-acme"))
+    assert response.status_code == 201, response.json()
+    review = ReviewRequest.objects.get(review_id=response.json()["review"]["review_id"])
+    assert (review.queue, review.tenant) == (acme_ops, "acme")
+    assert seeded["operations"].reviews.count() == 0
 
 
 def test_keys_are_required_and_checked(seeded):

@@ -30,7 +30,7 @@ def test_seed_demo_is_idempotent_and_reviewers_see_different_inboxes(client):
         AgentRun.objects.count(),
         Queue.objects.count(),
     )
-    for queue in Queue.objects.all():
+    for queue in Queue.objects.filter(tenant=""):
         assert set(queue.reviews.values_list("kind", flat=True)) == {
             "approval",
             "edit",
@@ -38,7 +38,7 @@ def test_seed_demo_is_idempotent_and_reviewers_see_different_inboxes(client):
         }
 
     seen = {}
-    for username in ("reviewer", "reviewer2"):
+    for username in ("reviewer", "reviewer2", "globex"):
         assert client.login(username=username, password="demo")
         page = client.get(reverse("admin:reviews_approvalreview_changelist"))
         assert page.status_code == 200
@@ -48,8 +48,15 @@ def test_seed_demo_is_idempotent_and_reviewers_see_different_inboxes(client):
             if r.review_id in page.text
         }
         client.logout()
-    assert seen["reviewer"] and seen["reviewer2"]
+    assert seen["reviewer"] and seen["reviewer2"] and seen["globex"]
     assert not seen["reviewer"] & seen["reviewer2"]
+    # The second tenant: its lead sees its reviews only, and nobody of the default tenant does.
+    globex = set(ReviewRequest.objects.filter(tenant="globex").values_list("review_id", flat=True))
+    assert seen["globex"] and seen["globex"] <= globex
+    assert not (seen["reviewer"] | seen["reviewer2"]) & globex
+    assert set(Queue.objects.filter(tenant="globex").values_list("slug", flat=True)) == {
+        "operations"
+    }
 
 
 @pytest.mark.django_db

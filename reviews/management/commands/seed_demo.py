@@ -10,12 +10,12 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
-from policies.models import ActionType, ReviewerGrant
+from policies.models import ActionType, ReviewerGrant, Tenant
 from policies.seed import seed_policy
 from policies.services import grant_authority, update_action_type
 from reviews.actors import Actor
 from reviews.models import Agent, AgentRun, Queue
-from reviews.services import agent_create
+from reviews.services import agent_create, tenant_create
 from reviews.services.proposals import action_propose
 
 from ._demo_history import COUNT as HISTORY_COUNT
@@ -61,7 +61,13 @@ USERS = [
     ("reviewer", "Rita", False, ["Reviewers"]),
     ("reviewer2", "Remy", False, ["Reviewers"]),
     ("ml", "Mel", False, ["ML engineers"]),
+    ("globex", "Gus", False, ["Leads"]),
 ]
+
+# A second tenant, so a newcomer sees the separation: Globex's lead works Globex's own
+# operations queue and sees none of the default tenant's reviews, nor they Globex's.
+SECOND_TENANT = {"slug": "globex", "name": "Globex Corp", "user": "globex"}
+SECOND_TENANT_RUNS = {"demo-refund-17": "globex-refund-31", "demo-email-204": "globex-email-7"}
 
 QUEUES = [
     # slug, name, members
@@ -301,17 +307,28 @@ class Command(BaseCommand):
             users = self._users()
             self._grants(users)
             queues = self._queues(users)
-            agent = self._agent()
+            agent = self._agent("support-agent", "")
             # History first: its approvals must not queue the demo executor.
             history = seed_history(agent=agent, users=users, count=history)
             self._executor()
-            created = self._reviews(agent)
+            created = self._reviews(agent, DEMO_PROPOSALS)
+            self._second_tenant(users)
+            created += self._reviews(
+                self._agent("globex-agent", SECOND_TENANT["slug"]),
+                [
+                    {**p, "run_id": SECOND_TENANT_RUNS[p["run_id"]]}
+                    for p in DEMO_PROPOSALS
+                    if p["run_id"] in SECOND_TENANT_RUNS
+                ],
+            )
         self.stdout.write(
-            f"Demo ready: {len(DEMO_PROPOSALS)} reviews to work ({created} new) in "
-            f"{', '.join(queues)}, and {history} past reviews for the metrics."
+            f"Demo ready: {len(DEMO_PROPOSALS) + len(SECOND_TENANT_RUNS)} reviews to work "
+            f"({created} new) in {', '.join(queues)} and {SECOND_TENANT['name']}'s operations, "
+            f"and {history} past reviews for the metrics."
         )
         self.stdout.write(
-            f"Log in at /admin/ as admin, lead, reviewer, reviewer2 or ml, password '{PASSWORD}'."
+            "Log in at /admin/ as admin, lead, reviewer, reviewer2, ml or globex (the second "
+            f"tenant), password '{PASSWORD}'."
         )
 
     def _users(self):
@@ -347,7 +364,7 @@ class Command(BaseCommand):
         queues = {}
         for slug, name, members in QUEUES:
             queue, _ = Queue.objects.get_or_create(
-                slug=slug, defaults={"name": name, "owner": users["lead"]}
+                tenant="", slug=slug, defaults={"name": name, "owner": users["lead"]}
             )
             queue.members.add(*(users[m] for m in members))
             queues[slug] = queue
@@ -374,16 +391,29 @@ class Command(BaseCommand):
                 fields={"executor": REFUND_EXECUTOR, "fact_provider": REFUND_FACTS},
             )
 
-    def _agent(self):
-        agent = Agent.objects.filter(name="support-agent").first()
+    def _agent(self, name, tenant):
+        agent = Agent.objects.filter(name=name).first()
         if agent is None:
-            agent, _key = agent_create(actor=Actor.system("seed_demo"), name="support-agent")
+            agent, _key = agent_create(actor=Actor.system("seed_demo"), name=name, tenant=tenant)
         return agent
 
-    def _reviews(self, agent):
+    def _second_tenant(self, users):
+        slug, user = SECOND_TENANT["slug"], users[SECOND_TENANT["user"]]
+        if not Tenant.objects.filter(slug=slug).exists():
+            tenant_create(
+                actor=users["admin"],
+                slug=slug,
+                name=SECOND_TENANT["name"],
+                owner=user,
+                members=[user],
+            )
+        if not ReviewerGrant.objects.filter(user=user, revoked_at__isnull=True).exists():
+            grant_authority(actor=users["admin"], user=user, tenants=[slug], note="demo")
+
+    def _reviews(self, agent, proposals):
         created = 0
         existing = set(AgentRun.objects.values_list("run_id", flat=True))
-        for proposal in DEMO_PROPOSALS:
+        for proposal in proposals:
             if proposal["run_id"] in existing:
                 continue
             proposal = {"versions": VERSIONS, **proposal}
