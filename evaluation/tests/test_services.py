@@ -303,3 +303,46 @@ def test_disagreement_per_action_rule_and_version(queue, rita, django_capture_on
     assert by_action["issue_refund"]["rejection_rate"] == 1.0
     assert by_action["draft_reply"]["edit_rate"] == 1.0
     assert {row["agent_version"] for row in tables["agent_version"]} == {"-"}
+
+
+@pytest.fixture
+def acme_queue(rita):
+    from policies.models import Tenant
+
+    Tenant.objects.create(slug="acme", name="Acme")
+    q = QueueFactory(slug="ops", tenant="acme")
+    q.members.add(rita)
+    return q
+
+
+def reject_in(queue, rita, callbacks, summary="Refund order 17 twice"):
+    review = make_review(queue=queue, tenant=queue.tenant, summary=summary)
+    decided(review_reject, callbacks, review_id=review.review_id, reviewer=rita,
+            reason="The order was already refunded", opened_at=opened())  # fmt: skip
+    return EvalCase.objects.filter(review_id=review.review_id).first()
+
+
+def test_tenants_never_share_duplicates_or_datasets(
+    queue, acme_queue, rita, django_capture_on_commit_callbacks
+):
+    ml = UserFactory(username="ml")
+    ours = reject_in(queue, rita, django_capture_on_commit_callbacks)
+    theirs = reject_in(acme_queue, rita, django_capture_on_commit_callbacks)
+    # The same mistake in two tenants: neither case is a duplicate of the other's.
+    assert (ours.tenant, theirs.tenant) == ("", "acme")
+    assert ours.passed and theirs.passed, (ours.failed_checks, theirs.failed_checks)
+    for case in (ours, theirs):
+        case_accept(case_id=case.pk, actor=ml)
+    acme = dataset_publish(dataset=dataset_create(slug="acme", name="A", tenant="acme"), actor=ml)
+    assert [i.case_id for i in DatasetItem.objects.filter(version=acme)] == [theirs.pk]
+    mixed = dataset_create(slug="all", name="All", all_tenants=True)
+    assert dataset_publish(dataset=mixed, actor=ml).case_count == 2
+
+
+def test_a_tenant_turning_evaluation_off_is_obeyed_from_the_next_decision(
+    acme_queue, rita, django_capture_on_commit_callbacks
+):
+    first = reject_in(acme_queue, rita, django_capture_on_commit_callbacks, summary="First one")
+    assert first is not None
+    TenantEvaluationSetting.objects.create(tenant="acme", allow_evaluation=False)
+    assert reject_in(acme_queue, rita, django_capture_on_commit_callbacks, "Second") is None
