@@ -119,9 +119,16 @@ class RuleInline(admin.TabularInline):
 
 @admin.register(RuleSet)
 class RuleSetAdmin(ServiceHistoryAdmin):
-    list_display = ["name", "tenant_label", "rule_count", "latest_version", "updated_at"]
+    list_display = [
+        "name",
+        "tenant_label",
+        "unknown_action",
+        "rule_count",
+        "latest_version",
+        "updated_at",
+    ]
     search_fields = ["name", "tenant", "description"]
-    fields = ["name", "tenant", "description", "publication_status"]
+    fields = ["name", "tenant", "description", "unknown_action", "publication_status"]
     readonly_fields = ["publication_status"]
     inlines = [RuleInline]
     actions = ["publish_selected"]
@@ -160,7 +167,7 @@ class RuleSetAdmin(ServiceHistoryAdmin):
     def save_model(self, request, obj, form, change):
         fields = {
             f: form.cleaned_data[f]
-            for f in ("name", "tenant", "description")
+            for f in ("name", "tenant", "description", "unknown_action")
             if f in form.cleaned_data
         }
         if change:

@@ -24,6 +24,8 @@ Snapshot (what a published ``PolicyVersion`` freezes, and what ``content_hash`` 
                          "reversible": false, "default_review_kind": "approval",
                          "amount_path": "amount"},
       },
+      "unknown_action": "deny",                   # what an action missing from the
+                                                  # catalogue gets; absent = "escalate"
     }
 
 Conditions are data, never code. Each is one JSON object::
@@ -51,6 +53,12 @@ Safety rules that no policy can switch off: when nothing matches, a person revie
 action in the default queue; an action missing from the catalogue, or proposed for a
 target system other than the catalogue's, is never auto-executed (a matching
 ``auto_execute`` rule becomes a ``human_review``).
+
+An action missing from the catalogue is never approved by a plain reviewer either. What
+happens to it is the policy's ``unknown_action`` setting: ``deny`` refuses it outright,
+with the reason; ``escalate`` lets the rules route it as usual, but every review it gets
+says ``escalate_to: "queue_owner"``: only the queue's owner (or a superuser) may approve
+or edit it, because nobody vetted what it does.
 """
 
 from __future__ import annotations
@@ -79,6 +87,12 @@ AUTO_EXECUTE = "auto_execute"
 HUMAN_REVIEW = "human_review"
 REQUEST_CLARIFICATION = "request_clarification"
 DENY = "deny"
+
+# What a policy does with an action missing from its catalogue (see the module docstring).
+UNKNOWN_ESCALATE = "escalate"
+UNKNOWN_DENY = "deny"
+UNKNOWN_ACTIONS = (UNKNOWN_ESCALATE, UNKNOWN_DENY)
+QUEUE_OWNER = "queue_owner"
 
 _TEXT, _NUMBER, _BOOL, _ANY = "text", "number", "boolean", "any"
 FIELDS: dict[str, str] = {
@@ -515,9 +529,20 @@ def condition_action_names(conditions: Iterable[Mapping[str, Any]]) -> set[str]:
     return names
 
 
-def build_snapshot(rules: Iterable[Mapping[str, Any]], catalogue: Mapping[str, Mapping]) -> dict:
-    """Validate rules and freeze them with the catalogue; raises RuleError naming the rule."""
+def build_snapshot(
+    rules: Iterable[Mapping[str, Any]],
+    catalogue: Mapping[str, Mapping],
+    *,
+    unknown_action: str = UNKNOWN_ESCALATE,
+) -> dict:
+    """Validate rules and freeze them with the catalogue and what to do with an action
+    the catalogue does not know; raises RuleError naming the rule."""
     messages: list[str] = []
+    if unknown_action not in UNKNOWN_ACTIONS:
+        messages.append(
+            f"unknown_action must be one of {', '.join(UNKNOWN_ACTIONS)}, got "
+            f"{_show_input(unknown_action)}"
+        )
     normalised = []
     for rule in rules:
         try:
@@ -552,6 +577,9 @@ def build_snapshot(rules: Iterable[Mapping[str, Any]], catalogue: Mapping[str, M
             }
             for name, entry in sorted(catalogue.items())
         },
+        # Written only when it is not the default, so the versions published before the
+        # setting existed (which escalate) keep their content hash.
+        **({"unknown_action": unknown_action} if unknown_action != UNKNOWN_ESCALATE else {}),
     }
 
 
@@ -922,6 +950,8 @@ class CompiledPolicy:
             raise RuleError([f"unsupported snapshot format {snapshot.get('format')!r}"])
         self.version = version
         self.default_queue = default_queue
+        # Absent means escalate (see build_snapshot).
+        self.unknown_action = snapshot.get("unknown_action") or UNKNOWN_ESCALATE
         self.rules: tuple[_Rule, ...] = tuple(_compile_rule(r) for r in snapshot.get("rules", []))
         self.catalogue: dict[str, ActionInfo] = {
             name: ActionInfo(
@@ -974,6 +1004,9 @@ class CompiledPolicy:
                     f"target system {_show(target)} is not the catalogue's "
                     f"{_show(info.target_system)}",
                 )
+        if info is None and self.unknown_action == UNKNOWN_DENY:
+            # Before any rule: no rule may route what the policy refuses to know.
+            return _Plan((), _unknown_denied(self, s.action, known, target_ok))
         amount_path = info.amount_path if info else ""
         present = set(s.fact_names)
 
@@ -1008,7 +1041,7 @@ class CompiledPolicy:
                 checks.append(Check(cond.label, True, f"{cond.subject} is {_show(got)}"))
             if not possible:
                 continue
-            head = _decision_fields(self, rule, info, known, target_ok)
+            head = _decision_fields(self, rule, info, known, target_ok, s.action)
             if tests:
                 steps.append(_Step(rule, tuple(tests), None, _decision_builder(head, checks)))
             else:
@@ -1030,7 +1063,9 @@ class CompiledPolicy:
             sla_minutes=None,
             checks=(known, target_ok),
             explanation=f"No rule matched, so a person decides: {_KIND_TEXT[kind]} review in "
-            f"queue {self.default_queue!r} (nothing executes by default).",
+            f"queue {self.default_queue!r} (nothing executes by default)."
+            + ("" if info else " " + owner_only_text(s.action)),
+            escalate_to=None if info else QUEUE_OWNER,
         )
         return _Plan(tuple(_merge_runs(steps, single)), default)
 
@@ -1040,7 +1075,11 @@ def compile_policy(
 ) -> CompiledPolicy:
     """Compile a snapshot (validated again: a snapshot may come from anywhere)."""
     rules = snapshot.get("rules", [])
-    checked = build_snapshot(rules, snapshot.get("catalogue", {}))
+    checked = build_snapshot(
+        rules,
+        snapshot.get("catalogue", {}),
+        unknown_action=snapshot.get("unknown_action") or UNKNOWN_ESCALATE,
+    )
     return CompiledPolicy(checked, version=version, default_queue=default_queue)
 
 
@@ -1086,6 +1125,8 @@ class PolicyDecision:
     sla_minutes: int | None
     checks: tuple[Check, ...]
     explanation: str
+    # QUEUE_OWNER: only the queue's owner (or a superuser) may approve or edit the review.
+    escalate_to: str | None = None
 
     @property
     def needs_review(self) -> bool:
@@ -1107,6 +1148,7 @@ class PolicyDecision:
                 {"name": c.name, "passed": c.passed, "detail": c.detail} for c in self.checks
             ],
             "explanation": self.explanation,
+            "escalate_to": self.escalate_to,
         }
 
     @classmethod
@@ -1126,6 +1168,7 @@ class PolicyDecision:
                 Check(c["name"], c["passed"], c["detail"]) for c in data.get("checks", [])
             ),
             explanation=data.get("explanation", ""),
+            escalate_to=data.get("escalate_to"),
         )
 
 
@@ -1145,14 +1188,47 @@ def _show(value: Any) -> str:
 _KIND_TEXT = {"approval": "an approval", "edit": "an edit", "escalation": "an escalation"}
 
 
+def owner_only_text(action: str) -> str:
+    """Why a review of an action the catalogue does not know is the queue owner's to pass."""
+    return f"{action} is not in the action catalogue: only the queue owner may approve it."
+
+
+def _unknown_denied(
+    compiled: CompiledPolicy, action: str, known: Check, target_ok: Check
+) -> PolicyDecision:
+    return PolicyDecision(
+        outcome=DENY,
+        rule=None,
+        rule_priority=None,
+        policy_version=compiled.version,
+        risk="high",
+        review_kind=None,
+        queue=None,
+        required_approvals=0,
+        sla_minutes=None,
+        checks=(known, target_ok),
+        explanation=f"{action} is not in the action catalogue of this policy version, and "
+        "this policy denies actions it does not know. Add it to the catalogue and publish "
+        "the policy again to have it reviewed.",
+    )
+
+
 def _decision_fields(
-    compiled: CompiledPolicy, rule: _Rule, info: ActionInfo | None, known: Check, target_ok: Check
+    compiled: CompiledPolicy,
+    rule: _Rule,
+    info: ActionInfo | None,
+    known: Check,
+    target_ok: Check,
+    action: str,
 ) -> dict[str, Any]:
     """Everything a rule's decision says except its checks (which may need the values)."""
     head = f"Rule {rule.name!r} (priority {rule.priority}) matched: {rule.summary}"
     if rule.description:
         head = f"{head} ({rule.description})"
     base = {"rule": rule.name, "rule_priority": rule.priority, "policy_version": compiled.version}
+    # Reached only when the policy escalates unknown actions (deny stops before the rules).
+    owner_only = {"escalate_to": QUEUE_OWNER if info is None else None}
+    owner_text = f" {owner_only_text(action)}" if info is None else ""
     outcome = rule.outcome
     if outcome == AUTO_EXECUTE and not (known.passed and target_ok.passed):
         # The catalogue is the list of what may ever run unattended; anything else waits.
@@ -1166,7 +1242,8 @@ def _decision_fields(
             "required_approvals": 1,
             "sla_minutes": None,
             "explanation": f"{head}. It would auto-execute, but {reason}: an approval "
-            f"review in queue {compiled.default_queue!r} instead.",
+            f"review in queue {compiled.default_queue!r} instead.{owner_text}",
+            **owner_only,
         }
     if outcome == HUMAN_REVIEW:
         kind = rule.review_kind or (info.default_review_kind if info else "approval")
@@ -1184,7 +1261,8 @@ def _decision_fields(
             "queue": queue,
             "required_approvals": approvals,
             "sla_minutes": rule.sla_minutes,
-            "explanation": f"{head}. Outcome: {tail}.",
+            "explanation": f"{head}. Outcome: {tail}.{owner_text}",
+            **owner_only,
         }
     return {
         **base,
@@ -1195,6 +1273,7 @@ def _decision_fields(
         "required_approvals": 0,
         "sla_minutes": None,
         "explanation": f"{head}. Outcome: {outcome}.",
+        "escalate_to": None,
     }
 
 

@@ -36,6 +36,10 @@ TOOL_TYPE_CHOICES = [(t, t) for t in engine.TOOL_TYPES]
 REVIEW_KIND_CHOICES = [(k, k) for k in engine.REVIEW_KINDS]
 RISK_CHOICES = [(r, r) for r in engine.RISKS]
 OUTCOME_CHOICES = [(o, o.replace("_", " ")) for o in engine.OUTCOMES]
+UNKNOWN_ACTION_CHOICES = [
+    (engine.UNKNOWN_ESCALATE, "escalate: a review only the queue owner may approve"),
+    (engine.UNKNOWN_DENY, "deny: refuse the proposal, saying why"),
+]
 
 
 def default_args_schema() -> dict:
@@ -151,6 +155,15 @@ class RuleSet(models.Model):
         "tenants without their own policy.",
     )
     description = models.TextField(blank=True)
+    unknown_action = models.CharField(
+        "unknown actions",
+        max_length=20,
+        choices=UNKNOWN_ACTION_CHOICES,
+        default=engine.UNKNOWN_ESCALATE,
+        help_text="What happens to a proposed action missing from the action catalogue. "
+        "It never auto-executes and a plain reviewer never approves it; frozen into each "
+        "published version.",
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now, editable=False)
     history = HistoricalRecords()
@@ -316,6 +329,11 @@ class PolicyVersion(models.Model):
     @property
     def short_hash(self) -> str:
         return self.content_hash[:12]
+
+    @property
+    def unknown_action(self) -> str:
+        """What this version does with an action missing from its catalogue."""
+        return self.snapshot.get("unknown_action") or engine.UNKNOWN_ESCALATE
 
 
 class Tenant(models.Model):

@@ -43,6 +43,9 @@ if TYPE_CHECKING:
     from policies.models import PolicyVersion
 
 SEED_RULE_SET = "default"
+# An action nobody catalogued still reaches a person, but only the queue's owner may let
+# it through (deny would lose proposals a team has not catalogued yet).
+SEED_UNKNOWN_ACTION = "escalate"
 WRITE_ACTIONS = ["send_email", "issue_refund", "delete_record"]
 
 _ID = {"type": "string", "minLength": 1, "maxLength": 200}
@@ -286,6 +289,7 @@ def seed_policy(*, actor=None) -> PolicyVersion:
                 name=SEED_RULE_SET,
                 tenant="",
                 description="The seed policy: writes and risky actions reach a person.",
+                unknown_action=SEED_UNKNOWN_ACTION,
             )
             for rule in SEED_RULES:
                 services.add_rule(actor=actor, rule_set=rule_set, fields=rule)

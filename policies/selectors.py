@@ -176,7 +176,7 @@ def draft_snapshot(rule_set: RuleSet) -> dict:
         raise ValidationError(f"Rule set {rule_set.name} has no enabled rules to publish.")
     catalogue = catalogue_entries()
     try:
-        snapshot = engine.build_snapshot(rules, catalogue)
+        snapshot = engine.build_snapshot(rules, catalogue, unknown_action=rule_set.unknown_action)
     except engine.RuleError as exc:
         raise ValidationError(exc.messages) from exc
     unknown = sorted(

@@ -46,7 +46,7 @@ ACTION_TYPE_FIELDS = (
     "fact_provider",
     "description",
 )
-RULE_SET_FIELDS = ("name", "tenant", "description")
+RULE_SET_FIELDS = ("name", "tenant", "description", "unknown_action")
 RULE_FIELDS = (
     "name",
     "priority",
@@ -124,10 +124,19 @@ def delete_action_type(*, actor: Actor, action_type: ActionType) -> None:
 # --- drafts --------------------------------------------------------------------------
 
 
-def create_rule_set(*, actor: Actor, name: str, tenant: str = "", description: str = "") -> RuleSet:
+def create_rule_set(
+    *,
+    actor: Actor,
+    name: str,
+    tenant: str = "",
+    description: str = "",
+    unknown_action: str = engine.UNKNOWN_ESCALATE,
+) -> RuleSet:
     """Start a draft rule set for a tenant ("" = the default)."""
     with transaction.atomic():
-        rule_set = RuleSet(name=name, tenant=tenant, description=description)
+        rule_set = RuleSet(
+            name=name, tenant=tenant, description=description, unknown_action=unknown_action
+        )
         rule_set.full_clean()
         _attribute(rule_set, actor, "created")
         rule_set.save()

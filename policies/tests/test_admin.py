@@ -76,6 +76,8 @@ def _rule_set_post(rule_set, rules, **overrides):
         "name": rule_set.name,
         "tenant": rule_set.tenant,
         "description": "",
+        # A select always posts its value; the model's default is what a browser sends.
+        "unknown_action": rule_set.unknown_action,
         "rules-TOTAL_FORMS": str(len(rules)),
         "rules-INITIAL_FORMS": str(sum(1 for r in rules if r.get("id"))),
         "rules-MIN_NUM_FORMS": "0",
@@ -336,3 +338,24 @@ def test_adding_an_action_type_in_the_admin(admin_client):
     )
     assert bad.status_code == 200
     assert "is not allowed" in bad.content.decode()
+
+
+def test_the_rule_set_admin_shows_and_changes_what_happens_to_unknown_actions(admin_client, seeded):
+    rule_set = seeded.rule_set
+    listing = admin_client.get(reverse("admin:policies_ruleset_changelist")).content.decode()
+    assert "escalate: a review only the queue owner may approve" in listing
+    url = reverse("admin:policies_ruleset_change", args=[rule_set.pk])
+    form = admin_client.get(url).content.decode()
+    assert 'name="unknown_action"' in form
+    assert "deny: refuse the proposal, saying why" in form
+
+    rules = sorted(rule_set.rules.values_list("name", flat=True))
+    # No rule rows posted: the rules are left as they are.
+    response = admin_client.post(url, _rule_set_post(rule_set, [], unknown_action="deny"))
+    assert response.status_code == 302, response.context and response.context["errors"]
+    rule_set.refresh_from_db()
+    assert rule_set.unknown_action == "deny"
+    assert rule_set.history.latest().history_user.username == "admin"
+    assert sorted(rule_set.rules.values_list("name", flat=True)) == rules
+    version = services.publish_rule_set(actor=None, rule_set=rule_set)
+    assert version.snapshot["unknown_action"] == "deny"

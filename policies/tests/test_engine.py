@@ -248,6 +248,101 @@ def test_unknown_action_type_never_auto_executes_even_under_a_catch_all_rule():
     assert "not in the action catalogue" in decision.explanation
 
 
+def policy_with_unknown(unknown_action, *rules):
+    full = [
+        {"name": f"r{i}", "priority": i * 10, "risk": "medium", **rule}
+        for i, rule in enumerate(rules, start=1)
+    ]
+    snapshot = engine.build_snapshot(full, CATALOGUE, unknown_action=unknown_action)
+    return engine.compile_policy(snapshot, version="test")
+
+
+def test_a_policy_that_denies_unknown_actions_refuses_them_before_any_rule():
+    catch_all = {"conditions": [], "outcome": "human_review", "queue": "triage"}
+    compiled = policy_with_unknown("deny", catch_all)
+    decision = decide(compiled, "launch_missiles", {"target": "moon"})
+    assert (decision.outcome, decision.rule, decision.review_kind) == ("deny", None, None)
+    assert "launch_missiles is not in the action catalogue" in decision.explanation
+    assert "denies actions it does not know" in decision.explanation
+    assert {c.name: c.passed for c in decision.checks}["known_action_type"] is False
+    # Catalogued actions are decided by the rules as before.
+    known = decide(compiled, "send_email")
+    assert (known.outcome, known.queue, known.escalate_to) == ("human_review", "triage", None)
+    # With no rules at all, too.
+    assert decide(policy_with_unknown("deny"), "launch_missiles").outcome == "deny"
+
+
+@pytest.mark.parametrize(
+    ("rules", "queue"),
+    [
+        pytest.param((), "operations", id="no-rule-matches"),
+        pytest.param(
+            ({"conditions": [], "outcome": "human_review", "queue": "triage"},),
+            "triage",
+            id="a-review-rule-routes-it",
+        ),
+        pytest.param(
+            ({"conditions": [], "outcome": "auto_execute"},),
+            "operations",
+            id="an-auto-execute-rule-becomes-a-review",
+        ),
+        pytest.param(
+            (
+                {
+                    "conditions": [{"field": "confidence", "op": ">", "value": 0.5}],
+                    "outcome": "human_review",
+                    "queue": "triage",
+                },
+            ),
+            "triage",
+            id="a-rule-with-tests-routes-it",
+        ),
+    ],
+)
+def test_an_escalating_policy_reserves_unknown_actions_for_the_queue_owner(rules, queue):
+    compiled = policy_with_unknown("escalate", *rules)
+    decision = decide(compiled, "launch_missiles", {"target": "moon"})
+    assert (decision.outcome, decision.queue, decision.escalate_to) == (
+        "human_review",
+        queue,
+        "queue_owner",
+    )
+    assert decision.explanation.endswith(
+        "launch_missiles is not in the action catalogue: only the queue owner may approve it."
+    )
+    assert decision.to_dict()["escalate_to"] == "queue_owner"
+    assert PolicyDecision.from_dict(decision.to_dict()) == decision
+    # A catalogued action under the same rules is any member's to approve.
+    assert decide(compiled, "send_email").escalate_to is None
+
+
+def test_other_outcomes_for_unknown_actions_are_kept_and_name_no_owner():
+    compiled = policy_with_unknown(
+        "escalate",
+        {"conditions": [{"field": "confidence", "op": "<", "value": 0.5}], "outcome": "deny"},
+    )
+    denied = decide(compiled, "launch_missiles", confidence=0.2)
+    assert (denied.outcome, denied.rule, denied.escalate_to) == ("deny", "r1", None)
+
+
+def test_the_unknown_action_setting_is_content_and_defaults_to_escalate():
+    escalate = engine.build_snapshot(SEED_RULES, CATALOGUE, unknown_action="escalate")
+    deny = engine.build_snapshot(SEED_RULES, CATALOGUE, unknown_action="deny")
+    assert deny["unknown_action"] == "deny"
+    assert engine.content_hash(escalate) != engine.content_hash(deny)
+    # The default is not written: a version frozen before the setting existed keeps its
+    # hash, and escalates.
+    legacy = {k: v for k, v in deny.items() if k != "unknown_action"}
+    assert engine.content_hash(escalate) == engine.content_hash(legacy)
+    compiled = engine.compile_policy(legacy)
+    assert compiled.unknown_action == "escalate"
+    assert decide(compiled, "launch_missiles").escalate_to == "queue_owner"
+    with pytest.raises(RuleError, match="unknown_action must be one of escalate, deny"):
+        engine.build_snapshot(SEED_RULES, CATALOGUE, unknown_action="allow")
+    with pytest.raises(RuleError, match="unknown_action"):
+        engine.compile_policy({**deny, "unknown_action": "allow"})
+
+
 def test_target_system_other_than_the_catalogue_never_auto_executes():
     compiled = policy({"conditions": [], "outcome": "auto_execute", "risk": "low"})
     decision = decide(compiled, "search_docs", target="production_db")

@@ -293,3 +293,39 @@ def test_record_evaluation_appends_to_the_log(seeded):
         entry.save()
     with pytest.raises(ImmutableVersionError):
         PolicyEvaluation.objects.update(outcome="deny")
+
+
+# --- unknown actions: the rule set's setting, frozen by publish ----------------------
+
+
+def test_rule_sets_escalate_unknown_actions_unless_told_to_deny(actor):
+    assert RuleSet().unknown_action == "escalate"
+    assert services.create_rule_set(actor=actor, name="plain").unknown_action == "escalate"
+    with pytest.raises(ValidationError, match="unknown_action"):
+        services.create_rule_set(actor=actor, name="lax", unknown_action="allow")
+
+
+def test_publish_freezes_what_happens_to_unknown_actions(actor, seeded):
+    rule_set = seeded.rule_set
+    assert seeded.unknown_action == "escalate"
+    escalating = selectors.evaluate_proposal(proposal=make_proposal("launch_missiles"))
+    assert (escalating.outcome, escalating.escalate_to) == ("human_review", "queue_owner")
+
+    services.update_rule_set(actor=actor, rule_set=rule_set, fields={"unknown_action": "deny"})
+    rule_set.refresh_from_db()
+    # A changed setting is a changed policy: unpublished until someone publishes it.
+    assert selectors.publication_status(rule_set).startswith("Unpublished changes since v1")
+    assert selectors.evaluate_proposal(proposal=make_proposal("launch_missiles")).outcome == (
+        "human_review"
+    )
+    denying = services.publish_rule_set(actor=actor, rule_set=rule_set)
+    assert (denying.number, denying.unknown_action) == (2, "deny")
+    assert denying.content_hash != seeded.content_hash
+    decision = selectors.evaluate_proposal(proposal=make_proposal("launch_missiles"))
+    assert (decision.outcome, decision.policy_version) == ("deny", denying.content_hash)
+    # Replaying the first version still escalates: each version keeps its own setting.
+    pinned = selectors.evaluate_proposal(
+        proposal=make_proposal("launch_missiles"), version=seeded.content_hash
+    )
+    assert pinned.outcome == "human_review"
+    assert rule_set.history.latest().history_change_reason == "changed"

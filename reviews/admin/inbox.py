@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html
 
+from policies.models import Tenant
 from policies.selectors import important_arguments
 
 from .. import selectors
@@ -38,7 +39,7 @@ from ..models import (
     ReviewRequest,
     ReviewState,
 )
-from ..selectors.metrics import compute, workload
+from ..selectors.metrics import compute, tenant_for, workload
 from ..services import review_assign, review_decide
 from ..validation import json_problem
 from . import charts
@@ -321,7 +322,15 @@ class ReviewAdminBase(NoRevertHistoryAdmin):
         )
         decisions = list(full.decisions.all())
         last_edit = next((d for d in reversed(decisions) if d.diff), None)
-        choices = selectors.available_choices(review=full, user=request.user)
+        # One guard answers what is offered and what the service accepts, with the reason.
+        verdicts = selectors.choice_verdicts(review=full, user=request.user)
+        choices = [v.choice for v in verdicts if v.allowed]
+        not_offered = [
+            (v.choice, _choice_label(v.choice, full), v.reason)
+            for v in verdicts
+            if not v.allowed and not v.about_review
+        ]
+        reasons = {reason for _, _, reason in not_offered}
         explanations = selectors.choice_consequences(full)
         history = list(
             full.history.select_related("history_user").order_by("-history_date", "-history_id")[
@@ -350,6 +359,9 @@ class ReviewAdminBase(NoRevertHistoryAdmin):
             "history_rows": history,
             "choices": [(c, Choice(c).label, explanations.get(c, "")) for c in choices],
             "can_decide_any": bool(choices),
+            # Why a choice is not offered to this person; one line when it is one reason.
+            "not_offered": not_offered,
+            "why_none": reasons.pop() if len(reasons) == 1 and not choices else "",
             "approvals_so_far": len(approvals),
             "opened_at": _opening_signer(review, request.user).sign(now.isoformat()),
             "submitted_content": submitted.get("content", full.final_content or full.content),
@@ -426,6 +438,13 @@ class ReviewAdminBase(NoRevertHistoryAdmin):
         return HttpResponseRedirect(
             reverse(f"admin:reviews_{self.opts.model_name}_change", args=[review.pk])
         )
+
+
+def _choice_label(choice: str, review: ReviewRequest) -> str:
+    # The button's own wording, so "why not" names what the person was looking for.
+    if choice == Choice.APPROVE and review.kind == ReviewKind.EDIT:
+        return "Accept as is"
+    return Choice(choice).label if choice in Choice.values else choice
 
 
 def _opening_signer(review: ReviewRequest, user) -> signing.Signer:
@@ -522,9 +541,22 @@ class InboxAdmin(ReviewAdminBase):
         if errors:
             query = MetricsQuery(data={})
             query.is_valid()
-        metrics = compute(user=request.user, filters=query.to_filter())
+        filters = query.to_filter()
+        metrics = compute(user=request.user, filters=filters)
         series = metrics.series
+        tenant = tenant_for(user=request.user, asked=filters.tenant)
         queues = selectors.queues_for(user=request.user)
+        names = dict(Tenant.objects.values_list("slug", "name"))
+        tenants = [
+            (slug, names.get(slug, "Default tenant"))
+            for slug in sorted(
+                {""} | set(names)
+                if request.user.is_superuser
+                else set(queues.values_list("tenant", flat=True))
+            )
+        ] + ([("*", "Every tenant")] if request.user.is_superuser else [])
+        if tenant is not None:
+            queues = queues.filter(tenant=tenant)
         context = {
             **self.admin_site.each_context(request),
             "title": "Review metrics",
@@ -534,6 +566,8 @@ class InboxAdmin(ReviewAdminBase):
             "errors": errors,
             "query": query.validated_data,
             "queues": queues,
+            "tenants": tenants,
+            "tenant": "*" if tenant is None else tenant,
             "workload": workload(user=request.user),
             "outcomes_chart": charts.stacked_bars(
                 series,

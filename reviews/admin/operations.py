@@ -315,6 +315,7 @@ class ExecutionAdmin(NoRevertHistoryAdmin):
         "result",
         "error",
         "blocked_reasons",
+        "blocked_checks",
     )
 
     def get_queryset(self, request):
@@ -341,8 +342,9 @@ class WebhookDeliveryAdmin(ValidatedModelAdmin):
     )
     list_filter = ("status", "event")
     list_select_related = ("agent",)
-    search_fields = ("agent__name", "review__review_id")
+    search_fields = ("agent__name", "review__review_id", "delivery_id")
     readonly_fields = (
+        "delivery_id",
         "agent",
         "review",
         "event",

@@ -1,15 +1,33 @@
 """Reads shared by the admin screens, the API and the services."""
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django_fsm import can_proceed
 
-from policies.selectors import action_type_for
+from policies.authority import check_authority
+from policies.engine import QUEUE_OWNER, owner_only_text
+from policies.models import Tenant
+from policies.selectors import action_type_for, amount_for
 
+from ..exceptions import (
+    AlreadyDecided,
+    ChoiceNotOffered,
+    NotAuthorized,
+    ReasonRequired,
+    ReviewError,
+    ReviewExpired,
+    SelfDecisionForbidden,
+    TransitionNotAllowed,
+)
 from ..models import (
+    EXECUTING_CHOICES,
+    FINAL_STATES,
     Choice,
     Decision,
     Execution,
@@ -33,14 +51,24 @@ def queues_for(*, user: AbstractBaseUser) -> QuerySet[Queue]:
 def reviews_visible_to(
     *, user: AbstractBaseUser, queryset: QuerySet[ReviewRequest] | None = None
 ) -> QuerySet[ReviewRequest]:
-    """Reviews of the queues a person works in or owns, plus those assigned to them."""
+    """Reviews of the queues a person works in or owns, and the escalated ones of the
+    queues whose escalations they own, as of this query. Assignment grants nothing:
+    someone removed from a queue stops seeing its reviews, the ones assigned to them too."""
     qs = ReviewRequest.objects.all() if queryset is None else queryset
     if not user.is_active:
         return qs.none()
     if user.is_superuser:
         return qs
-    queue_ids = queues_for(user=user).values("pk")
-    return qs.filter(Q(queue__in=queue_ids) | Q(assignee=user))
+    works_in = Queue.objects.filter(Q(members=user) | Q(owner=user)).values("pk")
+    escalations_of = Queue.objects.filter(escalation_owner=user).values("pk")
+    # Once escalated, always theirs to look at: the one they decided stays on their screen.
+    was_escalated = Exists(
+        Decision.objects.filter(review=OuterRef("pk"), state_after=ReviewState.ESCALATED)
+    )
+    return qs.filter(
+        Q(queue__in=works_in)
+        | (Q(queue__in=escalations_of) & (Q(state=ReviewState.ESCALATED) | Q(was_escalated)))
+    )
 
 
 def sees_whole_run(*, user: AbstractBaseUser, run) -> bool:
@@ -52,17 +80,36 @@ def sees_whole_run(*, user: AbstractBaseUser, run) -> bool:
 
 
 def can_decide(*, user: AbstractBaseUser, review: ReviewRequest) -> bool:
-    """Whether this person may decide this review, before any authority limit applies."""
+    """Whether this person may decide this review now, before any authority limit: the
+    queue's members and owner (for an escalated review: its owner, its escalation owner,
+    or the member it was handed to). Assignment alone never lets anyone decide."""
     if not user.is_active:
         return False
     if user.is_superuser:
         return True
     queue = review.queue
-    if review.state == ReviewState.ESCALATED:
-        # Once escalated, ownership has moved: only the owner of the escalation decides.
-        return user.pk in {review.assignee_id, queue.escalation_owner_id, queue.owner_id}
-    if user.pk == queue.owner_id or review.assignee_id == user.pk:
+    if user.pk == queue.owner_id:
         return True
+    if review.state == ReviewState.ESCALATED:
+        # Once escalated, ownership has moved: a member who took the case over (or was
+        # given it) keeps it only while they still work in the queue.
+        if user.pk == queue.escalation_owner_id:
+            return True
+        return review.assignee_id == user.pk and _is_member(queue, user)
+    return _is_member(queue, user)
+
+
+def works_in(*, user: AbstractBaseUser, queue: Queue) -> bool:
+    """Whether this person still works the queue (member, owner or escalation owner): a
+    decision of someone who left it no longer carries weight when it is executed."""
+    if not user.is_active:
+        return False
+    if user.is_superuser or user.pk in (queue.owner_id, queue.escalation_owner_id):
+        return True
+    return _is_member(queue, user)
+
+
+def _is_member(queue: Queue, user: AbstractBaseUser) -> bool:
     return queue.members.filter(pk=user.pk).exists()
 
 
@@ -220,25 +267,199 @@ def _last_decision(review: ReviewRequest) -> Decision | None:
     return review.decisions.order_by("-decided_at", "-id").first()
 
 
+# --- who may take which choice ----------------------------------------------------------
+
+# Choices that must say why: a rejection, an escalation and a question to the agent.
+REASON_REQUIRED = frozenset(
+    {Choice.REJECT, Choice.ESCALATE, Choice.REQUEST_MORE_EVIDENCE, Choice.GUIDE}
+)
+
+TRANSITION_FOR_CHOICE = {
+    Choice.APPROVE: "approve",
+    Choice.EDIT: "edit",
+    Choice.REJECT: "reject",
+    Choice.ESCALATE: "escalate",
+    Choice.REQUEST_MORE_EVIDENCE: "request_more_evidence",
+    Choice.TAKE_OVER: "take_over",
+    # Guidance changes the plan rather than approving it: the edited state, nothing to run.
+    Choice.GUIDE: "edit",
+}
+
+
+@dataclass(frozen=True)
+class ChoiceVerdict:
+    """Whether one person may take one choice on one review now; if not, why, and the
+    error the decision service raises for it."""
+
+    choice: str
+    allowed: bool
+    reason: str = ""
+    error: type[ReviewError] | None = None
+    # Refused because of the review (closed, expired, not possible in its state), not of
+    # who is asking: a screen need not explain those choice by choice.
+    about_review: bool = False
+
+    def raise_if_refused(self) -> None:
+        """Raise the refusal as the decision service reports it."""
+        if self.allowed:
+            return
+        if self.error is ReasonRequired:
+            raise ReasonRequired(
+                self.reason, field_errors={"reason": ["This choice needs a reason."]}
+            )
+        raise self.error(self.reason)
+
+
+def choice_verdict(
+    *,
+    review: ReviewRequest,
+    user: AbstractBaseUser,
+    choice: str,
+    reason: str | None = None,
+) -> ChoiceVerdict:
+    """The one answer to "may this person take this choice on this review now, and if
+    not, why": the decision service enforces it, the screens offer only what it allows.
+    `reason` None means not typed yet (a screen asks before anyone types)."""
+    return _Guard(review, user).verdict(choice, reason)
+
+
+def choice_verdicts(*, review: ReviewRequest, user: AbstractBaseUser) -> list[ChoiceVerdict]:
+    """The verdict on each choice the review offers, in the review's order."""
+    guard = _Guard(review, user)
+    return [guard.verdict(choice, None) for choice in review.choices]
+
+
 def available_choices(*, review: ReviewRequest, user: AbstractBaseUser) -> list[str]:
-    """The choices this person may make on this review now; nothing that would be refused
-    is offered (authority on the proposed amount is checked again when they decide)."""
-    if review.state not in (ReviewState.PENDING, ReviewState.ESCALATED):
-        return []
-    if review.is_past_expiry() or not can_decide(user=user, review=review):
-        return []
-    if review.proposed_by_user_id is not None and review.proposed_by_user_id == user.pk:
-        return []
-    allowed = []
-    taken_over = review.state == ReviewState.ESCALATED and review.assignee_id == user.pk
-    for choice in review.choices:
-        if choice == Choice.TAKE_OVER and taken_over:
-            continue  # already theirs: what is left is to guide the agent or to end it
-        transition = "edit" if choice == Choice.GUIDE else choice
-        method = getattr(review, transition, None)
-        if method is not None and can_proceed(method):
-            allowed.append(choice)
-    return allowed
+    """The choices this person may take on this review now: nothing that would be refused
+    is offered (an edit is checked again with the edited arguments when it is made)."""
+    return [v.choice for v in choice_verdicts(review=review, user=user) if v.allowed]
+
+
+def needs_queue_owner(review: ReviewRequest) -> bool:
+    """Whether only the queue's owner may let this review's action happen: the policy that
+    routed it did not know the action (policies.engine, unknown actions)."""
+    policy = review.policy if isinstance(review.policy, dict) else {}
+    if policy.get("escalate_to") == QUEUE_OWNER:
+        return True
+    # Reviews opened before the policy said so still carry its failed catalogue check.
+    return any(
+        isinstance(check, dict)
+        and check.get("name") == "known_action_type"
+        and check.get("passed") is False
+        for check in policy.get("checks") or ()
+    )
+
+
+def authority_refusal(
+    *,
+    review: ReviewRequest,
+    user: AbstractBaseUser,
+    arguments: Mapping[str, Any] | None = None,
+    amount_matters: bool = True,
+) -> str | None:
+    """Why this person's grants do not cover deciding this review (None if they do).
+    The amount (read from `arguments`, by default the proposed ones) limits only the
+    choices that let the action happen: anyone may still stop or escalate it."""
+    amount = None
+    if amount_matters:
+        args = review.arguments if arguments is None else arguments
+        amount = amount_for(action_name=review.action_name, args=args)
+        action_type = action_type_for(review.action_name)
+        unreadable = amount is None and action_type is not None and action_type.amount_path
+        if unreadable and not user.is_superuser:
+            # An amount nobody can read is no amount within anyone's limit.
+            return (
+                f"The amount at '{action_type.amount_path}' cannot be read, so no limit covers it."
+            )
+    verdict = check_authority(
+        user=user, action_name=review.action_name, tenant=review.tenant, amount=amount
+    )
+    return None if verdict.allowed else f"Not within your authority: {verdict.reason}."
+
+
+class _Guard:
+    """Verdicts for one person on one review; what every choice shares is looked up once."""
+
+    def __init__(self, review: ReviewRequest, user: AbstractBaseUser):
+        self.review = review
+        self.user = user
+        self._decides: bool | None = None
+        self._authority: dict[bool, str | None] = {}
+
+    def decides(self) -> bool:
+        if self._decides is None:
+            self._decides = can_decide(user=self.user, review=self.review)
+        return self._decides
+
+    def authority(self, amount_matters: bool) -> str | None:
+        if amount_matters not in self._authority:
+            self._authority[amount_matters] = authority_refusal(
+                review=self.review, user=self.user, amount_matters=amount_matters
+            )
+        return self._authority[amount_matters]
+
+    def verdict(self, choice: str, reason: str | None) -> ChoiceVerdict:
+        review, user = self.review, self.user
+
+        def no(error: type[ReviewError], why: str, about_review: bool = False) -> ChoiceVerdict:
+            return ChoiceVerdict(choice, False, why, error, about_review)
+
+        if review.state in FINAL_STATES:
+            state = review.get_state_display().lower()
+            return no(AlreadyDecided, f"This review is already {state}.", True)
+        if review.is_past_expiry():
+            return no(ReviewExpired, "This review has expired and can no longer be decided.", True)
+        transition = getattr(review, TRANSITION_FOR_CHOICE.get(choice, ""), None)
+        if transition is None or not can_proceed(transition, check_conditions=False):
+            state = review.get_state_display().lower()
+            why = f"'{choice}' is not possible while the review is {state}."
+            return no(TransitionNotAllowed, why, True)
+        if choice not in review.choices:
+            return no(ChoiceNotOffered, f"'{choice}' is not offered for this review.", True)
+        if choice == Choice.TAKE_OVER and _taken_over_by(review, user):
+            return no(TransitionNotAllowed, "You have already taken this case over.")
+        if reason is not None and choice in REASON_REQUIRED and not reason:
+            return no(
+                ReasonRequired, "A reason is required to " + Choice(choice).label.lower() + "."
+            )
+        if review.proposed_by_user_id is not None and review.proposed_by_user_id == user.pk:
+            return no(
+                SelfDecisionForbidden, "You proposed this action and cannot decide it yourself."
+            )
+        if not self.decides():
+            escalated = review.state == ReviewState.ESCALATED
+            if escalated and user.is_active and _is_member(review.queue, user):
+                return no(NotAuthorized, _escalated_to_text(review))
+            return no(NotAuthorized, "You are not a reviewer of this review's queue.")
+        executing = choice in EXECUTING_CHOICES
+        if choice == Choice.EDIT and review.required_approvals > 1:
+            return no(
+                ChoiceNotOffered,
+                f"This review needs {review.required_approvals} approvers; an edit by one "
+                "person cannot replace that. Reject with a reason or ask for evidence.",
+            )
+        owner = user.is_superuser or user.pk == review.queue.owner_id
+        if executing and not owner and needs_queue_owner(review):
+            return no(NotAuthorized, owner_only_text(review.action_name))
+        refusal = self.authority(amount_matters=executing)
+        if refusal:
+            return no(NotAuthorized, refusal)
+        return ChoiceVerdict(choice, True)
+
+
+def _escalated_to_text(review: ReviewRequest) -> str:
+    queue = review.queue
+    holder = review.assignee or queue.escalation_owner or queue.owner
+    who = holder.get_username() if holder else f"the owner of {queue.name}"
+    return f"This review is escalated: {who} decides it now, not the queue's members."
+
+
+def _taken_over_by(review: ReviewRequest, user: AbstractBaseUser) -> bool:
+    return (
+        review.state == ReviewState.ESCALATED
+        and review.assignee_id == user.pk
+        and review.decisions.filter(choice=Choice.TAKE_OVER, reviewer=user).exists()
+    )
 
 
 def choice_consequences(review: ReviewRequest) -> dict[str, str]:
@@ -321,21 +542,31 @@ def _args_text(arguments: dict) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in list(arguments.items())[:6])
 
 
-def inbox_counts(*, user: AbstractBaseUser, now=None) -> dict:
-    """A reviewer's home: open reviews they can work, by kind and by urgency."""
+def inbox_counts(*, user: AbstractBaseUser, now=None) -> list[dict]:
+    """A reviewer's home: open reviews they can work, by kind and by urgency, one row per
+    tenant (figures never add up customers), with the tenant's name."""
     now = now or timezone.now()
     soon = now + timedelta(hours=1)
     open_qs = reviews_visible_to(user=user).filter(
         state__in=(ReviewState.PENDING, ReviewState.ESCALATED)
     )
-    totals = open_qs.aggregate(
-        total=Count("pk"),
-        mine=Count("pk", filter=Q(assignee=user)),
-        unassigned=Count("pk", filter=Q(assignee__isnull=True)),
-        overdue=Count("pk", filter=Q(due_at__lt=now)),
-        due_soon=Count("pk", filter=Q(due_at__gte=now, due_at__lt=soon)),
-        approval=Count("pk", filter=Q(kind="approval")),
-        edit=Count("pk", filter=Q(kind="edit")),
-        escalation=Count("pk", filter=Q(kind="escalation")),
+    rows = list(
+        open_qs.values("tenant")
+        .annotate(
+            total=Count("pk"),
+            mine=Count("pk", filter=Q(assignee=user)),
+            unassigned=Count("pk", filter=Q(assignee__isnull=True)),
+            overdue=Count("pk", filter=Q(due_at__lt=now)),
+            due_soon=Count("pk", filter=Q(due_at__gte=now, due_at__lt=soon)),
+            approval=Count("pk", filter=Q(kind="approval")),
+            edit=Count("pk", filter=Q(kind="edit")),
+            escalation=Count("pk", filter=Q(kind="escalation")),
+        )
+        .order_by("tenant")
     )
-    return totals
+    names = dict(
+        Tenant.objects.filter(slug__in=[r["tenant"] for r in rows]).values_list("slug", "name")
+    )
+    for row in rows:
+        row["tenant_name"] = names.get(row["tenant"], "Default tenant")
+    return rows

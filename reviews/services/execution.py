@@ -445,6 +445,11 @@ def stale_checks(
                 f"{decision.reviewer.get_username()} no longer holds the authority: "
                 f"{verdict.reason}",
             )
+        elif not selectors.works_in(user=decision.reviewer, queue=review.queue):
+            fail(
+                "authority_revoked",
+                f"{decision.reviewer.get_username()} no longer works in queue {review.queue.slug}",
+            )
 
     proposal = policy_input(review, arguments, facts)
     try:

@@ -12,24 +12,20 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from django_fsm import can_proceed
 
 from hitl.db import for_update
-from policies.authority import check_authority
 from policies.exceptions import PolicyInputError
-from policies.selectors import action_type_for, amount_for, default_queue, evaluate_proposal
+from policies.selectors import action_type_for, default_queue, evaluate_proposal
 
 from .. import selectors
 from ..actors import Actor
 from ..exceptions import (
     AlreadyDecided,
-    ChoiceNotOffered,
     DuplicateApproval,
     InvalidReviewInput,
     NotAuthorized,
     ReasonRequired,
     ReviewExpired,
-    SelfDecisionForbidden,
     TransitionNotAllowed,
 )
 from ..models import (
@@ -66,19 +62,9 @@ from .webhooks import webhook_queue
 
 logger = logging.getLogger(__name__)
 
-# Choices that must say why: a rejection, an escalation and a question to the agent.
-REASON_REQUIRED = {Choice.REJECT, Choice.ESCALATE, Choice.REQUEST_MORE_EVIDENCE, Choice.GUIDE}
-
-_TRANSITION_FOR_CHOICE = {
-    Choice.APPROVE: "approve",
-    Choice.EDIT: "edit",
-    Choice.REJECT: "reject",
-    Choice.ESCALATE: "escalate",
-    Choice.REQUEST_MORE_EVIDENCE: "request_more_evidence",
-    Choice.TAKE_OVER: "take_over",
-    # Guidance changes the plan rather than approving it: the edited state, nothing to run.
-    Choice.GUIDE: "edit",
-}
+# Choices that must say why, and the transition each choice makes (reviews.selectors).
+REASON_REQUIRED = selectors.REASON_REQUIRED
+_TRANSITION_FOR_CHOICE = selectors.TRANSITION_FOR_CHOICE
 
 
 # --- creation ---------------------------------------------------------------------------
@@ -128,6 +114,12 @@ def review_create(
         errors.setdefault("arguments", []).append("arguments must be a JSON object.")
     if not run_id or not str(run_id).strip():
         errors.setdefault("run_id", []).append("run_id is required.")
+    if queue.tenant != tenant:
+        # Tenants never share a queue: its reviewers would see another customer's work.
+        errors.setdefault("queue", []).append(
+            f"Queue {queue.slug} belongs to tenant '{queue.tenant or 'default'}', "
+            f"not to '{tenant or 'default'}'."
+        )
     if errors:
         raise InvalidReviewInput(summarise(errors), field_errors=errors)
 
@@ -453,19 +445,23 @@ def _decide(
             # checks and the rubber-stamp signal: it cannot predate the review or pass now.
             opened_at = min(max(opened_at, review.created_at), now)
         state_before = review.state
-        _check_decision_allowed(review=review, reviewer=reviewer, choice=choice, reason=reason)
+        # The same guard decides what the screens offer: what is offered is what passes.
+        # Membership, ownership and grants are read now, under the review's lock.
+        selectors.choice_verdict(
+            review=review, user=reviewer, choice=choice, reason=reason
+        ).raise_if_refused()
 
         final_arguments, final_content, diff = review.arguments, review.content, ""
-        if choice == Choice.EDIT and review.required_approvals > 1:
-            raise ChoiceNotOffered(
-                f"This review needs {review.required_approvals} approvers; an edit by one "
-                "person cannot replace that. Reject with a reason or ask for evidence."
-            )
         if choice == Choice.EDIT:
             final_arguments, final_content, diff = _apply_edit(review, arguments, content)
             if final_arguments != review.arguments:
                 _revalidate_edit(review, final_arguments)
-        _check_authority(review=review, reviewer=reviewer, arguments=final_arguments)
+                # The edited amount must be within the reviewer's limit too.
+                refusal = selectors.authority_refusal(
+                    review=review, user=reviewer, arguments=final_arguments
+                )
+                if refusal:
+                    raise NotAuthorized(refusal)
 
         partial = False
         if choice == Choice.APPROVE and review.required_approvals > 1:
@@ -519,58 +515,6 @@ def _decide(
             webhook_queue(review=review, event="review.decided")
         _send_decided_on_commit(review.review_id, decision.pk)
     return decision
-
-
-def _check_decision_allowed(
-    *, review: ReviewRequest, reviewer: AbstractBaseUser, choice: str, reason: str
-) -> None:
-    if review.state in FINAL_STATES:
-        raise AlreadyDecided(f"This review is already {review.get_state_display().lower()}.")
-    if review.is_past_expiry():
-        raise ReviewExpired("This review has expired and can no longer be decided.")
-    if not can_proceed(getattr(review, _TRANSITION_FOR_CHOICE[choice]), check_conditions=False):
-        raise TransitionNotAllowed(
-            f"'{choice}' is not possible while the review is {review.get_state_display().lower()}."
-        )
-    if choice not in review.choices:
-        raise ChoiceNotOffered(f"'{choice}' is not offered for this review.")
-    if choice == Choice.TAKE_OVER and _taken_over_by(review, reviewer):
-        raise TransitionNotAllowed("You have already taken this case over.")
-    if choice in REASON_REQUIRED and not reason:
-        raise ReasonRequired(
-            "A reason is required to " + Choice(choice).label.lower() + ".",
-            field_errors={"reason": ["This choice needs a reason."]},
-        )
-    if review.proposed_by_user_id is not None and review.proposed_by_user_id == reviewer.pk:
-        raise SelfDecisionForbidden("You proposed this action and cannot decide it yourself.")
-    if not selectors.can_decide(user=reviewer, review=review):
-        raise NotAuthorized("You are not a reviewer of this review's queue.")
-
-
-def _taken_over_by(review: ReviewRequest, user: AbstractBaseUser) -> bool:
-    return (
-        review.state == ReviewState.ESCALATED
-        and review.assignee_id == user.pk
-        and (review.decisions.filter(choice=Choice.TAKE_OVER, reviewer=user).exists())
-    )
-
-
-def _check_authority(
-    *, review: ReviewRequest, reviewer: AbstractBaseUser, arguments: Mapping[str, Any]
-) -> None:
-    amount = amount_for(action_name=review.action_name, args=arguments)
-    action_type = action_type_for(review.action_name)
-    unreadable = amount is None and action_type is not None and action_type.amount_path
-    if unreadable and not reviewer.is_superuser:
-        # An amount nobody can read is no amount within anyone's limit.
-        raise NotAuthorized(
-            f"The amount at '{action_type.amount_path}' cannot be read, so no limit covers it."
-        )
-    verdict = check_authority(
-        user=reviewer, action_name=review.action_name, tenant=review.tenant, amount=amount
-    )
-    if not verdict.allowed:
-        raise NotAuthorized(f"Not within your authority: {verdict.reason}.")
 
 
 def _revalidate_edit(review: ReviewRequest, arguments: Mapping[str, Any]) -> None:

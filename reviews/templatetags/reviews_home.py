@@ -17,7 +17,7 @@ def reviewer_home(context):
     inbox = reverse("admin:reviews_reviewrequest_changelist")
     return {
         "show": True,
-        "counts": inbox_counts(user=user),
+        "tenants": inbox_counts(user=user),
         "inbox": inbox,
         "kinds": [
             ("approval", "Approvals", reverse("admin:reviews_approvalreview_changelist")),

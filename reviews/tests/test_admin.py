@@ -324,7 +324,7 @@ def test_inbox_rows_offer_a_checkbox_for_bulk_actions(client, demo):
 def test_home_counts_my_open_reviews(client, demo):
     client.force_login(demo["reviewer"])
     home = client.get(reverse("admin:index"))
-    counts = home.context["counts"]
+    [counts] = home.context["tenants"]
     assert (counts["total"], counts["approval"], counts["edit"], counts["escalation"]) == (
         5,
         3,
@@ -332,7 +332,7 @@ def test_home_counts_my_open_reviews(client, demo):
         1,
     )
     client.force_login(demo["reviewer2"])
-    assert client.get(reverse("admin:index")).context["counts"]["total"] == 3
+    assert [c["total"] for c in client.get(reverse("admin:index")).context["tenants"]] == [3]
 
 
 @pytest.mark.django_db
@@ -552,3 +552,16 @@ def test_only_a_platform_admin_creates_tenants_and_a_lead_cannot_move_a_queue(cl
     queue = Queue.objects.get(tenant="", slug="operations")
     page = client.get(reverse("admin:reviews_queue_change", args=[queue.pk])).content.decode()
     assert 'name="tenant"' not in page  # shown, not editable
+
+
+@pytest.mark.django_db
+def test_the_home_counts_each_tenant_apart(client, demo):
+    # The lead of the default tenant also owns a queue of the demo's second tenant.
+    globex_ops = Queue.objects.get(tenant="globex", slug="operations")
+    globex_ops.members.add(demo["lead"])
+    client.force_login(demo["lead"])
+    page = client.get(reverse("admin:index")).content.decode()
+    assert "Globex Corp" in page and "Default tenant" in page
+    globex_open = ReviewRequest.objects.filter(tenant="globex", state="pending").count()
+    block = page.split('data-tenant="globex"')[1].split("</div>\n</div>")[0]
+    assert f'<span class="hitl-number">{globex_open}</span>open in my queues' in block

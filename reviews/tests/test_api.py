@@ -394,7 +394,9 @@ def claim(agent_client, rid, version=4, facts=None):
     return post(agent_client, f"/api/v1/reviews/{rid}/execution/claim/", body)
 
 
-@pytest.mark.parametrize("why", ["resource_changed", "authority_revoked", "expired", "evidence"])
+@pytest.mark.parametrize(
+    "why", ["resource_changed", "authority_revoked", "left_queue", "expired", "evidence"]
+)
 def test_stale_reviews_are_blocked_not_executed(seeded, agent_client, reviewer_in_ops, why):
     overrides = {}
     if why == "evidence":
@@ -410,6 +412,8 @@ def test_stale_reviews_are_blocked_not_executed(seeded, agent_client, reviewer_i
         version = 5
     elif why == "authority_revoked":
         ReviewerGrant.objects.filter(user=reviewer_in_ops).update(max_amount=Decimal("10.00"))
+    elif why == "left_queue":
+        seeded["operations"].members.remove(reviewer_in_ops)
     elif why in ("expired", "evidence"):
         when = "2026-12-30 00:00:00+00:00"
     with time_machine.travel(when, tick=False):
@@ -419,6 +423,8 @@ def test_stale_reviews_are_blocked_not_executed(seeded, agent_client, reviewer_i
     assert body["error"] == "blocked_stale"
     assert body["execution"]["state"] == "blocked_stale"
     assert body["execution"]["blocked_reasons"]
+    if why == "left_queue":
+        assert "no longer works in queue operations" in body["execution"]["blocked_reasons"][0]
     assert Execution.objects.get().state == "blocked_stale"
     # Blocked stays blocked: a second claim does not get a second chance to run it.
     assert claim(agent_client, rid).status_code == 409
