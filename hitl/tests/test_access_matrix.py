@@ -10,8 +10,9 @@ from django.contrib.auth.models import Group, Permission
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
+from evaluation.models import Dataset
 from evaluation.services import dataset_create, dataset_publish
-from policies.models import PolicyVersion
+from policies.models import PolicyVersion, Tenant
 from reviews.actors import Actor
 from reviews.models import Queue
 from reviews.services import agent_create, tenant_create
@@ -27,6 +28,8 @@ ALLOWED = {
     "api: cancel": {"agent_a"},
     "api: decide": {"reviewer_x", "lead"},
     "api: claim execution": {"agent_a"},
+    "api: report execution": {"agent_a"},
+    "api: propose for the tenant": {"agent_a"},
     "api: get run": {"agent_a", "reviewer_x", "lead"},
     "api: metrics": {"reviewer_x", "reviewer_y", "lead", "ml"},
     "api: dataset export": {"ml"},
@@ -35,6 +38,9 @@ ALLOWED = {
     "admin: decide": {"reviewer_x", "lead"},
     "admin: run page": {"reviewer_x", "lead"},
     "admin: eval cases": {"ml"},
+    "admin: queue page": {"reviewer_x", "lead"},
+    "admin: tenant page": set(),  # platform admins only
+    "admin: dataset page": {"ml"},
 }
 MIRROR = {"agent_a": "agent_b", "agent_b": "agent_a", "reviewer_x": "reviewer_y",
           "reviewer_y": "reviewer_x"}  # fmt: skip
@@ -121,6 +127,25 @@ def call(client, endpoint, review):
     if endpoint == "api: claim execution":
         return client.post(f"/api/v1/reviews/{rid}/execution/claim/", body({}),
                            content_type="application/json")  # fmt: skip
+    if endpoint == "api: report execution":
+        report = body({"outcome": "succeeded"})
+        return client.post(f"/api/v1/reviews/{rid}/execution/report/", report,
+                           content_type="application/json")  # fmt: skip
+    if endpoint == "api: propose for the tenant":
+        proposal = {"run_id": f"run-new-{review.tenant}", "tenant": review.tenant,
+                    "action": {"name": "send_email", "target_system": "mailer",
+                               "args": {"template_id": "t", "customer_id": "c"}},
+                    "summary": "Mail", "audience": "external", "confidence": 0.9,
+                    "estimated_cost_usd": 0.01}  # fmt: skip
+        return client.post("/api/v1/actions/", body(proposal), content_type="application/json")
+    if endpoint == "admin: queue page":
+        return client.get(f"/admin/reviews/queue/{review.queue_id}/change/")
+    if endpoint == "admin: tenant page":
+        tenant = Tenant.objects.get(slug=review.tenant)
+        return client.get(f"/admin/policies/tenant/{tenant.pk}/change/")
+    if endpoint == "admin: dataset page":
+        dataset = Dataset.objects.get(tenant=review.tenant)
+        return client.get(f"/admin/evaluation/dataset/{dataset.pk}/change/")
     if endpoint == "api: get run":
         return client.get(f"/api/v1/runs/{review.run.run_id}/")
     if endpoint == "api: metrics":
