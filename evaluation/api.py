@@ -8,6 +8,7 @@ from rest_framework import serializers
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.views import APIView
 
+import hitl.converters  # noqa: F401 - registers <ident:>
 from reviews.api.permissions import IsStaffPerson
 from reviews.api.views import ERRORS
 
@@ -55,7 +56,7 @@ class DatasetExportView(APIView):
 
 urlpatterns = [
     path(
-        "datasets/<str:slug>/export/",
+        "datasets/<ident:slug>/export/",
         DatasetExportView.as_view(),
         name="dataset-export",
     ),

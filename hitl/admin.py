@@ -21,6 +21,7 @@ from django.contrib.admin.views.main import ChangeList
 from django.contrib.admin.widgets import url_params_from_lookup_dict
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.http import Http404
 from django.utils.text import Truncator
 
 
@@ -161,3 +162,11 @@ def validate_every_changelist(site: admin.AdminSite) -> None:
             model,
             type(cls.__name__, (ValidatedChangelistMixin, cls), {"__module__": cls.__module__}),
         )
+
+
+def history_version_or_404(version_id) -> None:
+    """simple-history passes the URL's version id to the database as is: anything but
+    ASCII digits ('abc', a NUL, '²') is a 404 here rather than a ValueError (500) there."""
+    text = str(version_id)
+    if not (text.isascii() and text.isdigit() and len(text) <= 18):
+        raise Http404("No such version.")

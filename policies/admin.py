@@ -19,7 +19,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
-from hitl.admin import ValidatedChangelistMixin, ValidatedModelAdmin
+from hitl.admin import ValidatedChangelistMixin, ValidatedModelAdmin, history_version_or_404
 from policies import selectors, services
 from policies.forms import ActionTypeForm, ReviewerGrantForm, RuleForm, SimulationForm
 from policies.models import (
@@ -57,6 +57,7 @@ class ServiceHistoryAdmin(ValidatedChangelistMixin, SimpleHistoryAdmin):
     def history_form_view(self, request, object_id, version_id, extra_context=None):
         if request.method == "POST":
             raise PermissionDenied("Reverting from history is disabled; edit the object instead.")
+        history_version_or_404(version_id)
         return super().history_form_view(request, object_id, version_id, extra_context)
 
     def get_actions(self, request):

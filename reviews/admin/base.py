@@ -5,7 +5,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from simple_history.admin import SimpleHistoryAdmin
 
-from hitl.admin import ValidatedChangelistMixin
+from hitl.admin import ValidatedChangelistMixin, history_version_or_404
 
 
 class NoRevertHistoryAdmin(ValidatedChangelistMixin, SimpleHistoryAdmin):
@@ -19,6 +19,7 @@ class NoRevertHistoryAdmin(ValidatedChangelistMixin, SimpleHistoryAdmin):
     def history_form_view(self, request, object_id, version_id, extra_context=None):
         if request.method == "POST":
             raise PermissionDenied("Reverting from history is disabled; the audit is immutable.")
+        history_version_or_404(version_id)
         self._visible_or_404(request, object_id)
         return super().history_form_view(request, object_id, version_id, extra_context)
 

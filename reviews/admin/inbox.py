@@ -129,7 +129,8 @@ class QueueFilter(admin.SimpleListFilter):
     parameter_name = "queue"
 
     def lookups(self, request, model_admin):
-        return [(str(q.pk), q.name) for q in selectors.queues_for(user=request.user)]
+        # str() names the tenant too: two tenants may both have an "Operations".
+        return [(str(q.pk), str(q)) for q in selectors.queues_for(user=request.user)]
 
     def queryset(self, request, queryset):
         # isdigit() alone lets '²' through to int(); the changelist refuses a queue that
@@ -138,6 +139,27 @@ class QueueFilter(admin.SimpleListFilter):
         if value and value.isascii() and value.isdigit():
             return queryset.filter(queue_id=int(value))
         return queryset
+
+
+class TenantFilter(admin.SimpleListFilter):
+    """The tenants of the queues this person works in (the home's counts link here)."""
+
+    title = "tenant"
+    parameter_name = "tenant"
+
+    def lookups(self, request, model_admin):
+        slugs = sorted(
+            set(selectors.queues_for(user=request.user).values_list("tenant", flat=True))
+        )
+        names = dict(Tenant.objects.filter(slug__in=slugs).values_list("slug", "name"))
+        # "" is a real tenant (the default one), so it gets a value of its own.
+        return [(slug or "-", names.get(slug, "Default tenant")) for slug in slugs]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value is None:
+            return queryset
+        return queryset.filter(tenant="" if value == "-" else value)
 
 
 class SLAFilter(admin.SimpleListFilter):
@@ -181,7 +203,7 @@ class ReviewAdminBase(NoRevertHistoryAdmin):
         "expiry_left",
     )
     list_display_links = ("action", "short_summary")
-    list_filter = (OpenFilter, QueueFilter, "risk", AssignmentFilter, SLAFilter)
+    list_filter = (OpenFilter, TenantFilter, QueueFilter, "risk", AssignmentFilter, SLAFilter)
     list_select_related = ("queue", "assignee")
     search_fields = ("=review_id", "summary", "action_name", "=run__run_id")
     ordering = ("due_at", "id")
@@ -402,6 +424,10 @@ class ReviewAdminBase(NoRevertHistoryAdmin):
             if choice == Choice.EDIT and review.kind != ReviewKind.EDIT:
                 arguments = _parse_arguments(data.get("arguments", ""))
             content = data.get("content") if choice == Choice.EDIT else None
+            if content is not None and "\r\n" not in review.content:
+                # Browsers send a textarea's lines with CRLF; the agent's text used LF, and
+                # an untouched text must not come back as an "edit" with other bytes.
+                content = content.replace("\r\n", "\n")
             opened_at = _opened_at(data.get("opened_at"), review, request.user)
             review_decide(
                 review_id=review.review_id,
@@ -588,7 +614,15 @@ class InboxAdmin(ReviewAdminBase):
         return TemplateResponse(request, "admin/reviews/metrics.html", context)
 
     list_display = ("risk_badge", "kind", *ReviewAdminBase.list_display[1:])
-    list_filter = (OpenFilter, QueueFilter, "kind", "risk", AssignmentFilter, SLAFilter)
+    list_filter = (
+        OpenFilter,
+        TenantFilter,
+        QueueFilter,
+        "kind",
+        "risk",
+        AssignmentFilter,
+        SLAFilter,
+    )
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         review = self.get_object(request, object_id)

@@ -60,7 +60,9 @@ class QueueAdmin(NoRevertHistoryAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         # Moving a queue to another tenant would hand its reviews to that tenant's people.
-        return () if request.user.is_superuser else ("owner", "tenant")
+        if request.user.is_superuser:
+            return ()
+        return ("owner",) if obj is None else ("owner", "tenant")
 
     def get_changeform_initial_data(self, request):
         return {
@@ -70,8 +72,15 @@ class QueueAdmin(NoRevertHistoryAdmin):
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         if db_field.name == "tenant":
+            choices = tenant_choices()
+            if not request.user.is_superuser:
+                # A lead adds queues to the tenants they already own a queue in.
+                owned = set(
+                    Queue.objects.filter(owner=request.user).values_list("tenant", flat=True)
+                )
+                choices = [(slug, name) for slug, name in choices if slug in owned]
             return forms.ChoiceField(
-                choices=tenant_choices(), required=False, help_text="Set once; tenants never share."
+                choices=choices, required=False, help_text="Set once; tenants never share."
             )
         return super().formfield_for_dbfield(db_field, request, **kwargs)
 
@@ -81,6 +90,8 @@ class QueueAdmin(NoRevertHistoryAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def save_model(self, request, obj, form, change):
+        if not change and not request.user.is_superuser:
+            obj.owner = request.user  # a lead's new queue is theirs, never an orphan
         queue_save(actor=request.user, queue=obj)
 
 

@@ -38,6 +38,9 @@ class MetricsQuery(serializers.Serializer):
     def validate(self, data):
         today = timezone.localdate()
         until = data.get("until") or today
+        if until.year > 9000 or (data.get("since") and data["since"].year < 2):
+            # Dates at the calendar's ends overflow once a day or a time zone is added.
+            raise serializers.ValidationError({"until": ["must be between year 2 and 9000."]})
         since = data.get("since") or until - timedelta(days=28)
         if since > until:
             raise serializers.ValidationError({"since": ["must not be after until."]})

@@ -14,7 +14,10 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
+from django.http import Http404
 from django.utils import timezone
+
+from policies.models import Tenant
 
 from ..models import Choice, Decision, ReviewRequest, ReviewState
 from . import queues_for, reviews_visible_to
@@ -94,6 +97,11 @@ def tenant_for(*, user: AbstractBaseUser, asked: str | None) -> str | None:
             raise PermissionDenied("Only a platform administrator sees every tenant at once.")
         return None
     if asked is not None:
+        if not Tenant.exists(asked):
+            raise Http404(f"No tenant {asked!r}.")
+        if not user.is_superuser and not queues_for(user=user).filter(tenant=asked).exists():
+            # Zeros would look like a quiet week; the answer is that it is not theirs.
+            raise PermissionDenied(f"You work in no queue of tenant {asked!r}.")
         return asked
     if user.is_superuser:
         return ""

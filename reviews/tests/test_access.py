@@ -284,8 +284,9 @@ def test_a_revoked_grant_takes_the_choices_off_the_screen_and_the_api(client, te
         revoke_authority(actor=team["lead"], grant=grant)
 
     page = client.get(review_url(review)).text
-    assert 'value="approve"' not in page and 'value="reject"' not in page
-    assert "You cannot decide this review. Not within your authority: no grant lets rita" in page
+    # Without a grant the action cannot be let through; stopping or escalating it can.
+    assert 'value="approve"' not in page and 'value="reject"' in page
+    assert "Not within your authority: no grant lets rita" in page
     response = decide_over_api(api(rita), review, {"choice": "approve"})
     assert (response.status_code, response.json()["error"]) == (403, "not_authorized")
     assert untouched(review)
@@ -510,3 +511,21 @@ def test_what_is_offered_is_exactly_what_the_service_accepts(team, catalogue, ag
                     choice,
                 )
     assert seen[True] > 20 and seen[False] > 20  # the matrix really has both answers
+
+
+@pytest.mark.django_db
+def test_a_member_without_a_grant_for_the_action_can_still_stop_it(team, catalogue, agent_api):
+    # Nobody holds a grant for an action missing from the catalogue: it must not be stuck.
+    refunds_only = UserFactory(username="ron", grant=False)
+    grant_authority(actor=team["lead"], user=refunds_only, action_names=["issue_refund"])
+    team["ops"].members.add(refunds_only)
+    review = ReviewRequest.objects.get(
+        review_id=_propose_unknown(agent_api).json()["review"]["review_id"]
+    )
+    assert selectors.available_choices(review=review, user=refunds_only) == [
+        "reject",
+        "request_more_evidence",
+        "escalate",
+    ]
+    review_reject(review_id=review.review_id, reviewer=refunds_only, reason="Not our action")
+    assert untouched(review, ReviewState.REJECTED, decisions=1)

@@ -566,3 +566,61 @@ def test_the_home_counts_each_tenant_apart(client, demo):
     globex_open = ReviewRequest.objects.filter(tenant="globex", state="pending").count()
     block = page.split('data-tenant="globex"')[1].split("</div>\n</div>")[0]
     assert f'<span class="hitl-number">{globex_open}</span>open in my queues' in block
+    # Its links open that tenant's reviews only.
+    link = re.search(r'href="([^"]+)"><span class="hitl-number">\d+</span>open in', block)[1]
+    listed = client.get(link.replace("&amp;", "&")).content.decode()
+    for review in ReviewRequest.objects.filter(state="pending"):
+        assert (review.review_id in listed) == (review.tenant == "globex"), review.tenant
+
+
+@pytest.mark.django_db
+def test_a_browsers_crlf_is_not_an_edit_and_edits_keep_the_agents_line_endings(client, demo):
+    review = demo_review("demo-draft-990")
+    assert "\n" in review.content and "\r" not in review.content
+    client.force_login(demo["reviewer"])
+    as_sent = review.content.replace("\n", "\r\n")  # what a browser posts for an untouched box
+    page = client.post(screen_url(review, "decide"), {"choice": "edit", "content": as_sent})
+    assert "changes nothing" in page.text
+    assert not review.decisions.exists()
+    edited = as_sent + "\r\nKind regards, Rita"
+    client.post(screen_url(review, "decide"), {"choice": "edit", "content": edited})
+    review.refresh_from_db()
+    assert review.final_content == review.content + "\nKind regards, Rita"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("version", ["abc", "%00", "%C2%B2", "9" * 30])
+def test_a_history_version_that_is_not_a_number_is_a_404(client, demo, version):
+    review = demo_review("demo-refund-17")
+    client.force_login(demo["admin"])
+    for url in (
+        f"/admin/reviews/approvalreview/{review.pk}/history/{version}/",
+        f"/admin/reviews/queue/{review.queue_id}/history/{version}/",
+        f"/admin/policies/ruleset/1/history/{version}/",
+    ):
+        assert client.get(url).status_code == 404, url
+
+
+@pytest.mark.django_db
+def test_a_lead_adds_a_queue_to_a_tenant_they_own_a_queue_in(client, demo):
+    client.force_login(demo["globex"])
+    form = client.get(reverse("admin:reviews_queue_add") + "?tenant=globex").content.decode()
+    tenant_select = form.split('name="tenant"')[1].split("</select>")[0]
+    assert 'value="globex" selected' in tenant_select and 'value=""' not in tenant_select
+    response = client.post(
+        reverse("admin:reviews_queue_add"),
+        {
+            "name": "Globex refunds",
+            "slug": "refunds",
+            "tenant": "globex",
+            "sla": "04:00:00",
+            "remind_before": "00:30:00",
+            "remind_every": "01:00:00",
+            "expiry": "3 00:00:00",
+            "expiry_behaviour": "cancel",
+        },
+    )
+    assert response.status_code == 302, response.content[:1000]
+    queue = Queue.objects.get(tenant="globex", slug="refunds")
+    assert queue.owner == demo["globex"]
+    assert client.get(reverse("admin:reviews_queue_change", args=[queue.pk])).status_code == 200

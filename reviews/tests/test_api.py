@@ -789,3 +789,42 @@ def test_parallel_first_proposals_of_one_run_all_succeed(transactional_db):
     assert codes == [201] * 6
     assert AgentRun.objects.filter(run_id="run-new").count() == 1
     assert ReviewRequest.objects.filter(run__run_id="run-new").count() == 6
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/api/v1/reviews/a%00b/"),
+        ("get", "/api/v1/runs/%00/"),
+        ("post", "/api/v1/reviews/a%00b/cancel/"),
+        ("post", "/api/v1/reviews/a%00b/decisions/"),
+        ("post", "/api/v1/reviews/a%00b/execution/claim/"),
+        ("get", "/api/v1/datasets/a%00b/export/"),
+        ("get", "/api/v1/no-such-endpoint/"),
+        ("get", f"/api/v1/reviews/{'x' * 300}/"),
+    ],
+)
+def test_unknown_or_hostile_paths_get_a_json_404(agent_client, reviewer_in_ops, method, path):
+    # A NUL in a path once reached PostgreSQL (DataError, a 500); unknown paths were HTML.
+    staff = APIClient()
+    staff.force_login(reviewer_in_ops)
+    for client in (agent_client, staff):
+        if method == "get":
+            response = client.get(path)
+        else:
+            response = client.post(path, "{}", content_type="application/json")
+        assert response.status_code == 404
+        assert response.json()["error"] in ("not_found", "not found")
+
+
+def test_metrics_refuse_dates_at_the_calendars_end_and_tenants_not_yours(reviewer_in_ops):
+    from policies.models import Tenant
+
+    Tenant.objects.create(slug="initech", name="Initech")
+    client = APIClient()
+    client.force_login(reviewer_in_ops)
+    response = client.get("/api/v1/metrics/?until=9999-12-31")
+    assert response.status_code == 400 and "until" in response.json()["fields"]
+    assert client.get("/api/v1/metrics/?tenant=initech").status_code == 403
+    assert client.get("/api/v1/metrics/?tenant=bogus").status_code == 404
+    assert client.get("/api/v1/metrics/?tenant=").status_code == 200
