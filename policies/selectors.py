@@ -115,6 +115,14 @@ def _arguments_text(pairs: list[tuple[str, Any]]) -> str:
 # --- versions ------------------------------------------------------------------------
 
 
+def routed_queues(version: PolicyVersion | None) -> set[str]:
+    """The queue names a version can send a review to: its review rules' queues and the
+    default one (no rule matched, or a rule that names none)."""
+    rules = (version.snapshot.get("rules") or []) if version is not None else []
+    named = {r.get("queue") for r in rules if r.get("outcome") == "human_review"}
+    return {q for q in named if q} | {default_queue()}
+
+
 def active_version_for(tenant: str) -> PolicyVersion | None:
     """The version deciding for a tenant: its own, else the default (""), else None."""
     rows = {

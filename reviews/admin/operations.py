@@ -8,6 +8,7 @@ from django.utils.html import format_html, format_html_join
 
 from hitl.admin import ValidatedModelAdmin
 from policies.models import PolicyActivation, PolicyVersion, Tenant
+from policies.selectors import active_version_for, routed_queues
 
 from .. import selectors
 from ..actors import Actor
@@ -103,7 +104,11 @@ class TenantCreateForm(forms.ModelForm):
     """A tenant and the first queue its reviews land in, with who works it."""
 
     queue_name = forms.CharField(initial="Operations", max_length=200)
-    queue_slug = forms.SlugField(initial="operations", max_length=100)
+    queue_slug = forms.SlugField(
+        initial="operations",
+        max_length=100,
+        help_text="Policies route reviews by queue name; the default queue is 'operations'.",
+    )
     owner = forms.ModelChoiceField(queryset=get_user_model().objects.filter(is_active=True))
     members = forms.ModelMultipleChoiceField(
         queryset=get_user_model().objects.filter(is_active=True), required=False
@@ -219,8 +224,24 @@ class TenantAdmin(NoRevertHistoryAdmin):
         )
         own = activation.first()
         if own is None:
-            return "The default policy decides for this tenant."
-        return f"{own.version.rule_set.name} v{own.version.number} ({own.version.short_hash})"
+            which = "The default policy decides for this tenant."
+        else:
+            version = own.version
+            which = f"{version.rule_set.name} v{version.number} ({version.short_hash})."
+        # A proposal routed to a queue this tenant lacks is refused (no_queue_for_tenant):
+        # say so here, before an agent finds out.
+        routed = sorted(routed_queues(active_version_for(obj.slug)))
+        have = set(Queue.objects.filter(tenant=obj.slug).values_list("slug", flat=True))
+        missing = [q for q in routed if q not in have]
+        if not missing:
+            return f"{which} It routes to {', '.join(routed)}: all present."
+        return format_html(
+            '{} It routes to {}. <strong class="hitl-overdue">Missing here: {}</strong>; '
+            "proposals routed there are refused until they exist.",
+            which,
+            ", ".join(routed),
+            ", ".join(missing),
+        )
 
 
 @admin.register(AgentRun)

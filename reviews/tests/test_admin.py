@@ -539,6 +539,8 @@ def test_a_platform_admin_creates_a_tenant_with_its_queue_and_policy(client, dem
     assert PolicyActivation.objects.get(tenant="initech").version == version
     page = client.get(reverse("admin:policies_tenant_change", args=[tenant.pk])).content.decode()
     assert reverse("admin:reviews_queue_change", args=[queue.pk]) in page
+    # The seed policy also routes to `access`, which this tenant lacks: the page says so.
+    assert "Missing here: access" in page
 
     again = client.post(reverse("admin:policies_tenant_add"), {**form, "name": "Again"})
     assert again.status_code == 200 and "already exists" in again.content.decode()
