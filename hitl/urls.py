@@ -5,6 +5,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 admin.site.site_header = "hitl · review operations"
 admin.site.site_title = "hitl"
 admin.site.index_title = "Your reviews"
+# The product has no public site: no "View site" link to a 404.
+admin.site.site_url = None
 
 urlpatterns = [
     path("admin/", admin.site.urls),
