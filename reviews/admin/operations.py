@@ -21,7 +21,7 @@ from ..models import (
     WebhookDelivery,
 )
 from ..services import agent_key_issue, agent_key_revoke, queue_save, tenant_create
-from ..services.tenants import tenant_problems
+from ..services.tenants import tenant_problems, tenant_rename
 from .base import NoRevertHistoryAdmin
 
 
@@ -146,7 +146,7 @@ class TenantAdmin(NoRevertHistoryAdmin):
 
     list_display = ("slug", "name", "created_at")
     search_fields = ("slug", "name")
-    readonly_fields = ("slug", "name", "created_at", "queues", "agents", "policy")
+    readonly_fields = ("slug", "created_at", "queues", "agents", "policy")
 
     def has_module_permission(self, request):
         return request.user.is_active and request.user.is_superuser
@@ -156,8 +156,7 @@ class TenantAdmin(NoRevertHistoryAdmin):
 
     has_add_permission = has_view_permission
 
-    def has_change_permission(self, request, obj=None):
-        return False  # the slug is in every row it owns; the page is for reading
+    has_change_permission = has_view_permission  # the name only: the slug never changes
 
     def has_delete_permission(self, request, obj=None):
         return False
@@ -179,13 +178,16 @@ class TenantAdmin(NoRevertHistoryAdmin):
                 "members",
                 "policy_version",
             )
-        return self.readonly_fields
+        return ("slug", "name", "created_at", "queues", "agents", "policy")
 
     def get_readonly_fields(self, request, obj=None):
         return () if obj is None else self.readonly_fields
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
+        if change:
+            tenant_rename(actor=request.user, tenant=obj, name=data["name"])
+            return
         created = tenant_create(
             actor=request.user,
             slug=data["slug"],

@@ -6,6 +6,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from hitl.db import for_update
 from policies.models import PolicyVersion, Tenant
 from policies.services import activate_version
 
@@ -43,6 +44,25 @@ def tenant_create(
         if policy_version is not None:
             activate_version(actor=actor, version=policy_version, tenant=slug)
     return tenant
+
+
+def tenant_rename(*, actor: AbstractBaseUser, tenant: Tenant, name: str) -> Tenant:
+    """Change a tenant's display name; its slug is in every row it owns and never changes."""
+    if not actor.is_superuser:
+        raise NotAuthorized("Only a platform administrator renames tenants.")
+    with transaction.atomic():
+        locked = for_update(Tenant.objects.all()).get(pk=tenant.pk)
+        locked.name = name
+        try:
+            locked.full_clean()
+        except ValidationError as exc:
+            raise InvalidReviewInput(
+                summarise(exc.message_dict), field_errors=exc.message_dict
+            ) from exc
+        locked._history_user = actor
+        locked._change_reason = f"renamed to {name}"
+        locked.save(update_fields=["name"])
+    return locked
 
 
 def tenant_problems(

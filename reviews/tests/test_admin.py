@@ -626,3 +626,20 @@ def test_a_lead_adds_a_queue_to_a_tenant_they_own_a_queue_in(client, demo):
     queue = Queue.objects.get(tenant="globex", slug="refunds")
     assert queue.owner == demo["globex"]
     assert client.get(reverse("admin:reviews_queue_change", args=[queue.pk])).status_code == 200
+
+
+@pytest.mark.django_db
+def test_a_platform_admin_renames_a_tenant_but_never_its_slug(client, demo):
+    from policies.models import Tenant
+
+    tenant = Tenant.objects.get(slug="globex")
+    client.force_login(demo["admin"])
+    url = reverse("admin:policies_tenant_change", args=[tenant.pk])
+    response = client.post(url, {"name": "Globex Corporation", "slug": "hijacked"})
+    assert response.status_code == 302, response.content[:500]
+    tenant.refresh_from_db()
+    assert (tenant.slug, tenant.name) == ("globex", "Globex Corporation")
+    assert tenant.history.latest().history_change_reason == "renamed to Globex Corporation"
+    assert client.post(url, {"name": ""}).status_code == 200  # required: shown, not saved
+    client.force_login(demo["lead"])
+    assert client.post(url, {"name": "Mine"}).status_code == 403
