@@ -1,9 +1,10 @@
 """Request and response shapes of the agent and reviewer API."""
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ..models import Choice, Decision, Evidence, ReviewRequest
-from ..selectors import execution_of, execution_summary, resume_instruction
+from ..selectors import choice_verdicts, execution_of, execution_summary, resume_instruction
 
 MAX_ITEMS = 50
 
@@ -148,6 +149,12 @@ class PolicyOut(serializers.Serializer):
     explanation = serializers.CharField()
 
 
+class YourChoiceOut(serializers.Serializer):
+    choice = serializers.CharField()
+    allowed = serializers.BooleanField()
+    reason = serializers.CharField(help_text="Why it is not offered to you (empty if it is).")
+
+
 class ReviewPacketOut(serializers.ModelSerializer):
     """Everything an agent or a custom front end needs to know about one review."""
 
@@ -160,6 +167,7 @@ class ReviewPacketOut(serializers.ModelSerializer):
     decisions = DecisionOut(many=True)
     resume = serializers.SerializerMethodField()
     execution = serializers.SerializerMethodField()
+    your_choices = serializers.SerializerMethodField()
 
     class Meta:
         model = ReviewRequest
@@ -194,6 +202,7 @@ class ReviewPacketOut(serializers.ModelSerializer):
             "decided_at",
             "resume",
             "execution",
+            "your_choices",
         ]
 
     def get_assignee(self, review) -> str | None:
@@ -219,6 +228,18 @@ class ReviewPacketOut(serializers.ModelSerializer):
             "checks": policy.get("checks", []),
             "explanation": policy.get("explanation", ""),
         }
+
+    @extend_schema_field(YourChoiceOut(many=True, allow_null=True))
+    def get_your_choices(self, review) -> list[dict] | None:
+        # For a person reading one review: the same verdicts as the admin screen, so a
+        # custom front end offers only what the decision endpoint will accept.
+        person = self.context.get("person")
+        if person is None:
+            return None
+        return [
+            {"choice": v.choice, "allowed": v.allowed, "reason": v.reason}
+            for v in choice_verdicts(review=review, user=person)
+        ]
 
     def get_resume(self, review) -> dict:
         return resume_instruction(review)

@@ -45,9 +45,10 @@ def visible_reviews(request):
     return reviews_visible_to(user=request.user, queryset=packet_queryset())
 
 
-def packet(review_id: str, request) -> dict:
+def packet(review_id: str, request, *, for_person: bool = False) -> dict:
     review = get_object_or_404(visible_reviews(request), review_id=review_id)
-    return s.ReviewPacketOut(review).data
+    person = request.user if for_person and not isinstance(request.user, Agent) else None
+    return s.ReviewPacketOut(review, context={"person": person}).data
 
 
 def parse(serializer_class, request):
@@ -106,8 +107,9 @@ class ReviewDetailView(APIView):
 
     @extend_schema(operation_id="get_review", responses={200: s.ReviewPacketOut, **ERRORS})
     def get(self, request, review_id):
-        """One review packet, with its decisions and what the agent should do next."""
-        return Response(packet(review_id, request))
+        """One review packet, with its decisions and what the agent should do next; for a
+        person, also which choices they may take now and why not the others."""
+        return Response(packet(review_id, request, for_person=True))
 
 
 class ReviewEvidenceView(APIView):

@@ -828,3 +828,24 @@ def test_metrics_refuse_dates_at_the_calendars_end_and_tenants_not_yours(reviewe
     assert client.get("/api/v1/metrics/?tenant=initech").status_code == 403
     assert client.get("/api/v1/metrics/?tenant=bogus").status_code == 404
     assert client.get("/api/v1/metrics/?tenant=").status_code == 200
+
+
+def test_a_person_reading_a_review_sees_which_choices_are_theirs(
+    seeded, agent_client, reviewer_in_ops
+):
+    action = {
+        "name": "issue_refund",
+        "target_system": "billing",
+        "args": {"order_id": "17", "amount": "900.00", "currency": "EUR"},
+    }
+    rid = proposed(agent_client, action=action)["review_id"]
+    ReviewerGrant.objects.filter(user=reviewer_in_ops).update(max_amount=Decimal("100.00"))
+    staff = APIClient()
+    staff.force_login(reviewer_in_ops)
+    mine = {c["choice"]: c for c in staff.get(f"/api/v1/reviews/{rid}/").json()["your_choices"]}
+    assert mine["reject"] == {"choice": "reject", "allowed": True, "reason": ""}
+    assert not mine["approve"]["allowed"] and "authority" in mine["approve"]["reason"]
+    # What is refused here is refused by the decision endpoint too.
+    response = post(staff, f"/api/v1/reviews/{rid}/decisions/", {"choice": "approve"})
+    assert response.status_code == 403
+    assert agent_client.get(f"/api/v1/reviews/{rid}/").json()["your_choices"] is None
