@@ -402,16 +402,6 @@ def fresh_state(*, review: ReviewRequest) -> dict[str, Any]:
     return answer if isinstance(answer, dict) else {}
 
 
-def stale_reasons(
-    *,
-    review: ReviewRequest,
-    facts: Mapping[str, Any] | None,
-    resources: Iterable[Mapping[str, Any]] | None,
-) -> list[str]:
-    """Why executing this decided review now would be wrong; empty when it is still valid."""
-    return [c["detail"] for c in stale_checks(review=review, facts=facts, resources=resources)]
-
-
 def stale_checks(
     *,
     review: ReviewRequest,
