@@ -421,6 +421,13 @@ def run() -> None:
     reviewer2 = login("reviewer2")
     code, _, payload = reviewer2.request("GET", f"/api/v1/reviews/{email['review_id']}/")
     check(code == 404, "reviewer2 cannot see another queue's review (404)", f"{code}")
+    # The demo's second tenant: its lead sees none of the default tenant's reviews.
+    globex = login("globex")
+    code, _, payload = globex.request("GET", f"/api/v1/reviews/{email['review_id']}/")
+    check(code == 404, "another tenant's lead cannot see this tenant's review (404)", f"{code}")
+    code, _, payload = globex.request("POST", f"/api/v1/reviews/{email['review_id']}/decisions/",
+                                      {"choice": "approve"})  # fmt: skip
+    check(code == 404, "nor decide it (404)", f"{code} {shorten(payload)}")
 
     decide(reviewer, email, "approve", "approved", reason="Carrier confirms the delay.")
     edited_text = "Hi,\n\nYour refund was issued on Monday; expect it within 3-5 days.\n\nSupport"
