@@ -4,7 +4,8 @@ PostgreSQL raises TransactionManagementError for SELECT ... FOR UPDATE in autoco
 only there: SQLite ignores the clause and tests run inside a transaction, so a worker entry
 point that forgot its `transaction.atomic()` passed every test and failed every time in
 production. Every lock in the product goes through `for_update`, which checks the
-transaction itself, so the mistake fails the first test on SQLite too.
+transaction itself, so the mistake fails on SQLite too in any test that runs in autocommit
+as the worker does (`django_db(transaction=True)`).
 """
 
 from django.db import transaction

@@ -3,8 +3,9 @@
 import logging
 
 from django.conf import settings
+from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
 from django.db import InterfaceError, OperationalError
-from django.http import JsonResponse
+from django.http import Http404, JsonResponse
 
 request_logger = logging.getLogger("django.request")
 
@@ -23,6 +24,8 @@ class ApiErrorMiddleware:
     def process_exception(self, request, exception):
         if not request.path.startswith("/api/"):
             return None
+        if isinstance(exception, Http404 | PermissionDenied | SuspiciousOperation | BadRequest):
+            return None  # Django's own 404/403/400 handling: not a server error
         if isinstance(exception, OperationalError | InterfaceError):
             retry_after = settings.HITL_DB_RETRY_AFTER_SECONDS
             response = JsonResponse(

@@ -39,7 +39,7 @@ from ..models import (
     ReviewRequest,
     ReviewState,
 )
-from ..selectors.metrics import compute, tenant_for, workload
+from ..selectors.metrics import compute, workload
 from ..services import review_assign, review_decide
 from ..validation import json_problem
 from . import charts
@@ -567,10 +567,9 @@ class InboxAdmin(ReviewAdminBase):
         if errors:
             query = MetricsQuery(data={})
             query.is_valid()
-        filters = query.to_filter()
-        metrics = compute(user=request.user, filters=filters)
+        metrics = compute(user=request.user, filters=query.to_filter())
         series = metrics.series
-        tenant = tenant_for(user=request.user, asked=filters.tenant)
+        tenant = None if metrics.filters.tenant == "*" else metrics.filters.tenant
         queues = selectors.queues_for(user=request.user)
         names = dict(Tenant.objects.values_list("slug", "name"))
         tenants = [
@@ -594,7 +593,7 @@ class InboxAdmin(ReviewAdminBase):
             "queues": queues,
             "tenants": tenants,
             "tenant": "*" if tenant is None else tenant,
-            "workload": workload(user=request.user),
+            "workload": workload(user=request.user, tenant=tenant),
             "outcomes_chart": charts.stacked_bars(
                 series,
                 [

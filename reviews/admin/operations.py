@@ -61,9 +61,10 @@ class QueueAdmin(NoRevertHistoryAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         # Moving a queue to another tenant would hand its reviews to that tenant's people.
-        if request.user.is_superuser:
-            return ()
-        return ("owner",) if obj is None else ("owner", "tenant")
+        if obj is not None:
+            # Moving a queue to another tenant would hand its reviews to that tenant.
+            return ("tenant",) if request.user.is_superuser else ("owner", "tenant")
+        return () if request.user.is_superuser else ("owner",)
 
     def get_changeform_initial_data(self, request):
         return {

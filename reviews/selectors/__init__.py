@@ -441,10 +441,16 @@ class _Guard:
         owner = user.is_superuser or user.pk == review.queue.owner_id
         if executing and not owner and needs_queue_owner(review):
             return no(NotAuthorized, owner_only_text(review.action_name))
-        # Only what lets the action happen needs a grant: stopping it, asking for evidence
-        # or escalating it is every member's job, or an action nobody holds a grant for
-        # (one missing from the catalogue) would wait in the inbox with no way out.
-        refusal = self.authority(amount_matters=True) if executing else None
+        # What lets the action happen needs a grant up to the amount; what steers the agent
+        # or takes the case needs a grant for the action and tenant. Stopping it, asking for
+        # evidence or escalating it is every member's job, or an action nobody holds a grant
+        # for (one missing from the catalogue) would wait in the inbox with no way out.
+        if executing:
+            refusal = self.authority(amount_matters=True)
+        elif choice in (Choice.GUIDE, Choice.TAKE_OVER):
+            refusal = self.authority(amount_matters=False)
+        else:
+            refusal = None
         if refusal:
             return no(NotAuthorized, refusal)
         return ChoiceVerdict(choice, True)

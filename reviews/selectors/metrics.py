@@ -7,7 +7,7 @@ expired (a cancelled one was withdrawn by its agent and is left out of the rates
 
 import statistics
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -109,6 +109,13 @@ def tenant_for(*, user: AbstractBaseUser, asked: str | None) -> str | None:
 
 
 def population(*, user: AbstractBaseUser, filters: MetricsFilter) -> QuerySet[ReviewRequest]:
+    """The reviews the figures are computed from."""
+    return _population(user=user, filters=filters)[0]
+
+
+def _population(
+    *, user: AbstractBaseUser, filters: MetricsFilter
+) -> tuple[QuerySet[ReviewRequest], str | None]:
     qs = reviews_visible_to(user=user).filter(
         created_at__gte=filters.since, created_at__lt=filters.until
     )
@@ -123,13 +130,15 @@ def population(*, user: AbstractBaseUser, filters: MetricsFilter) -> QuerySet[Re
         qs = qs.filter(versions__agent=filters.agent_version)
     if filters.rule:
         qs = qs.filter(policy__rule=filters.rule)
-    return qs
+    return qs, tenant
 
 
 def compute(*, user: AbstractBaseUser, filters: MetricsFilter, now=None) -> Metrics:
     """All figures for one request, in a fixed number of queries."""
     now = now or timezone.now()
-    qs = population(user=user, filters=filters)
+    qs, tenant = _population(user=user, filters=filters)
+    # Say which tenant the figures are for: the default one is chosen, not asked for.
+    filters = replace(filters, tenant="*" if tenant is None else tenant)
     rows = list(
         qs.values(
             "pk",
@@ -296,14 +305,17 @@ def _rubber_stamps(decisions: list[dict]) -> list[dict[str, Any]]:
     return out
 
 
-def workload(*, user: AbstractBaseUser, now=None) -> list[dict[str, Any]]:
-    """Open and overdue reviews per assignee (and unassigned) in the person's queues."""
+def workload(*, user: AbstractBaseUser, tenant: str | None, now=None) -> list[dict[str, Any]]:
+    """Open and overdue reviews per assignee (and unassigned) in the person's queues, of
+    one tenant (None: every tenant, for a platform admin who asked for all)."""
     from django.db.models import Count, Q
 
     now = now or timezone.now()
+    visible = reviews_visible_to(user=user)
+    if tenant is not None:
+        visible = visible.filter(tenant=tenant)
     rows = (
-        reviews_visible_to(user=user)
-        .filter(state__in=(ReviewState.PENDING, ReviewState.ESCALATED))
+        visible.filter(state__in=(ReviewState.PENDING, ReviewState.ESCALATED))
         .values("assignee__username")
         .annotate(open=Count("pk"), overdue=Count("pk", filter=Q(due_at__lt=now)))
         .order_by("-overdue", "-open")
@@ -330,6 +342,7 @@ def as_dict(metrics: Metrics) -> dict[str, Any]:
             "agent_version": f.agent_version,
             "rule": f.rule,
             "bucket": f.bucket,
+            "tenant": f.tenant,
         },
         "overall": metrics.overall.__dict__,
         "slices": {

@@ -19,9 +19,8 @@ from django.utils.module_loading import import_string
 from django_fsm import TransitionNotAllowed as FSMTransitionNotAllowed
 
 from hitl.db import for_update
-from policies.authority import check_authority
 from policies.exceptions import PolicyInputError
-from policies.selectors import action_type_for, amount_for, evaluate_proposal
+from policies.selectors import action_type_for, evaluate_proposal
 
 from .. import selectors
 from ..actors import Actor
@@ -421,25 +420,24 @@ def stale_checks(
         fail("expired", f"the review expired at {review.expires_at.isoformat()}")
 
     arguments = review.final_arguments if review.final_arguments is not None else review.arguments
-    amount = amount_for(action_name=review.action_name, args=arguments)
     for decision in _deciding_decisions(review):
-        verdict = check_authority(
-            user=decision.reviewer,
-            action_name=review.action_name,
-            tenant=review.tenant,
-            amount=amount,
-        )
-        if not verdict.allowed:
+        # The same rules as at decision time (selectors): the grant up to the amount, the
+        # queue, and for an action missing from the catalogue, the queue's ownership.
+        who = decision.reviewer
+        refusal = selectors.authority_refusal(review=review, user=who, arguments=arguments)
+        if refusal:
+            fail("authority_revoked", f"{who.get_username()} no longer may: {refusal}")
+        elif not selectors.works_in(user=who, queue=review.queue):
             fail(
                 "authority_revoked",
-                f"{decision.reviewer.get_username()} no longer holds the authority: "
-                f"{verdict.reason}",
+                f"{who.get_username()} no longer works in queue {review.queue.slug}",
             )
-        elif not selectors.works_in(user=decision.reviewer, queue=review.queue):
-            fail(
-                "authority_revoked",
-                f"{decision.reviewer.get_username()} no longer works in queue {review.queue.slug}",
-            )
+        elif (
+            selectors.needs_queue_owner(review)
+            and not who.is_superuser
+            and who.pk != review.queue.owner_id
+        ):
+            fail("authority_revoked", f"{who.get_username()} no longer owns {review.queue.slug}")
 
     proposal = policy_input(review, arguments, facts)
     try:

@@ -187,7 +187,9 @@ def _reroute(reviews: list[ReviewRequest], now: datetime) -> dict[int, ReviewReq
     )
     for review in reviews:
         fallback = review.queue.fallback
-        if fallback is None:
+        if fallback is None or fallback.tenant != review.queue.tenant:
+            # A fallback of another tenant is no fallback: cancel rather than hand the
+            # review to another customer's people.
             review.expiry_action = ExpiryBehaviour.CANCEL
             continue
         packet = packets[review.pk]

@@ -62,11 +62,6 @@ from .webhooks import webhook_queue
 
 logger = logging.getLogger(__name__)
 
-# Choices that must say why, and the transition each choice makes (reviews.selectors).
-REASON_REQUIRED = selectors.REASON_REQUIRED
-_TRANSITION_FOR_CHOICE = selectors.TRANSITION_FOR_CHOICE
-
-
 # --- creation ---------------------------------------------------------------------------
 
 
@@ -476,7 +471,7 @@ def _decide(
         if partial:
             change_reason = f"approval {count} of {review.required_approvals}"
         else:
-            move(review, _TRANSITION_FOR_CHOICE[choice])
+            move(review, selectors.TRANSITION_FOR_CHOICE[choice])
             change_reason = choice if not reason else f"{choice}: {reason}"
             if choice in EXECUTING_CHOICES:
                 review.final_arguments = final_arguments
@@ -866,7 +861,13 @@ def queue_save(*, actor: AbstractBaseUser, queue: Queue) -> Queue:
     """Create or change a queue's settings, validated (no fallback loops) and audited."""
     with transaction.atomic():
         if queue.pk is not None:
-            for_update(Queue.objects.all()).filter(pk=queue.pk).first()
+            stored = for_update(Queue.objects.all()).filter(pk=queue.pk).first()
+            if stored is not None and stored.tenant != queue.tenant:
+                # Its reviews, and every queue falling back to it, would change tenant.
+                raise InvalidReviewInput(
+                    "A queue's tenant never changes; create a queue in the other tenant.",
+                    field_errors={"tenant": ["Set when the queue is created; it never changes."]},
+                )
         try:
             queue.full_clean()
         except ValidationError as exc:

@@ -643,3 +643,18 @@ def test_a_platform_admin_renames_a_tenant_but_never_its_slug(client, demo):
     assert client.post(url, {"name": ""}).status_code == 200  # required: shown, not saved
     client.force_login(demo["lead"])
     assert client.post(url, {"name": "Mine"}).status_code == 403
+
+
+@pytest.mark.django_db
+def test_the_dashboard_workload_is_one_tenants(client, demo):
+    client.force_login(demo["admin"])
+    url = reverse("admin:reviews_reviewrequest_metrics")
+    globex = client.get(url + "?tenant=globex").context["workload"]
+    assert (
+        sum(row["open"] for row in globex)
+        == ReviewRequest.objects.filter(tenant="globex", state__in=("pending", "escalated")).count()
+    )
+    everyone = client.get(url + "?tenant=*").context["workload"]
+    assert sum(r["open"] for r in everyone) > sum(r["open"] for r in globex)
+    api = client.get("/api/v1/metrics/?tenant=globex").json()
+    assert api["filters"]["tenant"] == "globex"

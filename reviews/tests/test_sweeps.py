@@ -385,3 +385,26 @@ def test_a_sibling_expiring_leaves_a_handed_over_run_with_its_person(timed_queue
     sibling.refresh_from_db()
     assert sibling.state == ReviewState.EXPIRED
     assert AgentRun.objects.get(run_id="run-shared").status == RunStatus.HANDED_OVER
+
+
+@pytest.mark.django_db
+def test_a_fallback_of_another_tenant_is_no_fallback(timed_queue, reviewer):
+    from policies.models import Tenant
+    from reviews.services import queue_save
+
+    Tenant.objects.create(slug="globex", name="Globex")
+    theirs = QueueFactory(slug="overflow", tenant="globex")
+    # A queue's tenant never changes once it exists...
+    timed_queue.tenant = "globex"
+    with pytest.raises(ReviewError, match="tenant never changes"):
+        queue_save(actor=reviewer, queue=timed_queue)
+    timed_queue.refresh_from_db()
+    # ...and a cross-tenant fallback left from before cancels instead of rerouting.
+    timed_queue.expiry_behaviour = "reroute"
+    timed_queue.fallback = theirs
+    timed_queue.save()
+    review = created_at_start(timed_queue)
+    with time_machine.travel(at(hours=25), tick=False):
+        assert expire_due().by_action == {"cancel": 1}
+    review.refresh_from_db()
+    assert review.rerouted_to is None and not theirs.reviews.exists()
