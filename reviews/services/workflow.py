@@ -37,6 +37,7 @@ from ..models import (
     Choice,
     Decision,
     Evidence,
+    ExpiryBehaviour,
     Queue,
     ReviewKind,
     ReviewRequest,
@@ -701,6 +702,9 @@ def review_expire(
             raise TransitionNotAllowed("This review has not reached its expiry time.")
         move(review, "expire")
         review.decided_at = timezone.now()
+        # One review expired on its own applies no queue behaviour (no reroute): the agent
+        # is told it was cancelled, whatever the queue would have done in the sweep.
+        review.expiry_action = ExpiryBehaviour.CANCEL
         stamp(review, actor, reason)
         save_transition(review)
         refresh_run_status(review.run, actor, review)

@@ -408,3 +408,18 @@ def test_a_fallback_of_another_tenant_is_no_fallback(timed_queue, reviewer):
         assert expire_due().by_action == {"cancel": 1}
     review.refresh_from_db()
     assert review.rerouted_to is None and not theirs.reviews.exists()
+
+
+@pytest.mark.django_db
+def test_a_single_expiry_says_what_it_did_not_what_the_sweep_would_have(timed_queue):
+    from reviews.services import review_expire
+
+    timed_queue.expiry_behaviour = "reroute"
+    timed_queue.fallback = QueueFactory(slug="fallback")
+    timed_queue.save()
+    review = created_at_start(timed_queue)
+    with time_machine.travel(at(hours=25), tick=False):
+        review_expire(review_id=review.review_id)
+    review.refresh_from_db()
+    assert review.rerouted_to is None
+    assert resume_instruction(review)["expiry_behaviour"] == "cancel"
