@@ -159,7 +159,7 @@ class EvalCaseAdmin(NoRevertHistoryAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         # One tenant at a time: rates that mix customers describe none of them.
-        tenants = [("", "Default tenant"), *Tenant.objects.values_list("slug", "name")]
+        tenants = Tenant.choices()
         tenant = request.GET.get("tenant", "")
         if tenant not in {slug for slug, _ in tenants}:
             tenant = ""
@@ -213,7 +213,7 @@ class DatasetAdmin(ValidatedModelAdmin):
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         if db_field.name == "tenant":
             return forms.ChoiceField(
-                choices=[("", "Default tenant"), *Tenant.objects.values_list("slug", "name")],
+                choices=Tenant.choices(),
                 required=False,
                 help_text="Whose cases this dataset holds.",
             )

@@ -76,8 +76,7 @@ def capture_decision(*, decision_id: int) -> EvalCase | None:
         )
         if decision is None:
             return None
-        done = DecisionCapture.objects.filter(decision_id=decision_id).first()
-        if done is not None:
+        if DecisionCapture.objects.filter(decision_id=decision_id).exists():
             return EvalCase.objects.filter(decision_id=decision_id).first()
         review = decision.review
         verdict = OPPOSITE.get(decision.choice)

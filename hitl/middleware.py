@@ -10,6 +10,13 @@ from django.http import Http404, JsonResponse
 request_logger = logging.getLogger("django.request")
 
 
+def api_error(status: int, code: str, detail: str, **headers: str) -> JsonResponse:
+    """The API's error shape, for answers given before or after DRF's own handler."""
+    return JsonResponse(
+        {"error": code, "detail": detail, "fields": {}}, status=status, headers=headers or None
+    )
+
+
 class ApiErrorMiddleware:
     """Under /api/ every failure answers in the API's JSON shape, never Django's HTML page:
     503 with Retry-After while the database is unreachable (a restart, a failover), 500
@@ -28,16 +35,13 @@ class ApiErrorMiddleware:
             return None  # Django's own 404/403/400 handling: not a server error
         if isinstance(exception, OperationalError | InterfaceError):
             retry_after = settings.HITL_DB_RETRY_AFTER_SECONDS
-            response = JsonResponse(
-                {
-                    "error": "database_unavailable",
-                    "detail": "The database is unavailable for a moment (for example while it "
-                    f"restarts). Retry in {retry_after} seconds; retry proposals with the "
-                    "same Idempotency-Key so none is created twice.",
-                    "fields": {},
-                },
-                status=503,
-                headers={"Retry-After": str(retry_after)},
+            response = api_error(
+                503,
+                "database_unavailable",
+                "The database is unavailable for a moment (for example while it restarts). "
+                f"Retry in {retry_after} seconds; retry proposals with the same "
+                "Idempotency-Key so none is created twice.",
+                **{"Retry-After": str(retry_after)},
             )
             # An outage, not a bug: one line per request, no traceback.
             request_logger.error(
@@ -48,14 +52,11 @@ class ApiErrorMiddleware:
                 extra={"status_code": 503, "request": request},
             )
         else:
-            response = JsonResponse(
-                {
-                    "error": "server_error",
-                    "detail": "The server failed unexpectedly; the error is logged. Retry "
-                    "later, with the same Idempotency-Key for proposals.",
-                    "fields": {},
-                },
-                status=500,
+            response = api_error(
+                500,
+                "server_error",
+                "The server failed unexpectedly; the error is logged. Retry later, with the "
+                "same Idempotency-Key for proposals.",
             )
             request_logger.error(
                 "Internal Server Error: %s",
@@ -93,17 +94,9 @@ class BodySizeLimitMiddleware:
             try:
                 length = int(request.META.get("CONTENT_LENGTH") or 0)
             except ValueError:
-                return JsonResponse(
-                    {"error": "invalid", "detail": "Bad Content-Length.", "fields": {}},
-                    status=400,
-                )
+                return api_error(400, "invalid", "Bad Content-Length.")
             if length > limit:
-                return JsonResponse(
-                    {
-                        "error": "too_large",
-                        "detail": f"Request body is {length} bytes; the limit is {limit}.",
-                        "fields": {},
-                    },
-                    status=413,
+                return api_error(
+                    413, "too_large", f"Request body is {length} bytes; the limit is {limit}."
                 )
         return self.get_response(request)

@@ -351,10 +351,24 @@ class Tenant(models.Model):
     def __str__(self) -> str:
         return self.name or self.slug
 
+    DEFAULT_NAME = "Default tenant"
+
     @classmethod
     def exists(cls, slug: str) -> bool:
         """Whether reviews, queues and agents may belong to this tenant."""
         return slug == "" or cls.objects.filter(slug=slug).exists()
+
+    @classmethod
+    def choices(cls) -> list[tuple[str, str]]:
+        """Every tenant as (slug, name), the default one first: what a picker offers."""
+        return [("", cls.DEFAULT_NAME), *cls.objects.values_list("slug", "name")]
+
+    @classmethod
+    def names(cls, slugs) -> dict[str, str]:
+        """The display name of each of these tenants, the default one included."""
+        slugs = list(slugs)
+        found = dict(cls.objects.filter(slug__in=slugs).values_list("slug", "name"))
+        return {slug: found.get(slug) or slug or cls.DEFAULT_NAME for slug in slugs}
 
 
 class PolicyActivation(models.Model):

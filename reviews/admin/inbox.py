@@ -148,12 +148,9 @@ class TenantFilter(admin.SimpleListFilter):
     parameter_name = "tenant"
 
     def lookups(self, request, model_admin):
-        slugs = sorted(
-            set(selectors.queues_for(user=request.user).values_list("tenant", flat=True))
-        )
-        names = dict(Tenant.objects.filter(slug__in=slugs).values_list("slug", "name"))
+        names = Tenant.names(selectors.tenants_of(user=request.user))
         # "" is a real tenant (the default one), so it gets a value of its own.
-        return [(slug or "-", names.get(slug, "Default tenant")) for slug in slugs]
+        return [(slug or "-", name) for slug, name in names.items()]
 
     def queryset(self, request, queryset):
         value = self.value()
@@ -571,15 +568,9 @@ class InboxAdmin(ReviewAdminBase):
         series = metrics.series
         tenant = None if metrics.filters.tenant == "*" else metrics.filters.tenant
         queues = selectors.queues_for(user=request.user)
-        names = dict(Tenant.objects.values_list("slug", "name"))
-        tenants = [
-            (slug, names.get(slug, "Default tenant"))
-            for slug in sorted(
-                {""} | set(names)
-                if request.user.is_superuser
-                else set(queues.values_list("tenant", flat=True))
-            )
-        ] + ([("*", "Every tenant")] if request.user.is_superuser else [])
+        tenants = list(Tenant.names(selectors.tenants_of(user=request.user)).items())
+        if request.user.is_superuser:
+            tenants.append(("*", "Every tenant"))
         if tenant is not None:
             queues = queues.filter(tenant=tenant)
         context = {

@@ -60,7 +60,6 @@ class QueueAdmin(NoRevertHistoryAdmin):
         return allowed and obj.owner_id == request.user.pk
 
     def get_readonly_fields(self, request, obj=None):
-        # Moving a queue to another tenant would hand its reviews to that tenant's people.
         if obj is not None:
             # Moving a queue to another tenant would hand its reviews to that tenant.
             return ("tenant",) if request.user.is_superuser else ("owner", "tenant")
@@ -74,7 +73,7 @@ class QueueAdmin(NoRevertHistoryAdmin):
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         if db_field.name == "tenant":
-            choices = tenant_choices()
+            choices = Tenant.choices()
             if not request.user.is_superuser:
                 # A lead adds queues to the tenants they already own a queue in.
                 owned = set(
@@ -95,10 +94,6 @@ class QueueAdmin(NoRevertHistoryAdmin):
         if not change and not request.user.is_superuser:
             obj.owner = request.user  # a lead's new queue is theirs, never an orphan
         queue_save(actor=request.user, queue=obj)
-
-
-def tenant_choices() -> list[tuple[str, str]]:
-    return [("", "Default tenant"), *Tenant.objects.values_list("slug", "name")]
 
 
 class TenantCreateForm(forms.ModelForm):

@@ -48,6 +48,13 @@ def queues_for(*, user: AbstractBaseUser) -> QuerySet[Queue]:
     ).distinct()
 
 
+def tenants_of(*, user: AbstractBaseUser) -> list[str]:
+    """The tenants whose reviews this person may see, sorted (every one for a superuser)."""
+    if user.is_superuser:
+        return [slug for slug, _ in Tenant.choices()]
+    return sorted(set(queues_for(user=user).values_list("tenant", flat=True)))
+
+
 def reviews_visible_to(
     *, user: AbstractBaseUser, queryset: QuerySet[ReviewRequest] | None = None
 ) -> QuerySet[ReviewRequest]:
@@ -350,6 +357,14 @@ def needs_queue_owner(review: ReviewRequest) -> bool:
     )
 
 
+def may_act_as_queue_owner(*, review: ReviewRequest, user: AbstractBaseUser) -> bool:
+    """Whether this person may let the action happen as far as the owner-only rule goes:
+    always, unless the review needs the queue owner and they are not it (nor a superuser)."""
+    if user.is_superuser or user.pk == review.queue.owner_id:
+        return True
+    return not needs_queue_owner(review)
+
+
 def authority_refusal(
     *,
     review: ReviewRequest,
@@ -438,8 +453,7 @@ class _Guard:
                 f"This review needs {review.required_approvals} approvers; an edit by one "
                 "person cannot replace that. Reject with a reason or ask for evidence.",
             )
-        owner = user.is_superuser or user.pk == review.queue.owner_id
-        if executing and not owner and needs_queue_owner(review):
+        if executing and not may_act_as_queue_owner(review=review, user=user):
             return no(NotAuthorized, owner_only_text(review.action_name))
         # What lets the action happen needs a grant up to the amount; what steers the agent
         # or takes the case needs a grant for the action and tenant. Stopping it, asking for
@@ -573,9 +587,7 @@ def inbox_counts(*, user: AbstractBaseUser, now=None) -> list[dict]:
         )
         .order_by("tenant")
     )
-    names = dict(
-        Tenant.objects.filter(slug__in=[r["tenant"] for r in rows]).values_list("slug", "name")
-    )
+    names = Tenant.names(r["tenant"] for r in rows)
     for row in rows:
-        row["tenant_name"] = names.get(row["tenant"], "Default tenant")
+        row["tenant_name"] = names[row["tenant"]]
     return rows

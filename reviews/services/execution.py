@@ -432,11 +432,7 @@ def stale_checks(
                 "authority_revoked",
                 f"{who.get_username()} no longer works in queue {review.queue.slug}",
             )
-        elif (
-            selectors.needs_queue_owner(review)
-            and not who.is_superuser
-            and who.pk != review.queue.owner_id
-        ):
+        elif not selectors.may_act_as_queue_owner(review=review, user=who):
             fail("authority_revoked", f"{who.get_username()} no longer owns {review.queue.slug}")
 
     proposal = policy_input(review, arguments, facts)
