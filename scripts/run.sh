@@ -13,5 +13,5 @@ worker=$!
 server=$!
 # Stopping this script (Ctrl-C or kill) stops both; waiting lets the trap run at once.
 trap 'kill $server $worker 2>/dev/null; wait 2>/dev/null' EXIT INT TERM
-echo "Admin: http://127.0.0.1:8000/admin/  (users admin, lead, reviewer, reviewer2, ml; password demo)"
+echo "Admin: http://127.0.0.1:8000/admin/  (users admin, lead, reviewer, reviewer2, ml, and globex of the second tenant; password demo)"
 wait $server
