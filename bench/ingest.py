@@ -56,8 +56,8 @@ def in_threads(count: int, work) -> float:
 
 
 def _agent_key() -> str:
+    from hitl.kernel import Actor
     from policies.seed import seed_policy
-    from reviews.actors import Actor
     from reviews.models import Queue
     from reviews.services import agent_create
 

@@ -4,8 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from hitl.history import HistoricalRecords
-from reviews.history import HistoryActorMixin
+from hitl.kernel import HistoricalRecords
 
 
 class TenantEvaluationSetting(models.Model):
@@ -13,7 +12,7 @@ class TenantEvaluationSetting(models.Model):
 
     tenant = models.CharField(max_length=100, unique=True, blank=True)
     allow_evaluation = models.BooleanField(default=True)
-    history = HistoricalRecords(bases=[HistoryActorMixin])
+    history = HistoricalRecords()
 
     def __str__(self) -> str:
         return f"{self.tenant or 'default tenant'}: {'allowed' if self.allow_evaluation else 'off'}"
@@ -55,7 +54,7 @@ class EvalCase(models.Model):
     curated_at = models.DateTimeField(null=True, blank=True)
     curation_note = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    history = HistoricalRecords(bases=[HistoryActorMixin])
+    history = HistoricalRecords()
 
     class Meta:
         indexes = [models.Index(fields=["action_name", "label"], name="evalcase_action_label")]

@@ -15,7 +15,7 @@ from django.utils.module_loading import import_string
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from hitl.history import HistoricalRecords
+from hitl.kernel import HistoricalRecords
 from policies import engine
 from policies.consequences import template_errors
 from policies.exceptions import ImmutableVersionError

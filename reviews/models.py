@@ -14,9 +14,8 @@ from django.db.models.signals import post_init, pre_init
 from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, FSMFieldMixin, transition
 
-from hitl.history import HistoricalRecords
+from hitl.kernel import HistoricalRecords
 
-from .history import HistoryActorMixin
 from .ids import new_ulid
 
 
@@ -140,7 +139,7 @@ class Queue(models.Model):
         blank=True,
         related_name="escalation_queues",
     )
-    history = HistoricalRecords(bases=[HistoryActorMixin])
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["name"]
@@ -194,7 +193,7 @@ class Agent(models.Model):
     webhook_secret = models.CharField(max_length=64, default=_new_webhook_secret)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
-    history = HistoricalRecords(bases=[HistoryActorMixin], excluded_fields=["webhook_secret"])
+    history = HistoricalRecords(excluded_fields=["webhook_secret"])
 
     # DRF treats whatever authentication returns as request.user; an agent is authenticated.
     is_authenticated = True
@@ -250,7 +249,7 @@ class AgentRun(models.Model):
     status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.RUNNING)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
-    history = HistoricalRecords(bases=[HistoryActorMixin])
+    history = HistoricalRecords()
 
     def __str__(self) -> str:
         return self.run_id
@@ -403,7 +402,7 @@ class ReviewRequest(StateMachineMixin, models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     decided_at = models.DateTimeField(null=True, blank=True)
 
-    history = HistoricalRecords(bases=[HistoryActorMixin])
+    history = HistoricalRecords()
     objects = ReviewQuerySet.as_manager()
 
     class Meta:
@@ -568,7 +567,7 @@ class Evidence(models.Model):
     fresh_until = models.DateTimeField(null=True, blank=True)
     position = models.PositiveIntegerField(default=0)
     supplied_at = models.DateTimeField(default=timezone.now)
-    history = HistoricalRecords(bases=[HistoryActorMixin])
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["review", "position"]
@@ -685,7 +684,7 @@ class Execution(StateMachineMixin, models.Model):
     blocked_reasons = models.JSONField(default=list, blank=True)
     # The same failures by check name ({"check", "detail"}), for programs; written once.
     blocked_checks = models.JSONField(default=list, blank=True, editable=False)
-    history = HistoricalRecords(bases=[HistoryActorMixin])
+    history = HistoricalRecords()
 
     def __str__(self) -> str:
         return f"execution of {self.review_id} ({self.state})"

@@ -12,8 +12,8 @@ from rest_framework.test import APIClient
 
 from evaluation.models import Dataset
 from evaluation.services import dataset_create, dataset_publish
+from hitl.kernel import Actor
 from policies.models import PolicyVersion, Tenant
-from reviews.actors import Actor
 from reviews.models import Queue
 from reviews.services import agent_create, tenant_create
 from reviews.tests.factories import UserFactory, make_review

@@ -23,10 +23,10 @@ from django_q.tasks import async_task, schedule
 from evaluation.models import TenantEvaluationSetting
 from evaluation.services import capture_decision, dataset_create
 from hitl.admin import ValidatedChangelistMixin
+from hitl.kernel import Actor
 from policies.models import Tenant
 from policies.seed import seed_policy
 from policies.tests.factories import PolicyEvaluationFactory
-from reviews.actors import Actor
 from reviews.models import ReviewRequest
 from reviews.services import agent_create, review_approve, review_reject
 from reviews.services.execution import execution_claim

@@ -10,7 +10,7 @@ from django.db import connections
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from reviews.actors import Actor
+from hitl.kernel import Actor
 from reviews.services import agent_create, review_approve
 from reviews.tests.factories import QueueFactory, UserFactory, make_review
 

@@ -12,8 +12,8 @@ schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
 
 @pytest.fixture
 def agent_headers(db):
+    from hitl.kernel import Actor
     from policies.seed import seed_policy
-    from reviews.actors import Actor
     from reviews.services import agent_create
     from reviews.tests.factories import QueueFactory
 

@@ -7,11 +7,11 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from hitl.admin import ValidatedModelAdmin
+from hitl.kernel import Actor
 from policies.models import PolicyActivation, PolicyVersion, Tenant
 from policies.selectors import active_version_for, routed_queues
 
 from .. import selectors
-from ..actors import Actor
 from ..models import (
     Agent,
     AgentKey,

@@ -7,7 +7,8 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..actors import Actor
+from hitl.kernel import Actor
+
 from ..models import Agent, AgentRun, Decision, ExecutionState, ReviewRequest, ReviewState
 from ..selectors import execution_summary, resume_instruction, reviews_visible_to, sees_whole_run
 from ..services import review_cancel, review_decide, review_supply_evidence

@@ -5,11 +5,10 @@ from typing import Any
 
 from django_fsm import ConcurrentTransition
 from django_fsm import TransitionNotAllowed as FSMTransitionNotAllowed
-from simple_history.utils import bulk_create_with_history
 
 from hitl.db import for_update
+from hitl.kernel import Actor, create_with_history, stamp  # noqa: F401  (re-exported)
 
-from ..actors import Actor
 from ..exceptions import (
     AlreadyDecided,
     InvalidReviewInput,
@@ -51,25 +50,6 @@ def save_transition(review: ReviewRequest) -> None:
     except ConcurrentTransition as exc:
         # Without row locks (SQLite) the state check in the UPDATE is what catches a race.
         raise AlreadyDecided("Someone else changed this review first.") from exc
-
-
-def create_with_history(objs: list, *, actor: Actor, reason: str) -> list:
-    """Insert new rows of one model and their history rows: two statements, however many."""
-    if not objs:
-        return []
-    for obj in objs:
-        # Stamped, so an agent's request never becomes the history user (simple-history's
-        # fallback when an object carries none).
-        stamp(obj, actor, reason)
-    return bulk_create_with_history(
-        objs, type(objs[0]), custom_historical_attrs={"history_actor": actor.label}
-    )
-
-
-def stamp(instance, actor: Actor, reason: str) -> None:
-    instance._history_user = actor.user
-    instance._history_actor = actor.label
-    instance._change_reason = reason
 
 
 def check_agent_owns(review: ReviewRequest, actor: Actor) -> None:

@@ -9,8 +9,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from hitl.db import for_update
+from hitl.kernel import Actor
 
-from ..actors import Actor
 from ..exceptions import InvalidReviewInput
 from ..models import Agent, AgentKey
 from ._common import stamp, summarise

@@ -19,11 +19,11 @@ from django.utils.module_loading import import_string
 from django_fsm import TransitionNotAllowed as FSMTransitionNotAllowed
 
 from hitl.db import for_update
+from hitl.kernel import Actor
 from policies.exceptions import PolicyInputError
 from policies.selectors import action_type_for, evaluate_proposal
 
 from .. import selectors
-from ..actors import Actor
 from ..exceptions import (
     AlreadyClaimed,
     ClaimInputMissing,

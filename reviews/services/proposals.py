@@ -12,13 +12,13 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from hitl.db import for_update
+from hitl.kernel import Actor
 from policies.engine import PolicyDecision
 from policies.exceptions import PolicyInputError
 from policies.selectors import action_type_for, default_queue, evaluate_proposal
 from policies.selectors import render_consequence as catalogue_consequence
 from policies.services import record_evaluation
 
-from ..actors import Actor
 from ..exceptions import (
     IdempotencyConflict,
     InvalidReviewInput,

@@ -17,8 +17,8 @@ from django.db.models import Exists, OuterRef, Value
 from django.utils import timezone
 
 from hitl.db import for_update
+from hitl.kernel import Actor
 
-from ..actors import Actor
 from ..models import (
     OPEN_STATES,
     AgentRun,

@@ -7,10 +7,10 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from hitl.db import for_update
+from hitl.kernel import Actor
 from policies.models import PolicyVersion, Tenant
 from policies.services import activate_version
 
-from ..actors import Actor
 from ..exceptions import InvalidReviewInput, NotAuthorized
 from ..models import Queue
 from ._common import stamp, summarise
@@ -35,8 +35,7 @@ def tenant_create(
     if errors:
         raise InvalidReviewInput(summarise(errors), field_errors=errors)
     with transaction.atomic():
-        tenant._history_user = actor
-        tenant._change_reason = "tenant created"
+        stamp(tenant, Actor.of_user(actor), "tenant created")
         tenant.save()
         stamp(queue, Actor.of_user(actor), f"created with tenant {slug}")
         queue.save()
@@ -59,8 +58,7 @@ def tenant_rename(*, actor: AbstractBaseUser, tenant: Tenant, name: str) -> Tena
             raise InvalidReviewInput(
                 summarise(exc.message_dict), field_errors=exc.message_dict
             ) from exc
-        locked._history_user = actor
-        locked._change_reason = f"renamed to {name}"
+        stamp(locked, Actor.of_user(actor), f"renamed to {name}")
         locked.save(update_fields=["name"])
     return locked
 

@@ -14,11 +14,11 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from hitl.db import for_update
+from hitl.kernel import Actor
 from policies.exceptions import PolicyInputError
 from policies.selectors import action_type_for, default_queue, evaluate_proposal
 
 from .. import selectors
-from ..actors import Actor
 from ..exceptions import (
     AlreadyDecided,
     DuplicateApproval,

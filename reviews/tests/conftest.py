@@ -38,7 +38,7 @@ def seeded(db):
 
 @pytest.fixture
 def agent_key(db):
-    from reviews.actors import Actor
+    from hitl.kernel import Actor
     from reviews.services import agent_create
 
     agent, key = agent_create(actor=Actor.system("test"), name="refund-bot")

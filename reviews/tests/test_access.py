@@ -363,7 +363,7 @@ def _propose_unknown(seeded_queue_owner_client, run_id="run-missiles"):
 
 @pytest.fixture
 def agent_api(db):
-    from reviews.actors import Actor
+    from hitl.kernel import Actor
     from reviews.services import agent_create
 
     _, key = agent_create(actor=Actor.system("test"), name="rogue-bot")

@@ -10,8 +10,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
+from hitl.kernel import Actor
 from policies.models import ReviewerGrant
-from reviews.actors import Actor
 from reviews.exceptions import InvalidReviewInput
 from reviews.models import AgentRun, Execution, ReviewRequest, ReviewState
 from reviews.services import agent_create, review_approve, review_edit

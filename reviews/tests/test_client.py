@@ -10,8 +10,8 @@ import pytest
 from django.conf import settings
 
 from examples.refund_agent import payments
+from hitl.kernel import Actor
 from policies.seed import seed_policy
-from reviews.actors import Actor
 from reviews.models import Execution
 from reviews.services import agent_create, review_approve, review_reject
 from reviews.tests.factories import QueueFactory, UserFactory

@@ -3,10 +3,10 @@
 import pytest
 
 from examples.refund_agent import payments
+from hitl.kernel import Actor
 from policies.models import ActionType
 from policies.services import update_action_type
 from reviews import tasks
-from reviews.actors import Actor
 from reviews.models import Execution, ExecutionState
 from reviews.selectors import resume_instruction
 from reviews.services import agent_create, review_approve

@@ -65,7 +65,7 @@ def dataset(db):
         review_approve(review_id=r4, reviewer=lead)
     with time_machine.travel(minutes(180), tick=False):
         expire_due()
-    from reviews.actors import Actor
+    from hitl.kernel import Actor
     from reviews.models import ReviewRequest
 
     review_cancel(

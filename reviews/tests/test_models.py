@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 import time_machine
 
-from reviews.actors import Actor
+from hitl.kernel import Actor
 from reviews.exceptions import ReviewError
 from reviews.ids import new_ulid
 from reviews.models import Agent, Decision, ReviewRequest, ReviewState

@@ -37,11 +37,11 @@ def test_many_reviewers_one_review_exactly_one_decision():
 
 def test_duplicated_executor_tasks_and_claims_run_once(tmp_path, monkeypatch):
     from examples.refund_agent import payments
+    from hitl.kernel import Actor
     from policies.models import ActionType
     from policies.seed import seed_policy
     from policies.services import update_action_type
     from reviews import tasks
-    from reviews.actors import Actor
     from reviews.models import Execution
     from reviews.services.execution import execution_claim
 

@@ -6,7 +6,7 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from reviews.actors import Actor
+from hitl.kernel import Actor
 from reviews.exceptions import (
     AlreadyDecided,
     ChoiceNotOffered,

@@ -62,7 +62,7 @@ def created_at_start(queue, **kwargs):
 
 @pytest.mark.django_db
 def test_cancel_behaviour_expires_and_tells_the_agent(timed_queue):
-    from reviews.actors import Actor
+    from hitl.kernel import Actor
 
     agent_create(actor=Actor.system("t"), name="hooked", callback_url="http://127.0.0.1:9/h")
     review = created_at_start(timed_queue, agent="hooked")
@@ -166,7 +166,7 @@ def test_every_open_state_expires_and_never_executes(timed_queue, reviewer, stat
 
 
 def _agent_actor(review):
-    from reviews.actors import Actor
+    from hitl.kernel import Actor
 
     return Actor.of_agent(review.run.agent)
 

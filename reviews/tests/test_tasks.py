@@ -8,8 +8,8 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
+from hitl.kernel import Actor
 from reviews import tasks
-from reviews.actors import Actor
 from reviews.models import (
     DeliveryStatus,
     Execution,

@@ -9,8 +9,8 @@ import pytest
 import time_machine
 from django.utils import timezone
 
+from hitl.kernel import Actor
 from hitl_client import verify_signature
-from reviews.actors import Actor
 from reviews.models import DeliveryStatus, WebhookDelivery
 from reviews.services import agent_create, review_approve
 from reviews.services.webhooks import webhook_deliver, webhook_retry_due

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from reviews.actors import Actor
+from hitl.kernel import Actor
 from reviews.exceptions import ReviewError
 from reviews.models import Agent
 from reviews.services import agent_create, agent_key_issue

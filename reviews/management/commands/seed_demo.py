@@ -10,10 +10,10 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
+from hitl.kernel import Actor
 from policies.models import ActionType, ReviewerGrant, Tenant
 from policies.seed import seed_policy
 from policies.services import grant_authority, update_action_type
-from reviews.actors import Actor
 from reviews.models import Agent, AgentRun, Queue
 from reviews.services import agent_create, tenant_create
 from reviews.services.proposals import action_propose
