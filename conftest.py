@@ -1,7 +1,13 @@
-"""Suite-wide test rules: PostgreSQL-only tests and the CI rule that nothing skips silently."""
+"""Suite-wide test rules: PostgreSQL-only tests, the CI rule that nothing skips silently, the
+test clock and the committed query-count baselines."""
 
+import fcntl
+import json
 import os
+import tempfile
+from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 import time_machine
@@ -84,3 +90,61 @@ def clock(request):
         return
     with time_machine.travel(clock_start(), tick=True) as traveller:
         yield traveller
+
+
+# --- query-count baselines ---------------------------------------------------------------
+
+QUERY_COUNTS = Path(__file__).parent / "hitl" / "tests" / "query_counts.json"
+UPDATE_QUERY_COUNTS = "HITL_UPDATE_QUERY_COUNTS"
+
+
+def _record_query_count(vendor: str, name: str, count: int) -> None:
+    # Read, merge and write under a lock: a SQLite and a PostgreSQL run may rewrite at once.
+    with open(Path(tempfile.gettempdir()) / "hitl-query-counts.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        counts = json.loads(QUERY_COUNTS.read_text()) if QUERY_COUNTS.exists() else {}
+        counts.setdefault(vendor, {})[name] = count
+        text = json.dumps(counts, indent=2, sort_keys=True) + "\n"
+        scratch = QUERY_COUNTS.with_suffix(".tmp")
+        scratch.write_text(text)
+        scratch.replace(QUERY_COUNTS)
+
+
+@pytest.fixture
+def query_baseline(request):
+    """`with query_baseline("admin:app_model_changelist"):` counts the queries of the block
+    and fails unless they are as many as hitl/tests/query_counts.json says for this
+    database; with HITL_UPDATE_QUERY_COUNTS=1 it records the count there instead."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    @contextmanager
+    def baseline(name: str):
+        vendor = connection.vendor
+        with CaptureQueriesContext(connection) as captured:
+            yield captured
+        count = len(captured.captured_queries)
+        if os.environ.get(UPDATE_QUERY_COUNTS) == "1":
+            _record_query_count(vendor, name, count)
+            return
+        committed = json.loads(QUERY_COUNTS.read_text()) if QUERY_COUNTS.exists() else {}
+        expected = committed.get(vendor, {}).get(name)
+        if expected == count:
+            return
+        database = "" if vendor == "sqlite" else " with DATABASE_URL=postgres://... --create-db"
+        rewrite = f"{UPDATE_QUERY_COUNTS}=1 pytest '{request.node.nodeid}'{database}"
+        queries = "\n".join(
+            f"{n}. {q['sql']}" for n, q in enumerate(captured.captured_queries, start=1)
+        )
+        if expected is None:
+            pytest.fail(
+                f"{name}: {count} queries on {vendor}, and {QUERY_COUNTS.name} has no "
+                f"baseline for it; record one with {rewrite}.\n{queries}"
+            )
+        pytest.fail(
+            f"{name}: {count} queries on {vendor}, the baseline in {QUERY_COUNTS.name} says "
+            f"{expected}. If the change is intended, rewrite the baseline with {rewrite} "
+            f"and commit the file.\n{queries}"
+        )
+
+    return baseline

@@ -24,6 +24,7 @@ from policies.exceptions import PolicyInputError
 from policies.selectors import action_type_for, evaluate_proposal
 
 from .. import selectors
+from ..choices import spec_for
 from ..exceptions import (
     AlreadyClaimed,
     ClaimInputMissing,
@@ -32,8 +33,6 @@ from ..exceptions import (
     NotExecutable,
 )
 from ..models import (
-    EXECUTING_CHOICES,
-    Choice,
     Execution,
     ExecutionMode,
     ExecutionState,
@@ -152,7 +151,7 @@ def refuse_unless_executable(review: ReviewRequest) -> None:
     last = review.decisions.select_related("reviewer").order_by("-decided_at", "-id").first()
     state = review.state
     if state in (ReviewState.APPROVED, ReviewState.EDITED):
-        if last is None or last.choice not in EXECUTING_CHOICES:
+        if last is None or not spec_for(last.choice).executes:
             raise NotExecutable(
                 "The reviewer gave guidance instead of approving; the agent re-plans with it "
                 "and nothing of this proposal executes.",
@@ -478,7 +477,7 @@ def _deciding_decisions(review: ReviewRequest):
     # The approvals (or edit) that made the review executable: the last uninterrupted round.
     deciding = []
     for decision in review.decisions.select_related("reviewer").order_by("decided_at", "id"):
-        if decision.choice in (Choice.APPROVE, Choice.EDIT):
+        if spec_for(decision.choice).executes:
             deciding.append(decision)
         else:
             deciding = []

@@ -19,6 +19,7 @@ from policies.selectors import action_type_for, default_queue, evaluate_proposal
 from policies.selectors import render_consequence as catalogue_consequence
 from policies.services import record_evaluation
 
+from ..choices import Choice, default_choices, possible_choices
 from ..exceptions import (
     IdempotencyConflict,
     InvalidReviewInput,
@@ -26,15 +27,12 @@ from ..exceptions import (
     NotAuthorized,
 )
 from ..models import (
-    CHOICES_BY_KIND,
     Agent,
-    Choice,
     IdempotencyRecord,
     Queue,
-    ReviewKind,
     ReviewRequest,
 )
-from .workflow import review_create
+from .creation import review_create
 
 POLICY_KEYS = ("action", "confidence", "estimated_cost_usd", "audience", "tenant", "facts")
 
@@ -125,16 +123,12 @@ def _open_review(
         if action_type is not None
         else proposal.get("consequence") or ""
     )
-    choices = [c.value for c in CHOICES_BY_KIND[kind]]
     schema = action_type.args_schema if action_type is not None else {}
-    if (
-        kind == ReviewKind.APPROVAL
-        and (schema or {}).get("properties")
-        and decision.required_approvals == 1
-    ):
-        # Typed arguments can be re-validated after an edit, so one reviewer may correct
-        # them; a review that needs several approvers is not one person's to rewrite.
-        choices.insert(1, Choice.EDIT.value)
+    # Typed arguments can be re-validated after an edit, so one reviewer may correct them;
+    # a review that needs several approvers is not one person's to rewrite.
+    editable = bool((schema or {}).get("properties")) and decision.required_approvals == 1
+    offered = set(default_choices(kind)) | ({Choice.EDIT.value} if editable else set())
+    choices = [c for c in possible_choices(kind) if c in offered]
     versions = dict(proposal.get("versions") or {})
     versions["policy"] = decision.policy_version or ""
     due_at = (

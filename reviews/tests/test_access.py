@@ -450,8 +450,12 @@ def _accepted(review, user, choice) -> bool:
         arguments = {**review.arguments, "amount": "10.00"}
         if review.action_name == "launch_missiles":
             arguments = {"n": 2}
+    # Marked as Django's TestCase marks its own blocks: the decision service is durable (a
+    # top-level transaction) and this block only stands in for the test's rollback.
+    attempt = transaction.atomic()
+    attempt._from_testcase = True
     try:
-        with transaction.atomic():
+        with attempt:
             review_decide(
                 review_id=review.review_id,
                 reviewer=user,

@@ -1,7 +1,9 @@
 """Demo data for a first look: users, groups, two queues and reviews of every kind."""
 
+import json
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -23,35 +25,22 @@ from ._demo_history import seed_history
 
 PASSWORD = "demo"  # noqa: S105 - demo users only, refused unless DEBUG or --force
 
+REVIEWER_PERMISSIONS = [
+    "reviews.view_approvalreview",
+    "reviews.view_editreview",
+    "reviews.view_escalationreview",
+    "reviews.view_reviewrequest",
+    "reviews.decide_reviewrequest",
+    "reviews.view_evidence",
+    "reviews.view_decision",
+    "reviews.view_queue",
+    "reviews.view_agentrun",
+]
+# Leads work the queues as reviewers do, and manage them.
 GROUP_PERMISSIONS = {
-    "Reviewers": [
-        "reviews.view_approvalreview",
-        "reviews.view_editreview",
-        "reviews.view_escalationreview",
-        "reviews.view_reviewrequest",
-        "reviews.decide_reviewrequest",
-        "reviews.view_evidence",
-        "reviews.view_decision",
-        "reviews.view_queue",
-        "reviews.view_agentrun",
-    ],
-    "Leads": [
-        "reviews.view_approvalreview",
-        "reviews.view_editreview",
-        "reviews.view_escalationreview",
-        "reviews.view_reviewrequest",
-        "reviews.decide_reviewrequest",
-        "reviews.view_evidence",
-        "reviews.view_decision",
-        "reviews.view_queue",
-        "reviews.change_queue",
-        "reviews.add_queue",
-        "reviews.view_agentrun",
-    ],
-    "ML engineers": [
-        "reviews.view_decision",
-        "reviews.view_agentrun",
-    ],
+    "Reviewers": REVIEWER_PERMISSIONS,
+    "Leads": [*REVIEWER_PERMISSIONS, "reviews.change_queue", "reviews.add_queue"],
+    "ML engineers": ["reviews.view_decision", "reviews.view_agentrun"],
 }
 
 USERS = [
@@ -75,195 +64,22 @@ QUEUES = [
     ("access", "Access control", ["reviewer2"]),
 ]
 
-
-def _ev(evidence_id, title, url, excerpt, fresh_days=7):
-    return {
-        "id": evidence_id,
-        "title": title,
-        "url": url,
-        "excerpt": excerpt,
-        "fresh_until": timezone.now() + timedelta(days=fresh_days),
-    }
-
-
 VERSIONS = {"agent": "support-agent/1.4.0", "model": "gpt-4.1-2025-04", "prompt": "support-v7"}
+
+
+def _demo_proposals():
+    """The demo proposals of _demo_proposals.json; evidence is fresh for fresh_days (7) from now."""
+    proposals = json.loads(Path(__file__).with_name("_demo_proposals.json").read_text())
+    for proposal in proposals:
+        for evidence in proposal.get("evidence", []):
+            days = evidence.pop("fresh_days", 7)
+            evidence["fresh_until"] = timezone.now() + timedelta(days=days)
+    return proposals
+
 
 # Each demo item is a proposal in the API's shape: the seed policy decides its kind, queue,
 # risk and approvals exactly as it would for a real agent.
-DEMO_PROPOSALS = [
-    {
-        "run_id": "demo-refund-17",
-        "action": {
-            "name": "issue_refund",
-            "target_system": "billing",
-            "args": {"order_id": "17", "amount": "20.00", "currency": "EUR"},
-        },
-        "summary": "Refund a damaged mug on order 17.",
-        "confidence": 0.96,
-        "estimated_cost_usd": 0.02,
-        "facts": {"refund_window_valid": True},
-        "evidence": [
-            _ev(
-                "order-17",
-                "Order 17",
-                "https://shop.example.com/orders/17",
-                "1x mug, 20.00 EUR, delivered 3 days ago.",
-            ),
-            _ev(
-                "ticket-881",
-                "Customer ticket 881",
-                "https://support.example.com/tickets/881",
-                "The mug arrived broken, photo attached.",
-            ),
-        ],
-        "affected_resources": [{"type": "order", "id": "17", "version": "4"}],
-    },
-    {
-        "run_id": "demo-email-204",
-        "action": {
-            "name": "send_email",
-            "target_system": "mailer",
-            "args": {"template_id": "shipping-delay", "customer_id": "c-204"},
-        },
-        "summary": "Tell customer c-204 their parcel is delayed.",
-        "confidence": 0.91,
-        "estimated_cost_usd": 0.01,
-        "audience": "external",
-        "evidence": [
-            _ev(
-                "carrier-5512",
-                "Carrier status",
-                "https://carrier.example.com/track/5512",
-                "Held at depot, new ETA in 2 days.",
-            )
-        ],
-        "affected_resources": [{"type": "customer", "id": "c-204", "version": "12"}],
-    },
-    {
-        "run_id": "demo-delete-88",
-        "action": {
-            "name": "delete_record",
-            "target_system": "crm",
-            "args": {"record_type": "contact", "record_id": "88"},
-        },
-        "summary": "Delete a duplicate contact after a merge.",
-        "confidence": 0.83,
-        "estimated_cost_usd": 0.0,
-        "evidence": [
-            _ev(
-                "merge-311",
-                "Merge log 311",
-                "https://crm.example.com/merges/311",
-                "Contact 88 merged into contact 12.",
-                fresh_days=-1,
-            )
-        ],
-        "affected_resources": [{"type": "contact", "id": "88", "version": "2"}],
-    },
-    {
-        "run_id": "demo-draft-990",
-        "action": {
-            "name": "draft_reply",
-            "target_system": "helpdesk",
-            "args": {"ticket_id": "990"},
-        },
-        "summary": "Reply to a customer asking about a late refund.",
-        "content": (
-            "Hi Sam,\n\nYour refund was processed on Monday and should reach your account "
-            "within 3-5 business days.\n\nBest regards,\nSupport"
-        ),
-        "confidence": 0.78,
-        "estimated_cost_usd": 0.01,
-        "audience": "external",
-        "evidence": [
-            _ev(
-                "refund-4410",
-                "Refund 4410",
-                "https://payments.example.com/refunds/4410",
-                "Refund of 35.00 EUR issued Monday 09:12.",
-            )
-        ],
-    },
-    {
-        "run_id": "demo-escalate-refund-512",
-        "action": {
-            "name": "issue_refund",
-            "target_system": "billing",
-            "args": {"order_id": "512", "amount": "750.00", "currency": "EUR"},
-        },
-        "summary": "Customer demands a full refund for a sofa delivered late.",
-        "confidence": 0.52,
-        "estimated_cost_usd": 0.02,
-        "facts": {"refund_window_valid": True},
-        "uncertainty": (
-            "The delivery was 2 days late but the sofa was accepted; the refund policy only "
-            "covers damaged goods."
-        ),
-        "options_considered": [
-            "full refund (750.00 EUR)",
-            "goodwill voucher of 50.00 EUR",
-            "decline politely",
-        ],
-        "evidence": [
-            _ev(
-                "policy-refunds",
-                "Refund policy",
-                "https://intranet.example.com/policies/refunds",
-                "Late delivery entitles the customer to a shipping-fee refund only.",
-            )
-        ],
-        "affected_resources": [{"type": "order", "id": "512", "version": "9"}],
-    },
-    {
-        "run_id": "demo-perm-77",
-        "action": {
-            "name": "change_permission",
-            "target_system": "iam",
-            "args": {"user_id": "u-77", "permission": "billing-admin", "change": "grant"},
-        },
-        "summary": "Grant billing-admin to a new finance hire.",
-        "confidence": 0.88,
-        "estimated_cost_usd": 0.0,
-        "evidence": [
-            _ev(
-                "hr-2231",
-                "HR onboarding 2231",
-                "https://hr.example.com/onboarding/2231",
-                "Start date today, team Finance, manager J. Doe.",
-            )
-        ],
-        "affected_resources": [{"type": "user", "id": "u-77", "version": "1"}],
-    },
-    {
-        "run_id": "demo-access-reply-1203",
-        "action": {
-            "name": "draft_reply",
-            "target_system": "helpdesk",
-            "args": {"ticket_id": "1203"},
-        },
-        "summary": "Explain to a user why their access request was narrowed.",
-        "content": (
-            "Hello,\n\nWe granted read access to the finance reports. Write access needs "
-            "your manager's approval.\n\nIT Support"
-        ),
-        "confidence": 0.81,
-        "estimated_cost_usd": 0.01,
-        "facts": {"topic": "access"},
-    },
-    {
-        "run_id": "demo-perm-escalate-79",
-        "action": {
-            "name": "change_permission",
-            "target_system": "iam",
-            "args": {"user_id": "contractor-9", "permission": "prod-admin", "change": "grant"},
-        },
-        "summary": "A contractor asks for production admin during an incident.",
-        "confidence": 0.4,
-        "estimated_cost_usd": 0.0,
-        "uncertainty": "The incident ticket names the contractor, but no manager confirmed.",
-        "options_considered": ["grant for 4 hours", "grant read-only", "refuse"],
-    },
-]
+DEMO_PROPOSALS = _demo_proposals()
 
 # Who may decide what (policies.ReviewerGrant): reviewer works customer operations with a
 # refund limit, reviewer2 works access control, the lead may decide anything.

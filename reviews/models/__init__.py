@@ -1,0 +1,98 @@
+"""Queues, agent runs, review requests with their state machine, evidence and decisions."""
+
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+
+from ..ids import new_ulid
+
+
+# Defaults the migrations name by this path (reviews.models.<name>): they stay here.
+def _new_webhook_secret() -> str:
+    return secrets.token_hex(32)
+
+
+def _default_sla() -> timedelta:
+    return timedelta(minutes=settings.HITL_DEFAULT_SLA_MINUTES)
+
+
+def _default_expiry() -> timedelta:
+    return timedelta(minutes=settings.HITL_DEFAULT_EXPIRY_MINUTES)
+
+
+def new_delivery_id() -> str:
+    """A webhook delivery's public id: the same on every retry, so receivers deduplicate."""
+    return "dlv_" + new_ulid()
+
+
+from ..choices import Choice  # noqa: E402
+from .delivery import (  # noqa: E402
+    DeliveryStatus,
+    Execution,
+    ExecutionMode,
+    ExecutionState,
+    IdempotencyRecord,
+    Reminder,
+    ReminderKind,
+    WebhookDelivery,
+)
+from .fsm import IdsIn, ReviewQuerySet, StateMachineMixin  # noqa: E402
+from .queues import (  # noqa: E402
+    Agent,
+    AgentKey,
+    AgentRun,
+    ExpiryBehaviour,
+    Queue,
+    ReviewKind,
+    Risk,
+    RunStatus,
+)
+from .reviews import (  # noqa: E402
+    DECIDED_STATES,
+    FINAL_STATES,
+    OPEN_STATES,
+    PROXY_BY_KIND,
+    ApprovalReview,
+    Decision,
+    EditReview,
+    EscalationReview,
+    Evidence,
+    ReviewRequest,
+    ReviewState,
+)
+
+__all__ = [
+    "DECIDED_STATES",
+    "FINAL_STATES",
+    "OPEN_STATES",
+    "PROXY_BY_KIND",
+    "Agent",
+    "AgentKey",
+    "AgentRun",
+    "ApprovalReview",
+    "Choice",
+    "Decision",
+    "DeliveryStatus",
+    "EditReview",
+    "EscalationReview",
+    "Evidence",
+    "Execution",
+    "ExecutionMode",
+    "ExecutionState",
+    "ExpiryBehaviour",
+    "IdempotencyRecord",
+    "IdsIn",
+    "Queue",
+    "Reminder",
+    "ReminderKind",
+    "ReviewKind",
+    "ReviewQuerySet",
+    "ReviewRequest",
+    "ReviewState",
+    "Risk",
+    "RunStatus",
+    "StateMachineMixin",
+    "WebhookDelivery",
+    "new_ulid",
+]

@@ -1,0 +1,192 @@
+"""Queues, agents and their keys, and agent runs."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+
+from hitl.kernel import HistoricalRecords
+
+from . import _default_expiry, _default_sla, _new_webhook_secret
+
+
+class Risk(models.TextChoices):
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+    CRITICAL = "critical", "Critical"
+
+
+class ReviewKind(models.TextChoices):
+    APPROVAL = "approval", "Approval"
+    EDIT = "edit", "Edit"
+    ESCALATION = "escalation", "Escalation"
+
+
+class ExpiryBehaviour(models.TextChoices):
+    CANCEL = "cancel", "Cancel and tell the agent"
+    REROUTE = "reroute", "Reroute to the fallback queue"
+    REGENERATE = "regenerate", "Ask the agent for fresh evidence"
+
+
+class Queue(models.Model):
+    """A team's inbox: who works it, who owns it, and how long its reviews may wait."""
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, help_text="Unique within its tenant.")
+    tenant = models.CharField(max_length=100, blank=True, default="", db_index=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="owned_queues",
+    )
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="review_queues"
+    )
+    sla = models.DurationField(default=_default_sla, help_text="Time to decision.")
+    expiry = models.DurationField(
+        default=_default_expiry, help_text="Time from creation until a review expires."
+    )
+    remind_before = models.DurationField(
+        null=True,
+        blank=True,
+        default=timedelta(minutes=30),
+        help_text="Remind the assignee (or the members) this long before the SLA; empty: never.",
+    )
+    remind_every = models.DurationField(
+        null=True,
+        blank=True,
+        default=timedelta(hours=1),
+        help_text="After the SLA, remind the owner this often; empty: once.",
+    )
+    expiry_behaviour = models.CharField(
+        max_length=20, choices=ExpiryBehaviour.choices, default=ExpiryBehaviour.CANCEL
+    )
+    fallback = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    escalation_owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="escalation_queues",
+    )
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            # Each tenant names its own queues; the policy routes by name within the tenant.
+            models.UniqueConstraint(fields=["tenant", "slug"], name="queue_slug_per_tenant")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.tenant})" if self.tenant else self.name
+
+    def first_reminder_at(self, due_at):
+        """When a review due at `due_at` in this queue gets its first reminder."""
+        if due_at is None:
+            return None
+        return due_at - self.remind_before if self.remind_before is not None else due_at
+
+    def clean(self) -> None:
+        from policies.models import Tenant
+
+        if not Tenant.exists(self.tenant):
+            raise ValidationError({"tenant": f"No tenant {self.tenant!r}: create it first."})
+        if self.fallback is not None and self.fallback.tenant != self.tenant:
+            raise ValidationError({"fallback": "The fallback queue belongs to another tenant."})
+        seen = {self.pk}
+        node = self.fallback
+        while node is not None:
+            if node.pk in seen:
+                raise ValidationError({"fallback": "The fallback chain loops back on itself."})
+            seen.add(node.pk)
+            node = node.fallback
+        if self.expiry_behaviour == ExpiryBehaviour.REROUTE and self.fallback_id is None:
+            raise ValidationError({"fallback": "Rerouting on expiry needs a fallback queue."})
+        for field in ("remind_before", "remind_every"):
+            value = getattr(self, field)
+            if value is not None and value <= timedelta(0):
+                raise ValidationError({field: "Must be positive (or empty)."})
+        if self.sla is not None and self.sla <= timedelta(0):
+            raise ValidationError({"sla": "The SLA must be positive."})
+        if self.expiry is not None and self.expiry <= timedelta(0):
+            raise ValidationError({"expiry": "The expiry must be positive."})
+
+
+class Agent(models.Model):
+    """A program that proposes actions through the API, known by its hashed API keys."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    tenant = models.CharField(max_length=100, blank=True, default="", db_index=True)
+    callback_url = models.URLField(max_length=2000, blank=True, default="")
+    # Signs webhooks (HMAC-SHA256); the agent holds a copy to verify them.
+    webhook_secret = models.CharField(max_length=64, default=_new_webhook_secret)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    history = HistoricalRecords(excluded_fields=["webhook_secret"])
+
+    # DRF treats whatever authentication returns as request.user; an agent is authenticated.
+    is_authenticated = True
+    is_anonymous = False
+    is_superuser = False
+    is_staff = False
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from policies.models import Tenant
+
+        if not Tenant.exists(self.tenant):
+            raise ValidationError({"tenant": f"No tenant {self.tenant!r}: create it first."})
+
+
+class AgentKey(models.Model):
+    """One API key of an agent, stored as a SHA-256 digest; the key is shown once."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="keys")
+    prefix = models.CharField(max_length=16, unique=True)
+    digest = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.agent})"
+
+
+class RunStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    WAITING = "waiting", "Waiting for a review"
+    RESUMABLE = "resumable", "Decision ready, waiting for the agent"
+    HANDED_OVER = "handed_over", "Handed over to a person"
+    COMPLETED = "completed", "Completed"
+    STOPPED = "stopped", "Stopped"
+
+
+class AgentRun(models.Model):
+    """One run of an agent, with what it needs to resume after a pause."""
+
+    run_id = models.CharField(max_length=200, unique=True)
+    thread_id = models.CharField(max_length=200, blank=True, default="")
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="runs")
+    tenant = models.CharField(max_length=100, blank=True, default="", db_index=True)
+    agent_version = models.CharField(max_length=100, blank=True, default="")
+    model_version = models.CharField(max_length=100, blank=True, default="")
+    prompt_version = models.CharField(max_length=100, blank=True, default="")
+    checkpoint = models.JSONField(default=dict, blank=True)
+    pending_tool_call = models.JSONField(null=True, blank=True)
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.RUNNING)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords()
+
+    def __str__(self) -> str:
+        return self.run_id

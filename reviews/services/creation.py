@@ -1,0 +1,229 @@
+"""Opening a review: the proposal checked, the run paused, the packet ready to show."""
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from hitl.db import for_update
+from hitl.kernel import Actor
+
+from ..exceptions import (
+    InvalidReviewInput,
+)
+from ..models import (
+    Agent,
+    AgentRun,
+    Evidence,
+    Queue,
+    ReviewKind,
+    ReviewRequest,
+    Risk,
+    RunStatus,
+)
+from ._common import (
+    create_with_history,
+    stamp,
+    summarise,
+)
+from ._input import clean_evidence, clean_resources, enum_value, validate_choices
+
+
+def review_create(
+    *,
+    agent: Agent,
+    run_id: str,
+    kind: str,
+    queue: Queue,
+    action_name: str,
+    summary: str,
+    target_system: str = "",
+    arguments: Mapping[str, Any] | None = None,
+    consequence: str = "",
+    content: str = "",
+    evidence: Iterable[Mapping[str, Any]] = (),
+    affected_resources: Iterable[Mapping[str, Any]] = (),
+    confidence: float | None = None,
+    uncertainty: str = "",
+    options_considered: Iterable[Any] = (),
+    risk: str = Risk.MEDIUM,
+    policy: Mapping[str, Any] | None = None,
+    choices: Iterable[str] | None = None,
+    required_approvals: int = 1,
+    due_at: datetime | None = None,
+    expires_at: datetime | None = None,
+    versions: Mapping[str, str] | None = None,
+    tenant: str | None = None,
+    thread_id: str = "",
+    checkpoint: Mapping[str, Any] | None = None,
+    proposed_by_user: AbstractBaseUser | None = None,
+) -> ReviewRequest:
+    """Open a review for an agent's proposal, pausing its run until a person decides."""
+    actor = Actor.of_agent(agent)
+    tenant = agent.tenant if tenant is None else tenant
+    now = timezone.now()
+    errors: dict[str, list[str]] = {}
+    kind_value = enum_value(ReviewKind, kind, "kind", errors)
+    choice_values = validate_choices(kind_value, choices, errors)
+    evidence_rows = clean_evidence(evidence, errors)
+    resources = clean_resources(affected_resources, errors)
+    if expires_at is not None and expires_at <= now:
+        errors.setdefault("expires_at", []).append("expires_at must be in the future.")
+    if not isinstance(arguments or {}, Mapping):
+        errors.setdefault("arguments", []).append("arguments must be a JSON object.")
+    if not run_id or not str(run_id).strip():
+        errors.setdefault("run_id", []).append("run_id is required.")
+    if queue.tenant != tenant:
+        # Tenants never share a queue: its reviewers would see another customer's work.
+        errors.setdefault("queue", []).append(
+            f"Queue {queue.slug} belongs to tenant '{queue.tenant or 'default'}', "
+            f"not to '{tenant or 'default'}'."
+        )
+    if errors:
+        raise InvalidReviewInput(summarise(errors), field_errors=errors)
+
+    versions = dict(versions or {})
+    policy = dict(policy or {})
+    if policy.get("version") and "policy" not in versions:
+        versions["policy"] = policy["version"]
+
+    with transaction.atomic():
+        pause = {
+            "status": RunStatus.WAITING,
+            "pending_tool_call": {
+                "action": action_name,
+                "target_system": target_system,
+                "args": dict(arguments or {}),
+            },
+        }
+        if checkpoint is not None:
+            pause["checkpoint"] = dict(checkpoint)
+        run = _pause_run(
+            run_id=run_id,
+            agent=agent,
+            tenant=tenant,
+            thread_id=thread_id,
+            versions=versions,
+            actor=actor,
+            pause=pause,
+            reason=f"paused for a review of {action_name}",
+        )
+        review = ReviewRequest(
+            run=run,
+            kind=kind_value,
+            tenant=tenant,
+            action_name=action_name,
+            target_system=target_system,
+            arguments=dict(arguments or {}),
+            summary=summary,
+            consequence=consequence,
+            content=content,
+            affected_resources=resources,
+            confidence=confidence,
+            uncertainty=uncertainty,
+            options_considered=list(options_considered),
+            policy=policy,
+            risk=risk,
+            queue=queue,
+            choices=choice_values,
+            required_approvals=required_approvals,
+            due_at=due_at or now + queue.sla,
+            expires_at=expires_at or now + queue.expiry,
+            next_reminder_at=queue.first_reminder_at(due_at or now + queue.sla),
+            versions=versions,
+            proposed_by=actor.label,
+            proposed_by_user=proposed_by_user,
+            created_at=now,
+        )
+        try:
+            review.full_clean(exclude=["run", "queue", "review_id", "state"])
+        except ValidationError as exc:
+            raise InvalidReviewInput(
+                summarise(exc.message_dict), field_errors=exc.message_dict
+            ) from exc
+        stamp(review, actor, f"created by {actor.label}: {action_name}")
+        review.save()
+        items = create_with_history(
+            [
+                Evidence(review=review, position=position, supplied_at=now, **row)
+                for position, row in enumerate(evidence_rows)
+            ],
+            actor=actor,
+            reason="supplied with the proposal",
+        )
+        # The caller may show the new packet at once: nothing to fetch back.
+        review._prefetched_objects_cache = {
+            "evidence": _as_prefetched(review.evidence, items),
+            "decisions": _as_prefetched(review.decisions, []),
+        }
+        ReviewRequest.execution.related.set_cached_value(review, None)  # none yet
+    return review
+
+
+def _as_prefetched(manager, rows: list):
+    """A related manager's queryset holding `rows`, as prefetch_related leaves it."""
+    queryset = manager.get_queryset()
+    queryset._result_cache = rows
+    queryset._prefetch_done = True
+    return queryset
+
+
+def _pause_run(
+    *,
+    run_id: str,
+    agent: Agent,
+    tenant: str,
+    thread_id: str,
+    versions: Mapping[str, str],
+    actor: Actor,
+    pause: Mapping[str, Any],
+    reason: str,
+) -> AgentRun:
+    """The run, locked, set to `pause`; a run's first proposal creates it so, in one write."""
+    run = for_update(AgentRun.objects.all()).filter(run_id=run_id).first()
+    if run is None:
+        run = AgentRun(
+            run_id=run_id,
+            agent=agent,
+            tenant=tenant,
+            thread_id=thread_id,
+            agent_version=versions.get("agent", ""),
+            model_version=versions.get("model", ""),
+            prompt_version=versions.get("prompt", ""),
+            **pause,
+        )
+        try:
+            # The agent is the authenticated one: no need to look it up again.
+            run.full_clean(validate_unique=False, exclude=["agent"])
+        except ValidationError as exc:
+            raise InvalidReviewInput(
+                summarise(exc.message_dict), field_errors=exc.message_dict
+            ) from exc
+        try:
+            with transaction.atomic():
+                stamp(run, actor, f"run started, {reason}")
+                run.save()
+            return run
+        except IntegrityError:
+            # The same run's first proposal arrived twice at once; the other one created it.
+            run = for_update(AgentRun.objects.all()).get(run_id=run_id)
+    if run.agent_id != agent.pk or run.tenant != tenant:
+        # A run id is the agent's own; another agent or tenant never writes into it.
+        raise InvalidReviewInput(
+            f"run {run_id} belongs to another agent or tenant.",
+            field_errors={"run_id": ["This run belongs to another agent or tenant."]},
+        )
+    if run.status in (RunStatus.COMPLETED, RunStatus.STOPPED, RunStatus.HANDED_OVER):
+        raise InvalidReviewInput(
+            f"run {run_id} is {run.status}; start a new run.",
+            field_errors={"run_id": [f"This run is {run.status}."]},
+        )
+    for name, value in pause.items():
+        setattr(run, name, value)
+    stamp(run, actor, reason)
+    run.save()
+    return run
