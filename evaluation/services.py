@@ -15,7 +15,9 @@ from django.db.models import Max
 from django.utils import timezone
 
 from hitl.db import for_update
-from reviews.models import Choice, Decision, ReviewState
+from hitl.internals import set_change_reason, set_history_user
+from reviews.choices import SPEC_BY_VALUE, Choice, spec_for
+from reviews.models import Decision, ReviewState
 
 from .models import (
     CaptureOutcome,
@@ -29,7 +31,6 @@ from .models import (
 )
 from .privacy import Redactor
 
-CAPTURED = {Choice.EDIT, Choice.REJECT, Choice.ESCALATE, Choice.TAKE_OVER, Choice.GUIDE}
 BOILERPLATE = {
     "",
     "ok",
@@ -52,7 +53,6 @@ BOILERPLATE = {
     "as discussed",
     "-",
 }
-OPPOSITE = {Choice.APPROVE: "yes", Choice.EDIT: "yes", Choice.REJECT: "no"}
 
 
 logger = logging.getLogger(__name__)
@@ -79,8 +79,8 @@ def capture_decision(*, decision_id: int) -> EvalCase | None:
         if DecisionCapture.objects.filter(decision_id=decision_id).exists():
             return EvalCase.objects.filter(decision_id=decision_id).first()
         review = decision.review
-        verdict = OPPOSITE.get(decision.choice)
-        if verdict is not None and decision.state_after != decision.state_before:
+        verdict = spec_for(decision.choice).answer
+        if verdict and decision.state_after != decision.state_before:
             _mark_contradicted(
                 run_id=review.run.run_id,
                 action_name=review.action_name,
@@ -115,12 +115,13 @@ def _new_case(decision: Decision) -> EvalCase:
         {"title": e.title, "excerpt": e.excerpt, "url": e.url} for e in review.evidence.all()
     ]
     correction = None
-    if decision.choice == Choice.EDIT:
+    kind = spec_for(decision.choice).correction
+    if kind == "edit":
         correction = {
             "arguments": decision.edited_arguments,
             "content": decision.edited_content,
         }
-    elif decision.choice == Choice.GUIDE:
+    elif kind == "reason":
         correction = {"guidance": decision.reason}
     time_spent = decision.time_spent.total_seconds() if decision.time_spent else None
     case = EvalCase(
@@ -173,7 +174,7 @@ def _new_case(decision: Decision) -> EvalCase:
     case.checks = _checks(case, decision, time_spent)
     case.failed_checks = [c["name"] for c in case.checks if not c["passed"]]
     case._history_actor = "system:evaluation"
-    case._change_reason = "captured"
+    set_change_reason(case, "captured")
     return case
 
 
@@ -197,8 +198,14 @@ def backfill(*, limit: int | None = 1000, settle: timedelta = timedelta(minutes=
     return made
 
 
+def _answer(choice: str) -> str:
+    """The answer a choice gave to "may this action happen?" ("" when none)."""
+    spec = SPEC_BY_VALUE.get(choice)
+    return spec.answer if spec else ""
+
+
 def _wanted(decision: Decision) -> bool:
-    if decision.choice in CAPTURED:
+    if spec_for(decision.choice).captured:
         return True
     if decision.choice != Choice.APPROVE or decision.state_after != ReviewState.APPROVED:
         return False
@@ -245,7 +252,7 @@ def _checks(case: EvalCase, decision: Decision, time_spent: float | None) -> lis
                 "a specific reason" if real else f"boilerplate or too short: {decision.reason!r}",
             )
         )
-    if decision.choice == Choice.EDIT:
+    if spec_for(decision.choice).correction == "edit":
         before = _skeleton(case.proposal.get("content") or "", case.proposal.get("arguments"))
         after = _skeleton(
             (case.correction or {}).get("content") or "", (case.correction or {}).get("arguments")
@@ -314,7 +321,7 @@ def _mark_contradicted(*, run_id: str, action_name: str, verdict: str, by: str, 
         .order_by("pk")
     )
     for case in earlier:
-        if OPPOSITE.get(case.label) in (None, verdict) or "not_contradicted" in case.failed_checks:
+        if _answer(case.label) in ("", verdict) or "not_contradicted" in case.failed_checks:
             continue
         for check in case.checks:
             if check["name"] == "not_contradicted":
@@ -322,7 +329,7 @@ def _mark_contradicted(*, run_id: str, action_name: str, verdict: str, by: str, 
                 check["reason"] = f"contradicted by {by}"
         case.failed_checks = [c["name"] for c in case.checks if not c["passed"]]
         case._history_actor = "system:evaluation"
-        case._change_reason = "contradicted by a later decision"
+        set_change_reason(case, "contradicted by a later decision")
         case.save(update_fields=["checks", "failed_checks"])
 
 
@@ -352,8 +359,8 @@ def _curate(case: EvalCase, actor, status: str, note: str) -> EvalCase:
     case.curated_by = actor
     case.curated_at = timezone.now()
     case.curation_note = note
-    case._history_user = actor
-    case._change_reason = f"{status}: {note}" if note else status
+    set_history_user(case, actor)
+    set_change_reason(case, f"{status}: {note}" if note else status)
     case.save()
     return case
 

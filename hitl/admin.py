@@ -18,11 +18,12 @@ from django.contrib import admin, messages
 from django.contrib.admin import ChoicesFieldListFilter, FieldListFilter, SimpleListFilter
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
-from django.contrib.admin.widgets import url_params_from_lookup_dict
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.http import Http404
 from django.utils.text import Truncator
+
+from .internals import raw_id_popup_params, registered_admins
 
 
 def _invalid(request, message: str) -> IncorrectLookupParameters:
@@ -75,10 +76,7 @@ class ValidatedChangeList(ChangeList):
     def _popup_lookup(self, key, values) -> bool:
         # A raw-id popup passes its field's limit_choices_to as lookups (what the admin's
         # own lookup_allowed lets through); only those exact pairs are accepted.
-        for fk_lookup in self.model._meta.related_fkey_lookups:
-            if callable(fk_lookup):
-                fk_lookup = fk_lookup()
-            allowed = url_params_from_lookup_dict(fk_lookup)
+        for allowed in raw_id_popup_params(self.model):
             if key in allowed and all(value == allowed[key] for value in values):
                 return True
         return False
@@ -153,7 +151,7 @@ class ValidatedModelAdmin(ValidatedChangelistMixin, admin.ModelAdmin):
 def validate_every_changelist(site: admin.AdminSite) -> None:
     """Give the admins other apps registered (auth, django_q) the same checked changelist;
     the project's own admins inherit it from their base classes."""
-    for model, model_admin in list(site._registry.items()):
+    for model, model_admin in registered_admins(site):
         if isinstance(model_admin, ValidatedChangelistMixin):
             continue
         cls = type(model_admin)

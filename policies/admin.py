@@ -95,7 +95,7 @@ class ActionTypeAdmin(ServiceHistoryAdmin):
     def save_model(self, request, obj, form, change):
         fields = {f: form.cleaned_data[f] for f in form.Meta.fields if f in form.cleaned_data}
         if change:
-            saved = services.update_action_type(actor=request.user, action_type=obj, fields=fields)
+            saved = services.action_type_update(actor=request.user, action_type=obj, fields=fields)
             self.message_user(
                 request,
                 "Published policy versions keep the catalogue they froze: publish the "
@@ -103,11 +103,11 @@ class ActionTypeAdmin(ServiceHistoryAdmin):
                 messages.WARNING,
             )
         else:
-            saved = services.create_action_type(actor=request.user, fields=fields)
+            saved = services.action_type_create(actor=request.user, fields=fields)
         _adopt(obj, saved)
 
     def delete_model(self, request, obj):
-        services.delete_action_type(actor=request.user, action_type=obj)
+        services.action_type_delete(actor=request.user, action_type=obj)
 
 
 class RuleInline(admin.TabularInline):
@@ -172,9 +172,9 @@ class RuleSetAdmin(ServiceHistoryAdmin):
             if f in form.cleaned_data
         }
         if change:
-            saved = services.update_rule_set(actor=request.user, rule_set=obj, fields=fields)
+            saved = services.rule_set_update(actor=request.user, rule_set=obj, fields=fields)
         else:
-            saved = services.create_rule_set(actor=request.user, **fields)
+            saved = services.rule_set_create(actor=request.user, **fields)
         _adopt(obj, saved)
 
     def save_formset(self, request, form, formset, change):
@@ -183,22 +183,22 @@ class RuleSetAdmin(ServiceHistoryAdmin):
             rule = inline_form.instance
             if inline_form in formset.deleted_forms:
                 if rule.pk:
-                    services.delete_rule(actor=request.user, rule=rule)
+                    services.rule_delete(actor=request.user, rule=rule)
                     formset.deleted_objects.append(rule)
                 continue
             if not inline_form.has_changed():
                 continue
             fields = {f: inline_form.cleaned_data[f] for f in RuleForm.Meta.fields}
             if rule.pk:
-                saved = services.update_rule(actor=request.user, rule=rule, fields=fields)
+                saved = services.rule_update(actor=request.user, rule=rule, fields=fields)
                 formset.changed_objects.append((saved, inline_form.changed_data))
             else:
-                saved = services.add_rule(actor=request.user, rule_set=form.instance, fields=fields)
+                saved = services.rule_add(actor=request.user, rule_set=form.instance, fields=fields)
                 formset.new_objects.append(saved)
             _adopt(rule, saved)
 
     def delete_model(self, request, obj):
-        services.delete_rule_set(actor=request.user, rule_set=obj)
+        services.rule_set_delete(actor=request.user, rule_set=obj)
 
     # --- publish ---------------------------------------------------------------------
 
@@ -211,7 +211,7 @@ class RuleSetAdmin(ServiceHistoryAdmin):
 
     def _publish(self, request: HttpRequest, rule_set: RuleSet) -> None:
         try:
-            version = services.publish_rule_set(actor=request.user, rule_set=rule_set)
+            version = services.rule_set_publish(actor=request.user, rule_set=rule_set)
         except ValidationError as exc:
             self.message_user(
                 request, f"{rule_set.name} was not published: {_error_text(exc)}", messages.ERROR
@@ -410,7 +410,7 @@ class PolicyVersionAdmin(ValidatedModelAdmin):
             return
         version = versions[0]
         tenant = version.rule_set.tenant
-        services.activate_version(actor=request.user, version=version, tenant=tenant)
+        services.version_activate(actor=request.user, version=version, tenant=tenant)
         self.message_user(
             request,
             f"Version {version.short_hash} now decides for {tenant or 'the default tenant'}.",
@@ -432,7 +432,7 @@ class PolicyActivationAdmin(ServiceHistoryAdmin):
         return ["tenant"] if obj is not None else []
 
     def save_model(self, request, obj, form, change):
-        saved = services.activate_version(
+        saved = services.version_activate(
             actor=request.user,
             version=form.cleaned_data["version"],
             tenant=obj.tenant if change else form.cleaned_data["tenant"],
@@ -440,7 +440,7 @@ class PolicyActivationAdmin(ServiceHistoryAdmin):
         _adopt(obj, saved)
 
     def delete_model(self, request, obj):
-        services.deactivate_tenant(actor=request.user, tenant=obj.tenant)
+        services.tenant_deactivate(actor=request.user, tenant=obj.tenant)
 
 
 @admin.register(ReviewerGrant)
@@ -474,7 +474,7 @@ class ReviewerGrantAdmin(ServiceHistoryAdmin):
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
         if change:
-            saved = services.update_grant(
+            saved = services.grant_update(
                 actor=request.user,
                 grant=obj,
                 action_names=data["action_names"],
@@ -483,7 +483,7 @@ class ReviewerGrantAdmin(ServiceHistoryAdmin):
                 note=data["note"],
             )
         else:
-            saved = services.grant_authority(
+            saved = services.grant_create(
                 actor=request.user,
                 user=data.get("user"),
                 group=data.get("group"),
@@ -498,7 +498,7 @@ class ReviewerGrantAdmin(ServiceHistoryAdmin):
     def revoke_selected(self, request, queryset):
         count = 0
         for grant in queryset:
-            services.revoke_authority(actor=request.user, grant=grant)
+            services.grant_revoke(actor=request.user, grant=grant)
             count += 1
         self.message_user(request, f"Revoked {count} grant(s).", messages.SUCCESS)
 

@@ -9,6 +9,7 @@ from django.forms.fields import InvalidJSONInput
 
 from policies.models import ActionType, ReviewerGrant, Rule
 from policies.selectors import DEFAULT_SIMULATION_LIMIT, MAX_SIMULATION_PROPOSALS
+from policies.services import ACTION_TYPE_FIELDS, RULE_FIELDS
 
 
 class PrettyJSONField(forms.JSONField):
@@ -37,19 +38,7 @@ class ActionTypeForm(forms.ModelForm):
 
     class Meta:
         model = ActionType
-        fields = [
-            "name",
-            "tool_type",
-            "target_system",
-            "reversible",
-            "default_review_kind",
-            "args_schema",
-            "consequence_template",
-            "amount_path",
-            "executor",
-            "fact_provider",
-            "description",
-        ]
+        fields = list(ACTION_TYPE_FIELDS)
 
 
 class RuleForm(forms.ModelForm):
@@ -61,19 +50,7 @@ class RuleForm(forms.ModelForm):
 
     class Meta:
         model = Rule
-        fields = [
-            "priority",
-            "name",
-            "enabled",
-            "conditions",
-            "outcome",
-            "review_kind",
-            "queue",
-            "risk",
-            "required_approvals",
-            "sla_minutes",
-            "description",
-        ]
+        fields = list(RULE_FIELDS)
 
     def clean_conditions(self):
         # An emptied textarea means "no conditions", not JSON null.

@@ -46,6 +46,18 @@ def default_args_schema() -> dict:
     return {"type": "object", "properties": {}, "required": []}
 
 
+def _acting_user(**options) -> models.ForeignKey:
+    """Who published, activated, granted or revoked: kept as history when the user goes."""
+    return models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        **options,
+    )
+
+
 class ActionType(models.Model):
     """One tool an agent may propose to call, and what the policy needs to know about it."""
 
@@ -97,6 +109,12 @@ class ActionType(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @classmethod
+    def unknown_names(cls, names) -> list[str]:
+        """The names among these that no action type has, sorted."""
+        known = set(cls.objects.filter(name__in=names).values_list("name", flat=True))
+        return sorted(set(names) - known)
+
     def clean(self) -> None:
         errors: dict[str, list[str]] = {}
         schema = self.args_schema
@@ -134,13 +152,7 @@ class ActionType(models.Model):
 
     def policy_entry(self) -> dict:
         """What a published policy version freezes about this action type."""
-        return {
-            "tool_type": self.tool_type,
-            "target_system": self.target_system,
-            "reversible": self.reversible,
-            "default_review_kind": self.default_review_kind,
-            "amount_path": self.amount_path,
-        }
+        return {key: getattr(self, key) for key in engine.CATALOGUE_KEYS}
 
 
 class RuleSet(models.Model):
@@ -188,11 +200,7 @@ class Rule(models.Model):
         default=list,
         blank=True,
         help_text='A list like [{"field": "confidence", "op": "<", "value": 0.7}]; all must '
-        "hold. Fields: "
-        + ", ".join(engine.FIELDS)
-        + ". Operators: "
-        + ", ".join(engine.OPERATORS)
-        + ".",
+        f"hold. Fields: {', '.join(engine.FIELDS)}. Operators: {', '.join(engine.OPERATORS)}.",
     )
     outcome = models.CharField(max_length=30, choices=OUTCOME_CHOICES)
     review_kind = models.CharField(
@@ -227,18 +235,7 @@ class Rule(models.Model):
 
     def as_data(self) -> dict:
         """The rule in snapshot shape (see policies.engine)."""
-        return {
-            "name": self.name,
-            "priority": self.priority,
-            "description": self.description,
-            "conditions": self.conditions,
-            "outcome": self.outcome,
-            "review_kind": self.review_kind,
-            "queue": self.queue,
-            "risk": self.risk,
-            "required_approvals": self.required_approvals,
-            "sla_minutes": self.sla_minutes,
-        }
+        return {key: getattr(self, key) for key in engine.RULE_KEYS}
 
     def clean(self) -> None:
         errors: dict[str, list[str]] = {}
@@ -247,10 +244,7 @@ class Rule(models.Model):
         except engine.RuleError as exc:
             errors["conditions"] = exc.messages
         else:
-            unknown = sorted(
-                engine.condition_action_names(self.conditions)
-                - set(ActionType.objects.values_list("name", flat=True))
-            )
+            unknown = ActionType.unknown_names(engine.condition_action_names(self.conditions))
             if unknown:
                 errors["conditions"] = [
                     f"unknown action type(s) {', '.join(unknown)}: add them to the catalogue first"
@@ -290,13 +284,7 @@ class PolicyVersion(models.Model):
     content_hash = models.CharField(max_length=64, unique=True)
     snapshot = models.JSONField()
     note = models.CharField(max_length=300, blank=True)
-    published_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
+    published_by = _acting_user()
     published_at = models.DateTimeField(default=timezone.now)
 
     objects = PolicyVersionQuerySet.as_manager()
@@ -376,13 +364,7 @@ class PolicyActivation(models.Model):
 
     tenant = models.CharField(max_length=64, unique=True, blank=True, validators=[slug_validator])
     version = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT, related_name="+")
-    activated_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
+    activated_by = _acting_user()
     activated_at = models.DateTimeField(default=timezone.now)
     history = HistoricalRecords()
 
@@ -393,23 +375,18 @@ class PolicyActivation(models.Model):
         return f"{self.tenant or '(default)'} -> {self.version_id}"
 
 
+def _grant_holder(to: str) -> models.ForeignKey:
+    # Exactly one of the two is set (see the constraint); the grant goes with its holder.
+    return models.ForeignKey(
+        to, on_delete=models.CASCADE, null=True, blank=True, related_name="reviewer_grants"
+    )
+
+
 class ReviewerGrant(models.Model):
     """Authority for a user or a group to decide some actions, up to an amount, for tenants."""
 
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.CASCADE,
-        null=True,
-        blank=True,
-        related_name="reviewer_grants",
-    )
-    group = models.ForeignKey(
-        "auth.Group",
-        on_delete=models.CASCADE,
-        null=True,
-        blank=True,
-        related_name="reviewer_grants",
-    )
+    user = _grant_holder(settings.AUTH_USER_MODEL)
+    group = _grant_holder("auth.Group")
     action_names = models.JSONField(
         default=list, blank=True, help_text="Action type names; empty = every action type."
     )
@@ -423,23 +400,10 @@ class ReviewerGrant(models.Model):
         help_text="Empty = no limit.",
     )
     note = models.CharField(max_length=300, blank=True)
-    granted_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
+    granted_by = _acting_user()
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
-    revoked_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-        editable=False,
-    )
+    revoked_by = _acting_user(editable=False)
     history = HistoricalRecords()
 
     class Meta:
@@ -493,8 +457,7 @@ class ReviewerGrant(models.Model):
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             errors["action_names"] = ["A list of action type names."]
         else:
-            known = set(ActionType.objects.filter(name__in=names).values_list("name", flat=True))
-            unknown = sorted(set(names) - known)
+            unknown = ActionType.unknown_names(names)
             if unknown:
                 errors["action_names"] = [f"Unknown action type(s): {', '.join(unknown)}."]
         tenants = self.tenants

@@ -281,10 +281,10 @@ def seed_policy(*, actor=None) -> PolicyVersion:
         existing = set(ActionType.objects.values_list("name", flat=True))
         for data in SEED_ACTION_TYPES:
             if data["name"] not in existing:
-                services.create_action_type(actor=actor, fields=data)
+                services.action_type_create(actor=actor, fields=data)
         rule_set = RuleSet.objects.filter(name=SEED_RULE_SET).first()
         if rule_set is None:
-            rule_set = services.create_rule_set(
+            rule_set = services.rule_set_create(
                 actor=actor,
                 name=SEED_RULE_SET,
                 tenant="",
@@ -292,11 +292,11 @@ def seed_policy(*, actor=None) -> PolicyVersion:
                 unknown_action=SEED_UNKNOWN_ACTION,
             )
             for rule in SEED_RULES:
-                services.add_rule(actor=actor, rule_set=rule_set, fields=rule)
+                services.rule_add(actor=actor, rule_set=rule_set, fields=rule)
         # v1 is what the seed published; later versions are the team's.
         version = rule_set.versions.order_by("number").first()
         if version is None:
-            version = services.publish_rule_set(actor=actor, rule_set=rule_set, activate=False)
+            version = services.rule_set_publish(actor=actor, rule_set=rule_set, activate=False)
         if not PolicyActivation.objects.filter(tenant="").exists():
-            services.activate_version(actor=actor, version=version, tenant="")
+            services.version_activate(actor=actor, version=version, tenant="")
         return version

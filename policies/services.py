@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from django.contrib.auth.models import AbstractBaseUser, Group
 from django.core.exceptions import ValidationError
@@ -18,6 +18,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from hitl.db import for_update
+from hitl.kernel import Actor, as_actor, stamp
 from policies import engine
 from policies.engine import PolicyDecision
 from policies.models import (
@@ -30,8 +31,6 @@ from policies.models import (
     RuleSet,
 )
 from policies.selectors import draft_snapshot
-
-Actor = AbstractBaseUser | None
 
 ACTION_TYPE_FIELDS = (
     "name",
@@ -47,10 +46,10 @@ ACTION_TYPE_FIELDS = (
     "description",
 )
 RULE_SET_FIELDS = ("name", "tenant", "description", "unknown_action")
+# In the admin form's order: the form edits exactly what the service accepts.
 RULE_FIELDS = (
-    "name",
     "priority",
-    "description",
+    "name",
     "enabled",
     "conditions",
     "outcome",
@@ -59,13 +58,16 @@ RULE_FIELDS = (
     "risk",
     "required_approvals",
     "sla_minutes",
+    "description",
 )
 
 
-def _attribute(obj: Any, actor: Actor, reason: str) -> None:
-    # simple-history reads these when the change happens outside a request (commands, seed).
-    obj._history_user = actor if actor is not None and actor.pk else None
-    obj._change_reason = reason
+_Editable = TypeVar("_Editable", ActionType, RuleSet)
+
+
+def _who(actor: AbstractBaseUser | Actor | None) -> Actor:
+    # None is the platform itself: the seed, a management command.
+    return as_actor(actor, system="policies")
 
 
 def _apply(obj: Any, fields: Mapping[str, Any], allowed: Iterable[str]) -> None:
@@ -76,35 +78,44 @@ def _apply(obj: Any, fields: Mapping[str, Any], allowed: Iterable[str]) -> None:
         setattr(obj, key, value)
 
 
+def _edit(
+    obj: _Editable, who: Actor, fields: Mapping[str, Any], allowed: Iterable[str]
+) -> _Editable:
+    """Lock a catalogue entry or draft, apply the fields, validate, stamp and save it."""
+    locked = for_update(type(obj).objects.all()).get(pk=obj.pk)
+    _apply(locked, fields, allowed)
+    locked.updated_at = timezone.now()
+    locked.full_clean()
+    stamp(locked, who, "changed")
+    locked.save()
+    return locked
+
+
 # --- catalogue -----------------------------------------------------------------------
 
 
-def create_action_type(*, actor: Actor, fields: Mapping[str, Any]) -> ActionType:
+def action_type_create(
+    *, actor: AbstractBaseUser | Actor | None, fields: Mapping[str, Any]
+) -> ActionType:
     """Add an action type to the catalogue."""
     with transaction.atomic():
         action_type = ActionType()
         _apply(action_type, fields, ACTION_TYPE_FIELDS)
         action_type.full_clean()
-        _attribute(action_type, actor, "created")
+        stamp(action_type, _who(actor), "created")
         action_type.save()
         return action_type
 
 
-def update_action_type(
-    *, actor: Actor, action_type: ActionType, fields: Mapping[str, Any]
+def action_type_update(
+    *, actor: AbstractBaseUser | Actor | None, action_type: ActionType, fields: Mapping[str, Any]
 ) -> ActionType:
     """Change an action type; published versions keep the catalogue they froze."""
     with transaction.atomic():
-        locked = for_update(ActionType.objects.all()).get(pk=action_type.pk)
-        _apply(locked, fields, ACTION_TYPE_FIELDS)
-        locked.updated_at = timezone.now()
-        locked.full_clean()
-        _attribute(locked, actor, "changed")
-        locked.save()
-        return locked
+        return _edit(action_type, _who(actor), fields, ACTION_TYPE_FIELDS)
 
 
-def delete_action_type(*, actor: Actor, action_type: ActionType) -> None:
+def action_type_delete(*, actor: AbstractBaseUser | Actor | None, action_type: ActionType) -> None:
     """Remove an action type that no draft rule names."""
     with transaction.atomic():
         locked = for_update(ActionType.objects.all()).get(pk=action_type.pk)
@@ -117,16 +128,16 @@ def delete_action_type(*, actor: Actor, action_type: ActionType) -> None:
             raise ValidationError(
                 f"{locked.name} is named by rule(s) {', '.join(users)}; change those first."
             )
-        _attribute(locked, actor, "deleted")
+        stamp(locked, _who(actor), "deleted")
         locked.delete()
 
 
 # --- drafts --------------------------------------------------------------------------
 
 
-def create_rule_set(
+def rule_set_create(
     *,
-    actor: Actor,
+    actor: AbstractBaseUser | Actor | None,
     name: str,
     tenant: str = "",
     description: str = "",
@@ -138,25 +149,22 @@ def create_rule_set(
             name=name, tenant=tenant, description=description, unknown_action=unknown_action
         )
         rule_set.full_clean()
-        _attribute(rule_set, actor, "created")
+        stamp(rule_set, _who(actor), "created")
         rule_set.save()
         return rule_set
 
 
-def update_rule_set(*, actor: Actor, rule_set: RuleSet, fields: Mapping[str, Any]) -> RuleSet:
+def rule_set_update(
+    *, actor: AbstractBaseUser | Actor | None, rule_set: RuleSet, fields: Mapping[str, Any]
+) -> RuleSet:
     """Rename a draft, change its tenant or description."""
     with transaction.atomic():
-        locked = for_update(RuleSet.objects.all()).get(pk=rule_set.pk)
-        _apply(locked, fields, RULE_SET_FIELDS)
-        locked.updated_at = timezone.now()
-        locked.full_clean()
-        _attribute(locked, actor, "changed")
-        locked.save()
-        return locked
+        return _edit(rule_set, _who(actor), fields, RULE_SET_FIELDS)
 
 
-def delete_rule_set(*, actor: Actor, rule_set: RuleSet) -> None:
+def rule_set_delete(*, actor: AbstractBaseUser | Actor | None, rule_set: RuleSet) -> None:
     """Delete a draft that was never published (published versions keep their rule set)."""
+    who = _who(actor)
     with transaction.atomic():
         locked = for_update(RuleSet.objects.all()).get(pk=rule_set.pk)
         if PolicyVersion.objects.filter(rule_set=locked).exists():
@@ -165,61 +173,73 @@ def delete_rule_set(*, actor: Actor, rule_set: RuleSet) -> None:
                 "cannot be deleted."
             )
         for rule in locked.rules.all():
-            _attribute(rule, actor, "rule set deleted")
+            stamp(rule, who, "rule set deleted")
             rule.delete()
-        _attribute(locked, actor, "deleted")
+        stamp(locked, who, "deleted")
         locked.delete()
 
 
-def _touch(rule_set: RuleSet, actor: Actor, reason: str) -> RuleSet:
+def _touch(rule_set: RuleSet, who: Actor, reason: str) -> RuleSet:
     # Rule edits lock and stamp their rule set, so an edit and a publish never interleave.
     locked = for_update(RuleSet.objects.all()).get(pk=rule_set.pk)
     locked.updated_at = timezone.now()
-    _attribute(locked, actor, reason)
+    stamp(locked, who, reason)
     locked.save(update_fields=["updated_at"])
     return locked
 
 
-def add_rule(*, actor: Actor, rule_set: RuleSet, fields: Mapping[str, Any]) -> Rule:
+def rule_add(
+    *, actor: AbstractBaseUser | Actor | None, rule_set: RuleSet, fields: Mapping[str, Any]
+) -> Rule:
     """Add a rule to a draft rule set."""
+    who = _who(actor)
     with transaction.atomic():
-        locked_set = _touch(rule_set, actor, f"rule {fields.get('name')} added")
+        locked_set = _touch(rule_set, who, f"rule {fields.get('name')} added")
         rule = Rule(rule_set=locked_set)
         _apply(rule, fields, RULE_FIELDS)
         rule.full_clean()
-        _attribute(rule, actor, "created")
+        stamp(rule, who, "created")
         rule.save()
         return rule
 
 
-def update_rule(*, actor: Actor, rule: Rule, fields: Mapping[str, Any]) -> Rule:
+def rule_update(
+    *, actor: AbstractBaseUser | Actor | None, rule: Rule, fields: Mapping[str, Any]
+) -> Rule:
     """Change a rule of a draft rule set."""
+    who = _who(actor)
     with transaction.atomic():
-        _touch(rule.rule_set, actor, f"rule {rule.name} changed")
+        _touch(rule.rule_set, who, f"rule {rule.name} changed")
         locked = for_update(Rule.objects.all()).get(pk=rule.pk)
         _apply(locked, fields, RULE_FIELDS)
         locked.full_clean()
-        _attribute(locked, actor, "changed")
+        stamp(locked, who, "changed")
         locked.save()
         return locked
 
 
-def delete_rule(*, actor: Actor, rule: Rule) -> None:
+def rule_delete(*, actor: AbstractBaseUser | Actor | None, rule: Rule) -> None:
     """Remove a rule from a draft rule set."""
+    who = _who(actor)
     with transaction.atomic():
-        _touch(rule.rule_set, actor, f"rule {rule.name} deleted")
+        _touch(rule.rule_set, who, f"rule {rule.name} deleted")
         locked = for_update(Rule.objects.all()).get(pk=rule.pk)
-        _attribute(locked, actor, "deleted")
+        stamp(locked, who, "deleted")
         locked.delete()
 
 
 # --- publishing ----------------------------------------------------------------------
 
 
-def publish_rule_set(
-    *, actor: Actor, rule_set: RuleSet, activate: bool = True, note: str = ""
+def rule_set_publish(
+    *,
+    actor: AbstractBaseUser | Actor | None,
+    rule_set: RuleSet,
+    activate: bool = True,
+    note: str = "",
 ) -> PolicyVersion:
     """Freeze a draft into an immutable version (reused if the content exists) and activate it."""
+    who = _who(actor)
     with transaction.atomic():
         locked = for_update(RuleSet.objects.all()).get(pk=rule_set.pk)
         snapshot = draft_snapshot(locked)
@@ -235,20 +255,23 @@ def publish_rule_set(
                         content_hash=digest,
                         snapshot=snapshot,
                         note=note,
-                        published_by=actor if actor is not None and actor.pk else None,
+                        published_by=who.user,
                     )
             except IntegrityError:
                 # Another rule set published the same content a moment ago: same version.
                 version = PolicyVersion.objects.get(content_hash=digest)
         if activate:
-            activate_version(actor=actor, version=version, tenant=locked.tenant)
+            version_activate(actor=who, version=version, tenant=locked.tenant)
         return version
 
 
-def activate_version(*, actor: Actor, version: PolicyVersion, tenant: str) -> PolicyActivation:
+def version_activate(
+    *, actor: AbstractBaseUser | Actor | None, version: PolicyVersion, tenant: str
+) -> PolicyActivation:
     """Make a version the one that decides for a tenant (also how a rollback is done)."""
     if tenant and not engine.SLUG_RE.match(tenant):
         raise ValidationError(f"Tenant {tenant!r} is not a slug.")
+    who = _who(actor)
     with transaction.atomic():
         activation = for_update(PolicyActivation.objects.all()).filter(tenant=tenant).first()
         if activation is None:
@@ -256,39 +279,39 @@ def activate_version(*, actor: Actor, version: PolicyVersion, tenant: str) -> Po
             # waits for the winner's row and changes it like any later activation.
             try:
                 with transaction.atomic():
-                    return _save_activation(PolicyActivation(tenant=tenant), version, actor)
+                    return _save_activation(PolicyActivation(tenant=tenant), version, who)
             except IntegrityError:
                 activation = for_update(PolicyActivation.objects.all()).get(tenant=tenant)
         if activation.version_id == version.pk:
             return activation
-        return _save_activation(activation, version, actor)
+        return _save_activation(activation, version, who)
 
 
 def _save_activation(
-    activation: PolicyActivation, version: PolicyVersion, actor: Actor
+    activation: PolicyActivation, version: PolicyVersion, who: Actor
 ) -> PolicyActivation:
     activation.version = version
-    activation.activated_by = actor if actor is not None and actor.pk else None
+    activation.activated_by = who.user
     activation.activated_at = timezone.now()
-    _attribute(activation, actor, f"activated {version.short_hash}")
+    stamp(activation, who, f"activated {version.short_hash}")
     activation.save()
     return activation
 
 
-def deactivate_tenant(*, actor: Actor, tenant: str) -> None:
+def tenant_deactivate(*, actor: AbstractBaseUser | Actor | None, tenant: str) -> None:
     """Drop a tenant's own version so the default ("") decides for it again."""
     with transaction.atomic():
         activation = for_update(PolicyActivation.objects.all()).filter(tenant=tenant).first()
         if activation is None:
             return
-        _attribute(activation, actor, "deactivated")
+        stamp(activation, _who(actor), "deactivated")
         activation.delete()
 
 
 # --- the evaluation log --------------------------------------------------------------
 
 
-def record_evaluation(
+def evaluation_record(
     *, proposal: dict, decision: PolicyDecision, actor_label: str
 ) -> PolicyEvaluation:
     """Append an evaluated proposal and its decision to the log the simulation replays."""
@@ -320,9 +343,14 @@ def _clean_names(values: Iterable[str]) -> list[str]:
     return sorted({str(v).strip() for v in values if str(v).strip()})
 
 
-def grant_authority(
+def _clean_tenants(values: Iterable[str]) -> list[str]:
+    # "" (the default tenant) is a tenant a grant may name.
+    return sorted({str(v).strip() for v in values})
+
+
+def grant_create(
     *,
-    actor: Actor,
+    actor: AbstractBaseUser | Actor | None,
     user: AbstractBaseUser | None = None,
     group: Group | None = None,
     action_names: Iterable[str] = (),
@@ -331,25 +359,26 @@ def grant_authority(
     note: str = "",
 ) -> ReviewerGrant:
     """Let a user or a group decide some actions (empty = all), for tenants, up to an amount."""
+    who = _who(actor)
     with transaction.atomic():
         grant = ReviewerGrant(
             user=user,
             group=group,
             action_names=_clean_names(action_names),
-            tenants=sorted({str(t).strip() for t in tenants}),
+            tenants=_clean_tenants(tenants),
             max_amount=max_amount,
             note=note,
-            granted_by=actor if actor is not None and actor.pk else None,
+            granted_by=who.user,
         )
         grant.full_clean()
-        _attribute(grant, actor, "granted")
+        stamp(grant, who, "granted")
         grant.save()
         return grant
 
 
-def update_grant(
+def grant_update(
     *,
-    actor: Actor,
+    actor: AbstractBaseUser | Actor | None,
     grant: ReviewerGrant,
     action_names: Iterable[str],
     tenants: Iterable[str],
@@ -362,23 +391,26 @@ def update_grant(
         if locked.revoked_at is not None:
             raise ValidationError("This grant was revoked; grant authority anew instead.")
         locked.action_names = _clean_names(action_names)
-        locked.tenants = sorted({str(t).strip() for t in tenants})
+        locked.tenants = _clean_tenants(tenants)
         locked.max_amount = max_amount
         locked.note = note
         locked.full_clean()
-        _attribute(locked, actor, "changed")
+        stamp(locked, _who(actor), "changed")
         locked.save()
         return locked
 
 
-def revoke_authority(*, actor: Actor, grant: ReviewerGrant) -> ReviewerGrant:
+def grant_revoke(*, actor: AbstractBaseUser | Actor | None, grant: ReviewerGrant) -> ReviewerGrant:
     """Revoke a grant; it stays on record (who revoked it, when) but no longer counts."""
-    with transaction.atomic():
+    who = _who(actor)
+    # Durable: no caller holds a transaction around it, so the revocation is committed (and
+    # counts for every reviewer) when it returns.
+    with transaction.atomic(durable=True):
         locked = for_update(ReviewerGrant.objects.all()).get(pk=grant.pk)
         if locked.revoked_at is not None:
             return locked
         locked.revoked_at = timezone.now()
-        locked.revoked_by = actor if actor is not None and actor.pk else None
-        _attribute(locked, actor, "revoked")
+        locked.revoked_by = who.user
+        stamp(locked, who, "revoked")
         locked.save(update_fields=["revoked_at", "revoked_by"])
         return locked

@@ -7,11 +7,51 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from evaluation.models import CaseStatus, Dataset, EvalCase
+from evaluation.services import case_accept
+from evaluation.tests.factories import evaluation_role_groups, make_case
+from reviews.tests.factories import QueueFactory, UserFactory
 
 
 @pytest.fixture
 def demo(db, settings):
     call_command("seed_demo", "--force", "--history", "60", stdout=StringIO())
+
+
+# (summary, order, why the reviewer rejected it): far enough apart that none is a
+# near-duplicate of another.
+REJECTIONS = [
+    ("A mug arrived broken, photo attached", "17", "The photo shows a different mug"),
+    ("The sofa was delivered two weeks late", "512", "Late delivery refunds shipping only"),
+    ("Charged twice for a single order", "88", "The second charge was already reversed"),
+]
+
+
+@pytest.fixture
+def curation(db):
+    """An ML engineer, a reviewer, and cases captured from rejections: those that passed
+    every check accepted, one decided from no screen (failing had_context) a candidate."""
+    groups = evaluation_role_groups()
+    ml = UserFactory(username="ml", grant=False, groups=[groups["ML engineers"]])
+    UserFactory(username="reviewer", grant=False, groups=[groups["Reviewers"]])
+    rita = UserFactory(username="rita")
+    queue = QueueFactory(slug="operations")
+    for summary, order, reason in REJECTIONS:
+        arguments = {"order_id": order, "amount": "20.00", "currency": "EUR"}
+        case = make_case(
+            queue=queue,
+            reviewer=rita,
+            reason=reason,
+            seconds_on_screen=60,
+            summary=summary,
+            arguments=arguments,
+        )
+        case_accept(case_id=case.pk, actor=ml, note="curated")
+    make_case(
+        queue=queue,
+        reviewer=rita,
+        reason="Nothing in the ticket supports a refund",
+        summary="Customer wants money back for a gift card",
+    )
 
 
 @pytest.mark.django_db
@@ -25,13 +65,13 @@ def test_seed_demo_leaves_a_dataset_ready_to_export(demo, tmp_path):
 
 
 @pytest.mark.django_db
-def test_ml_engineer_curates_with_filters_and_bulk_actions(client, demo):
-    assert client.login(username="ml", password="demo")
+def test_ml_engineer_curates_with_filters_and_bulk_actions(client, curation):
+    assert client.login(username="ml", password="pw")
     url = reverse("admin:evaluation_evalcase_changelist")
     assert client.get(url).status_code == 200
     failed = client.get(url + "?check=had_context")
     assert failed.status_code == 200
-    # seed_demo accepted every case that passed; discard two, then accept them again
+    # Every case that passed was accepted; discard two, then accept them again
     # together with one that failed a check (which stays a candidate).
     passed = list(EvalCase.objects.filter(failed_checks=[]).values_list("pk", flat=True)[:2])
     failing = EvalCase.objects.exclude(failed_checks=[]).values_list("pk", flat=True)[0]
@@ -56,6 +96,6 @@ def test_ml_engineer_curates_with_filters_and_bulk_actions(client, demo):
 
 
 @pytest.mark.django_db
-def test_reviewers_cannot_curate(client, demo):
-    assert client.login(username="reviewer", password="demo")
+def test_reviewers_cannot_curate(client, curation):
+    assert client.login(username="reviewer", password="pw")
     assert client.get(reverse("admin:evaluation_evalcase_changelist")).status_code == 403

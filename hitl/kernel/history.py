@@ -1,19 +1,16 @@
 """One way to stamp history for every app: who acted (person, agent or system) and why.
 
-Also simple-history's HistoricalRecords with its manager class built once per model:
-simple-history builds a new manager class (`Manager.from_queryset`, which inspects every
-queryset method) each time `Model.history` or `instance.history` is read, and it reads it
-for every historical row it writes: about half a millisecond per saved object, or a tenth
-of a proposal's time. The class depends only on the model, so it is built once.
+Also simple-history's HistoricalRecords with its manager class built once per model
+(see `hitl.internals.build_history_manager_once`).
 """
 
 from django.db import models
 from django.dispatch import receiver
 from simple_history.models import HistoricalRecords as BaseHistoricalRecords
-from simple_history.models import HistoryDescriptor
 from simple_history.signals import pre_create_historical_record
 from simple_history.utils import bulk_create_with_history
 
+from ..internals import build_history_manager_once, set_change_reason, set_history_user
 from .actors import Actor
 
 
@@ -41,9 +38,9 @@ def stamp(instance, actor: Actor, reason: str) -> None:
     """Name who changes `instance` and why, for the history row its next save writes."""
     # simple-history reads these attributes when it writes the row; outside a request
     # (the worker, commands, the API's agents) nothing else tells it who acted.
-    instance._history_user = actor.user
+    set_history_user(instance, actor.user)
     instance._history_actor = actor.label
-    instance._change_reason = reason
+    set_change_reason(instance, reason)
 
 
 def create_with_history(objs: list, *, actor: Actor, reason: str) -> list:
@@ -59,15 +56,6 @@ def create_with_history(objs: list, *, actor: Actor, reason: str) -> list:
     )
 
 
-class _OnceHistoryDescriptor(HistoryDescriptor):
-    def __get__(self, instance, owner):
-        manager_class = self.__dict__.get("_manager_class")
-        if manager_class is None:
-            manager_class = self.manager_class.from_queryset(self.queryset_class)
-            self._manager_class = manager_class
-        return manager_class(self.model, instance)
-
-
 class HistoricalRecords(BaseHistoricalRecords):
     """HistoricalRecords whose `history` manager class is built once per model, and whose
     rows always carry the acting principal (`history_actor`)."""
@@ -79,14 +67,4 @@ class HistoricalRecords(BaseHistoricalRecords):
 
     def finalize(self, sender, **kwargs):
         super().finalize(sender, **kwargs)
-        descriptor = sender.__dict__.get(self.manager_name)
-        if type(descriptor) is HistoryDescriptor:
-            setattr(
-                sender,
-                self.manager_name,
-                _OnceHistoryDescriptor(
-                    descriptor.model,
-                    manager=descriptor.manager_class,
-                    queryset=descriptor.queryset_class,
-                ),
-            )
+        build_history_manager_once(sender, self.manager_name)

@@ -2,18 +2,17 @@
 of their own tenant and queue and of another's. Each cell is asserted."""
 
 import json
-from io import StringIO
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group, Permission
-from django.core.management import call_command
+from django.contrib.auth.models import Permission
 from rest_framework.test import APIClient
 
 from evaluation.models import Dataset
 from evaluation.services import dataset_create, dataset_publish
+from evaluation.tests.factories import evaluation_role_groups
 from hitl.kernel import Actor
 from policies.models import PolicyVersion, Tenant
+from policies.seed import seed_policy
 from reviews.models import Queue
 from reviews.services import agent_create, tenant_create
 from reviews.tests.factories import UserFactory, make_review
@@ -48,10 +47,9 @@ MIRROR = {"agent_a": "agent_b", "agent_b": "agent_a", "reviewer_x": "reviewer_y"
 
 @pytest.fixture
 def world(db):
-    call_command("seed_demo", "--force", "--history", "0", stdout=StringIO())  # groups, perms
-    reviewers, leads, ml_group = (
-        Group.objects.get(name=n) for n in ("Reviewers", "Leads", "ML engineers")
-    )
+    seed_policy()
+    groups = evaluation_role_groups()
+    reviewers, leads, ml_group = (groups[n] for n in ("Reviewers", "Leads", "ML engineers"))
     people = {
         "reviewer_x": UserFactory(username="rx"),
         "reviewer_y": UserFactory(username="ry"),
@@ -65,7 +63,7 @@ def world(db):
     # Two tenants, each with its own queue (of the same name), reviewer, agent, policy
     # activation and dataset; the lead owns both queues.
     version = PolicyVersion.objects.order_by("-pk").first()
-    admin = get_user_model().objects.get(username="admin")
+    admin = UserFactory(username="admin", is_superuser=True, grant=False)
     for tenant, reviewer in (("acme", "reviewer_x"), ("initech", "reviewer_y")):
         tenant_create(
             actor=admin,

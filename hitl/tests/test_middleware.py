@@ -94,9 +94,9 @@ def test_an_unexpected_error_under_the_api_is_a_json_500_with_its_traceback_logg
     seeded_policy, caplog
 ):
     from policies.models import ActionType
-    from policies.services import update_action_type
+    from policies.services import action_type_update
 
-    update_action_type(
+    action_type_update(
         actor=None,
         action_type=ActionType.objects.get(name="issue_refund"),
         fields={"fact_provider": "hitl.tests.test_middleware.broken_fact_provider"},

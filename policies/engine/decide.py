@@ -21,7 +21,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .proposal import Proposal
-from .rules import AUTO_EXECUTE, DENY, HUMAN_REVIEW, QUEUE_OWNER, ActionInfo, _Rule
+from .rules import AUTO_EXECUTE, DENY, HUMAN_REVIEW, QUEUE_OWNER, _Rule
+from .snapshot import ActionInfo
 
 if TYPE_CHECKING:
     from .plan import CompiledPolicy

@@ -31,17 +31,15 @@ from .proposal import Proposal, read_path, to_decimal
 from .rules import (
     _COMPARE,
     _NUMERIC_OPS,
-    SNAPSHOT_FORMAT,
     UNKNOWN_DENY,
     UNKNOWN_ESCALATE,
-    ActionInfo,
     RuleError,
     _compile_rule,
     _Condition,
     _holds,
     _Rule,
-    build_snapshot,
 )
+from .snapshot import SNAPSHOT_FORMAT, ActionInfo, build_snapshot
 
 _STATIC_FIELDS = frozenset(
     {"action", "tool_type", "target_system", "reversible", "tenant", "audience"}

@@ -11,4 +11,4 @@ def seeded(db):
 
 @pytest.fixture
 def actor(db):
-    return UserFactory(username="lead")
+    return UserFactory(username="lead", grant=False)

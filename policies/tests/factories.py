@@ -5,17 +5,34 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
 from policies.models import ActionType, PolicyEvaluation, ReviewerGrant, Rule, RuleSet
+from policies.services import grant_create
 
 
 class UserFactory(factory.django.DjangoModelFactory):
+    """A staff user (password "pw") who may decide anything: UserFactory(grant=False) for
+    one with no authority, as the tests of authority itself need; groups=[...] to join."""
+
     class Meta:
         model = get_user_model()
         django_get_or_create = ("username",)
+        skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"user{n}")
     email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
     is_staff = True
     password = factory.django.Password("pw")
+
+    @factory.post_generation
+    def groups(user, create, extracted, **kwargs):
+        if create and extracted:
+            user.groups.add(*extracted)
+
+    @factory.post_generation
+    def grant(user, create, extracted, **kwargs):
+        # Reviewers may decide anything unless a test says otherwise; authority limits have
+        # tests of their own.
+        if create and extracted is not False:
+            grant_create(actor=None, user=user)
 
 
 class GroupFactory(factory.django.DjangoModelFactory):
@@ -63,7 +80,7 @@ class ReviewerGrantFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = ReviewerGrant
 
-    user = factory.SubFactory(UserFactory)
+    user = factory.SubFactory(UserFactory, grant=False)
     action_names = factory.LazyFunction(list)
     tenants = factory.LazyFunction(list)
 

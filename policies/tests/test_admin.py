@@ -15,14 +15,14 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def populated(seeded, actor):
-    services.grant_authority(
+    services.grant_create(
         actor=actor,
-        user=UserFactory(username="rita"),
+        user=UserFactory(username="rita", grant=False),
         action_names=["issue_refund"],
         tenants=["acme"],
     )
     proposal = make_proposal("issue_refund")
-    services.record_evaluation(
+    services.evaluation_record(
         proposal=proposal,
         decision=selectors.evaluate_proposal(proposal=proposal),
         actor_label="agent:refund-bot",
@@ -53,7 +53,7 @@ def test_changelist_query_count_does_not_grow_with_rows(
     admin_client, populated, actor, django_assert_max_num_queries
 ):
     for n in range(5):
-        services.grant_authority(actor=actor, user=UserFactory(username=f"r{n}"))
+        services.grant_create(actor=actor, user=UserFactory(username=f"r{n}", grant=False))
     with django_assert_max_num_queries(12):
         assert (
             admin_client.get(reverse("admin:policies_reviewergrant_changelist")).status_code == 200
@@ -103,8 +103,8 @@ def _rule_set_post(rule_set, rules, **overrides):
 
 
 def test_editing_a_rule_in_the_admin_goes_through_the_service(admin_client, actor):
-    rule_set = services.create_rule_set(actor=actor, name="support")
-    rule = services.add_rule(
+    rule_set = services.rule_set_create(actor=actor, name="support")
+    rule = services.rule_add(
         actor=actor,
         rule_set=rule_set,
         fields={"name": "deny-all", "priority": 10, "outcome": "deny", "risk": "high"},
@@ -136,7 +136,7 @@ def test_editing_a_rule_in_the_admin_goes_through_the_service(admin_client, acto
 
 
 def test_a_malformed_rule_is_refused_in_the_form(admin_client, actor):
-    rule_set = services.create_rule_set(actor=actor, name="support")
+    rule_set = services.rule_set_create(actor=actor, name="support")
     url = reverse("admin:policies_ruleset_change", args=[rule_set.pk])
     for conditions, message in (
         ([{"field": "colour", "op": "=", "value": "red"}], "unknown field &quot;colour&quot;"),
@@ -169,7 +169,7 @@ def test_adding_a_rule_set_with_a_rule(admin_client):
 
 def test_publish_button_publishes_and_activates(admin_client, actor, seeded):
     rule = seeded.rule_set.rules.get(name="reads_auto_execute")
-    services.update_rule(actor=actor, rule=rule, fields={"risk": "medium"})
+    services.rule_update(actor=actor, rule=rule, fields={"risk": "medium"})
     response = admin_client.post(
         reverse("admin:policies_ruleset_publish", args=[seeded.rule_set_id]), follow=True
     )
@@ -183,7 +183,7 @@ def test_publish_button_publishes_and_activates(admin_client, actor, seeded):
 def test_publish_needs_post_and_permission(client, admin_client, seeded):
     url = reverse("admin:policies_ruleset_publish", args=[seeded.rule_set_id])
     assert admin_client.get(url).status_code == 405
-    viewer = UserFactory(username="viewer")
+    viewer = UserFactory(username="viewer", grant=False)
     viewer.user_permissions.add(Permission.objects.get(codename="view_ruleset"))
     client.force_login(viewer)
     assert client.post(url).status_code == 403
@@ -191,7 +191,7 @@ def test_publish_needs_post_and_permission(client, admin_client, seeded):
 
 
 def test_publish_action_reports_a_draft_that_cannot_publish(admin_client, actor, seeded):
-    empty = services.create_rule_set(actor=actor, name="empty")
+    empty = services.rule_set_create(actor=actor, name="empty")
     response = admin_client.post(
         reverse("admin:policies_ruleset_changelist"),
         {"action": "publish_selected", "_selected_action": [empty.pk]},
@@ -229,7 +229,7 @@ def test_simulation_page_get_and_post(admin_client, actor, populated):
     assert "Run simulation" in page.content.decode()
 
     rule = populated.rule_set.rules.get(name="writes_need_review")
-    services.update_rule(actor=actor, rule=rule, fields={"queue": "finance"})
+    services.rule_update(actor=actor, rule=rule, fields={"queue": "finance"})
     response = admin_client.post(url, {"source": "recent", "limit": "10", "jsonl": ""})
     assert response.status_code == 200
     result = response.context["result"]
@@ -254,7 +254,7 @@ def test_simulation_with_pasted_jsonl_reports_bad_lines(admin_client, seeded):
 
 
 def test_simulation_of_an_invalid_draft_shows_the_reason(admin_client, actor, seeded):
-    empty = services.create_rule_set(actor=actor, name="empty")
+    empty = services.rule_set_create(actor=actor, name="empty")
     url = reverse("admin:policies_ruleset_simulate", args=[empty.pk])
     response = admin_client.post(url, {"source": "recent", "limit": "10"})
     assert response.status_code == 200
@@ -262,13 +262,13 @@ def test_simulation_of_an_invalid_draft_shows_the_reason(admin_client, actor, se
 
 
 def test_simulation_rechecks_permission(client, seeded):
-    client.force_login(UserFactory(username="nobody"))
+    client.force_login(UserFactory(username="nobody", grant=False))
     url = reverse("admin:policies_ruleset_simulate", args=[seeded.rule_set_id])
     assert client.get(url).status_code == 403
 
 
 def test_granting_authority_in_the_admin(admin_client, seeded):
-    rita = UserFactory(username="rita")
+    rita = UserFactory(username="rita", grant=False)
     response = admin_client.post(
         reverse("admin:policies_reviewergrant_add"),
         {
@@ -298,7 +298,7 @@ def test_granting_authority_in_the_admin(admin_client, seeded):
 
 
 def test_revoking_grants_from_the_changelist(admin_client, actor, seeded):
-    grant = services.grant_authority(actor=actor, user=UserFactory(username="rita"))
+    grant = services.grant_create(actor=actor, user=UserFactory(username="rita", grant=False))
     admin_client.post(
         reverse("admin:policies_reviewergrant_changelist"),
         {"action": "revoke_selected", "_selected_action": [grant.pk]},
@@ -357,5 +357,5 @@ def test_the_rule_set_admin_shows_and_changes_what_happens_to_unknown_actions(ad
     assert rule_set.unknown_action == "deny"
     assert rule_set.history.latest().history_user.username == "admin"
     assert sorted(rule_set.rules.values_list("name", flat=True)) == rules
-    version = services.publish_rule_set(actor=None, rule_set=rule_set)
+    version = services.rule_set_publish(actor=None, rule_set=rule_set)
     assert version.snapshot["unknown_action"] == "deny"

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def alice(db):
-    return UserFactory(username="alice")
+    return UserFactory(username="alice", grant=False)
 
 
 def test_no_grant_is_refused_with_a_readable_reason(seeded, alice):
@@ -28,7 +28,7 @@ def test_no_grant_is_refused_with_a_readable_reason(seeded, alice):
 
 
 def test_amount_over_the_limit_is_refused(seeded, actor, alice):
-    services.grant_authority(
+    services.grant_create(
         actor=actor, user=alice, action_names=["issue_refund"], max_amount=Decimal("500")
     )
     assert (
@@ -50,7 +50,7 @@ def test_amount_over_the_limit_is_refused(seeded, actor, alice):
 
 
 def test_other_action_and_other_tenant_are_refused(seeded, actor, alice):
-    services.grant_authority(actor=actor, user=alice, action_names=["send_email"], tenants=["acme"])
+    services.grant_create(actor=actor, user=alice, action_names=["send_email"], tenants=["acme"])
     assert (
         check_authority(user=alice, action_name="send_email", tenant="acme", amount=None).allowed
         is True
@@ -71,8 +71,8 @@ def test_other_action_and_other_tenant_are_refused(seeded, actor, alice):
 def test_group_grant_works_for_its_members_only(seeded, actor, alice):
     refunds = GroupFactory(name="refunds")
     alice.groups.add(refunds)
-    bob = UserFactory(username="bob")
-    services.grant_authority(
+    bob = UserFactory(username="bob", grant=False)
+    services.grant_create(
         actor=actor, group=refunds, action_names=["issue_refund"], max_amount=Decimal("1000")
     )
     allowed = check_authority(
@@ -89,14 +89,14 @@ def test_group_grant_works_for_its_members_only(seeded, actor, alice):
 
 
 def test_superuser_is_always_allowed_and_inactive_never(seeded, actor, alice):
-    root = UserFactory(username="root", is_superuser=True)
+    root = UserFactory(username="root", is_superuser=True, grant=False)
     assert (
         check_authority(
             user=root, action_name="anything", tenant="x", amount=Decimal("1e9")
         ).allowed
         is True
     )
-    services.grant_authority(actor=actor, user=alice)
+    services.grant_create(actor=actor, user=alice)
     assert (
         check_authority(
             user=alice, action_name="issue_refund", tenant="x", amount=Decimal("1e9")
@@ -122,9 +122,9 @@ def test_superuser_is_always_allowed_and_inactive_never(seeded, actor, alice):
 
 
 def test_revoked_grant_no_longer_counts(seeded, actor, alice):
-    grant = services.grant_authority(actor=actor, user=alice, action_names=["send_email"])
+    grant = services.grant_create(actor=actor, user=alice, action_names=["send_email"])
     with time_machine.travel("2025-03-01 12:00:00+00:00", tick=False):
-        revoked = services.revoke_authority(actor=actor, grant=grant)
+        revoked = services.grant_revoke(actor=actor, grant=grant)
     assert revoked.revoked_at.isoformat() == "2025-03-01T12:00:00+00:00"
     assert revoked.revoked_by == actor
     assert (
@@ -133,7 +133,7 @@ def test_revoked_grant_no_longer_counts(seeded, actor, alice):
     )
     assert [h.history_type for h in grant.history.order_by("history_id")] == ["+", "~"]
     with pytest.raises(ValidationError, match="revoked"):
-        services.update_grant(
+        services.grant_update(
             actor=actor, grant=grant, action_names=[], tenants=[], max_amount=None
         )
 
@@ -155,5 +155,5 @@ def test_grant_authority_validation(seeded, actor, alice, kwargs, message):
         **({"group": GroupFactory(name="g")} if kwargs.get("group") else {}),
     }
     with pytest.raises(ValidationError) as caught:
-        services.grant_authority(actor=actor, **resolved)
+        services.grant_create(actor=actor, **resolved)
     assert message in " ".join(caught.value.messages)

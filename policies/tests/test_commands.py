@@ -43,8 +43,8 @@ def test_evaluate_policy_with_a_pinned_version(seeded, actor):
     from policies import services
 
     rule = seeded.rule_set.rules.get(name="reads_auto_execute")
-    services.update_rule(actor=actor, rule=rule, fields={"outcome": "deny", "risk": "high"})
-    services.publish_rule_set(actor=actor, rule_set=seeded.rule_set)
+    services.rule_update(actor=actor, rule=rule, fields={"outcome": "deny", "risk": "high"})
+    services.rule_set_publish(actor=actor, rule_set=seeded.rule_set)
     proposal = json.dumps(make_proposal())
     assert json.loads(_evaluate(proposal)[-1])["outcome"] == "deny"
     pinned = json.loads(_evaluate(proposal, version=seeded.content_hash[:12])[-1])

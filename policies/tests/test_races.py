@@ -37,14 +37,14 @@ def _together(*calls):
 def _published(name, tenant=""):
     rule_set = RuleSetFactory(name=name, tenant=tenant)
     RuleFactory(rule_set=rule_set, name=f"{name}-rule", priority=1, outcome="deny")
-    return services.publish_rule_set(actor=None, rule_set=rule_set, activate=False)
+    return services.rule_set_publish(actor=None, rule_set=rule_set, activate=False)
 
 
 def test_first_activations_for_a_new_tenant_at_once_both_succeed():
     first, second = _published("one"), _published("two")
     errors = _together(
-        lambda: services.activate_version(actor=None, version=first, tenant="acme"),
-        lambda: services.activate_version(actor=None, version=second, tenant="acme"),
+        lambda: services.version_activate(actor=None, version=first, tenant="acme"),
+        lambda: services.version_activate(actor=None, version=second, tenant="acme"),
     )
     assert errors == []
     assert PolicyActivation.objects.filter(tenant="acme").count() == 1
@@ -56,8 +56,8 @@ def test_publishing_the_same_draft_twice_at_once_makes_one_version():
     rule_set = RuleSetFactory(name="draft")
     RuleFactory(rule_set=rule_set, name="deny", priority=1, outcome="deny")
     errors = _together(
-        lambda: services.publish_rule_set(actor=None, rule_set=rule_set),
-        lambda: services.publish_rule_set(actor=None, rule_set=rule_set),
+        lambda: services.rule_set_publish(actor=None, rule_set=rule_set),
+        lambda: services.rule_set_publish(actor=None, rule_set=rule_set),
     )
     assert errors == []
     assert PolicyVersion.objects.filter(rule_set=rule_set).count() == 1

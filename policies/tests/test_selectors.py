@@ -32,8 +32,8 @@ def test_evaluate_proposal_writes_nothing(seeded, django_assert_max_num_queries)
 
 def test_evaluate_proposal_with_a_pinned_version(actor, seeded):
     rule = seeded.rule_set.rules.get(name="reads_auto_execute")
-    services.update_rule(actor=actor, rule=rule, fields={"outcome": "deny", "risk": "high"})
-    services.publish_rule_set(actor=actor, rule_set=seeded.rule_set)
+    services.rule_update(actor=actor, rule=rule, fields={"outcome": "deny", "risk": "high"})
+    services.rule_set_publish(actor=actor, rule_set=seeded.rule_set)
     assert selectors.evaluate_proposal(proposal=make_proposal()).outcome == "deny"
     for reference in (seeded.content_hash, seeded.content_hash[:10], str(seeded.pk)):
         pinned = selectors.evaluate_proposal(proposal=make_proposal(), version=reference)

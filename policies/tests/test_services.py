@@ -52,12 +52,12 @@ def test_seed_policy_is_idempotent(actor):
 def test_seed_does_not_take_over_a_policy_the_team_activated(actor, seeded):
     rule_set = RuleSet.objects.get(name="default")
     rule = rule_set.rules.get(name="costly_actions_need_review")
-    services.update_rule(
+    services.rule_update(
         actor=actor,
         rule=rule,
         fields={"conditions": [{"field": "estimated_cost_usd", "op": ">", "value": 2}]},
     )
-    newer = services.publish_rule_set(actor=actor, rule_set=rule_set)
+    newer = services.rule_set_publish(actor=actor, rule_set=rule_set)
     assert seed_policy() == seeded
     assert selectors.active_version_for("") == newer
     assert PolicyVersion.objects.count() == 2
@@ -65,8 +65,8 @@ def test_seed_does_not_take_over_a_policy_the_team_activated(actor, seeded):
 
 def test_publish_freezes_the_draft_under_its_content_hash(actor):
     action = ActionTypeFactory(name="close_ticket")
-    rule_set = services.create_rule_set(actor=actor, name="support", tenant="acme")
-    services.add_rule(
+    rule_set = services.rule_set_create(actor=actor, name="support", tenant="acme")
+    services.rule_add(
         actor=actor,
         rule_set=rule_set,
         fields={
@@ -76,7 +76,7 @@ def test_publish_freezes_the_draft_under_its_content_hash(actor):
             "conditions": [{"field": "action", "op": "=", "value": action.name}],
         },
     )
-    version = services.publish_rule_set(actor=actor, rule_set=rule_set)
+    version = services.rule_set_publish(actor=actor, rule_set=rule_set)
     assert version.number == 1
     assert version.published_by == actor
     assert version.snapshot["rules"][0]["name"] == "close-needs-review"
@@ -85,13 +85,13 @@ def test_publish_freezes_the_draft_under_its_content_hash(actor):
     assert selectors.active_version_for("acme") == version
     assert selectors.active_version_for("") is None
 
-    again = services.publish_rule_set(actor=actor, rule_set=rule_set)
+    again = services.rule_set_publish(actor=actor, rule_set=rule_set)
     assert again.pk == version.pk
     assert PolicyVersion.objects.count() == 1
 
     rule = rule_set.rules.get()
-    services.update_rule(actor=actor, rule=rule, fields={"risk": "high"})
-    second = services.publish_rule_set(actor=actor, rule_set=rule_set)
+    services.rule_update(actor=actor, rule=rule, fields={"risk": "high"})
+    second = services.rule_set_publish(actor=actor, rule_set=rule_set)
     assert second.number == 2
     assert second.content_hash != version.content_hash
     assert selectors.active_version_for("acme") == second
@@ -118,7 +118,7 @@ def test_published_version_is_immutable(seeded):
 
 def test_a_rule_set_with_published_versions_cannot_be_deleted(actor, seeded):
     with pytest.raises(ValidationError, match="has published versions"):
-        services.delete_rule_set(actor=actor, rule_set=seeded.rule_set)
+        services.rule_set_delete(actor=actor, rule_set=seeded.rule_set)
     assert RuleSet.objects.filter(pk=seeded.rule_set_id).exists()
 
 
@@ -126,9 +126,9 @@ def test_catalogue_changes_reach_decisions_only_after_a_new_publish(actor, seede
     proposal = make_proposal("search_docs")
     assert selectors.evaluate_proposal(proposal=proposal).outcome == "auto_execute"
     search = ActionType.objects.get(name="search_docs")
-    services.update_action_type(actor=actor, action_type=search, fields={"tool_type": "write"})
+    services.action_type_update(actor=actor, action_type=search, fields={"tool_type": "write"})
     assert selectors.evaluate_proposal(proposal=proposal).outcome == "auto_execute"
-    services.publish_rule_set(actor=actor, rule_set=seeded.rule_set)
+    services.rule_set_publish(actor=actor, rule_set=seeded.rule_set)
     decision = selectors.evaluate_proposal(proposal=proposal)
     assert decision.outcome == "human_review"
     assert decision.policy_version != seeded.content_hash
@@ -146,7 +146,7 @@ def test_catalogue_changes_reach_decisions_only_after_a_new_publish(actor, seede
 def test_add_rule_refuses_malformed_conditions(actor, conditions, message):
     rule_set = RuleSetFactory()
     with pytest.raises(ValidationError) as caught:
-        services.add_rule(
+        services.rule_add(
             actor=actor,
             rule_set=rule_set,
             fields={
@@ -162,7 +162,7 @@ def test_add_rule_refuses_malformed_conditions(actor, conditions, message):
 
 def test_review_settings_on_a_deny_rule_are_refused(actor):
     with pytest.raises(ValidationError) as caught:
-        services.add_rule(
+        services.rule_add(
             actor=actor,
             rule_set=RuleSetFactory(),
             fields={
@@ -178,11 +178,11 @@ def test_review_settings_on_a_deny_rule_are_refused(actor):
 def test_publish_refuses_an_empty_draft_and_ambiguous_order(actor):
     rule_set = RuleSetFactory(name="empty")
     with pytest.raises(ValidationError, match="no enabled rules"):
-        services.publish_rule_set(actor=actor, rule_set=rule_set)
+        services.rule_set_publish(actor=actor, rule_set=rule_set)
     RuleFactory(rule_set=rule_set, name="a", priority=5)
     RuleFactory(rule_set=rule_set, name="b", priority=5)
     with pytest.raises(ValidationError, match="share priority 5"):
-        services.publish_rule_set(actor=actor, rule_set=rule_set)
+        services.rule_set_publish(actor=actor, rule_set=rule_set)
     assert not PolicyVersion.objects.exists()
 
 
@@ -190,17 +190,17 @@ def test_disabled_rules_are_not_published(actor):
     rule_set = RuleSetFactory()
     RuleFactory(rule_set=rule_set, name="on", priority=1)
     RuleFactory(rule_set=rule_set, name="off", priority=2, enabled=False)
-    version = services.publish_rule_set(actor=actor, rule_set=rule_set)
+    version = services.rule_set_publish(actor=actor, rule_set=rule_set)
     assert [r["name"] for r in version.snapshot["rules"]] == ["on"]
 
 
 def test_activate_version_rolls_back(actor, seeded):
     rule_set = seeded.rule_set
     rule = rule_set.rules.get(name="reads_auto_execute")
-    services.update_rule(actor=actor, rule=rule, fields={"outcome": "deny", "risk": "high"})
-    newer = services.publish_rule_set(actor=actor, rule_set=rule_set)
+    services.rule_update(actor=actor, rule=rule, fields={"outcome": "deny", "risk": "high"})
+    newer = services.rule_set_publish(actor=actor, rule_set=rule_set)
     assert selectors.evaluate_proposal(proposal=make_proposal()).outcome == "deny"
-    services.activate_version(actor=actor, version=seeded, tenant="")
+    services.version_activate(actor=actor, version=seeded, tenant="")
     decision = selectors.evaluate_proposal(proposal=make_proposal())
     assert decision.outcome == "auto_execute"
     assert decision.policy_version == seeded.content_hash
@@ -210,27 +210,27 @@ def test_activate_version_rolls_back(actor, seeded):
 
 
 def test_tenant_falls_back_to_default_after_deactivation(actor, seeded):
-    rule_set = services.create_rule_set(actor=actor, name="acme-rules", tenant="acme")
-    services.add_rule(
+    rule_set = services.rule_set_create(actor=actor, name="acme-rules", tenant="acme")
+    services.rule_add(
         actor=actor,
         rule_set=rule_set,
         fields={"name": "deny-everything", "priority": 1, "outcome": "deny", "risk": "high"},
     )
-    services.publish_rule_set(actor=actor, rule_set=rule_set)
+    services.rule_set_publish(actor=actor, rule_set=rule_set)
     assert selectors.evaluate_proposal(proposal=make_proposal(tenant="acme")).outcome == "deny"
     assert selectors.evaluate_proposal(proposal=make_proposal()).outcome == "auto_execute"
-    services.deactivate_tenant(actor=actor, tenant="acme")
+    services.tenant_deactivate(actor=actor, tenant="acme")
     assert (
         selectors.evaluate_proposal(proposal=make_proposal(tenant="acme")).outcome == "auto_execute"
     )
 
 
 def test_edits_are_recorded_in_history_with_the_actor(actor):
-    rule_set = services.create_rule_set(actor=actor, name="audited")
-    rule = services.add_rule(
+    rule_set = services.rule_set_create(actor=actor, name="audited")
+    rule = services.rule_add(
         actor=actor, rule_set=rule_set, fields={"name": "r", "priority": 1, "outcome": "deny"}
     )
-    services.update_rule(actor=actor, rule=rule, fields={"priority": 2})
+    services.rule_update(actor=actor, rule=rule, fields={"priority": 2})
     records = list(rule.history.order_by("history_date"))
     assert [r.history_type for r in records] == ["+", "~"]
     assert {r.history_user for r in records} == {actor}
@@ -240,9 +240,9 @@ def test_edits_are_recorded_in_history_with_the_actor(actor):
 def test_action_type_named_by_a_rule_cannot_be_deleted(actor, seeded):
     refund = ActionType.objects.get(name="issue_refund")
     with pytest.raises(ValidationError, match="default/low_confidence_large_refund"):
-        services.delete_action_type(actor=actor, action_type=refund)
+        services.action_type_delete(actor=actor, action_type=refund)
     orphan = ActionTypeFactory(name="orphan")
-    services.delete_action_type(actor=actor, action_type=orphan)
+    services.action_type_delete(actor=actor, action_type=orphan)
     assert not ActionType.objects.filter(name="orphan").exists()
 
 
@@ -270,14 +270,14 @@ def test_action_type_validation(actor, fields, field, message):
         "args_schema": {"type": "object", "properties": {"amount": {"type": "number"}}},
     }
     with pytest.raises(ValidationError) as caught:
-        services.create_action_type(actor=actor, fields={**base, **fields})
+        services.action_type_create(actor=actor, fields={**base, **fields})
     assert any(message in m for m in caught.value.message_dict[field])
 
 
 def test_record_evaluation_appends_to_the_log(seeded):
     proposal = make_proposal("issue_refund", {"amount": 80})
     decision = selectors.evaluate_proposal(proposal=proposal)
-    entry = services.record_evaluation(
+    entry = services.evaluation_record(
         proposal=proposal, decision=decision, actor_label="agent:refund-bot"
     )
     entry.refresh_from_db()
@@ -300,9 +300,9 @@ def test_record_evaluation_appends_to_the_log(seeded):
 
 def test_rule_sets_escalate_unknown_actions_unless_told_to_deny(actor):
     assert RuleSet().unknown_action == "escalate"
-    assert services.create_rule_set(actor=actor, name="plain").unknown_action == "escalate"
+    assert services.rule_set_create(actor=actor, name="plain").unknown_action == "escalate"
     with pytest.raises(ValidationError, match="unknown_action"):
-        services.create_rule_set(actor=actor, name="lax", unknown_action="allow")
+        services.rule_set_create(actor=actor, name="lax", unknown_action="allow")
 
 
 def test_publish_freezes_what_happens_to_unknown_actions(actor, seeded):
@@ -311,14 +311,14 @@ def test_publish_freezes_what_happens_to_unknown_actions(actor, seeded):
     escalating = selectors.evaluate_proposal(proposal=make_proposal("launch_missiles"))
     assert (escalating.outcome, escalating.escalate_to) == ("human_review", "queue_owner")
 
-    services.update_rule_set(actor=actor, rule_set=rule_set, fields={"unknown_action": "deny"})
+    services.rule_set_update(actor=actor, rule_set=rule_set, fields={"unknown_action": "deny"})
     rule_set.refresh_from_db()
     # A changed setting is a changed policy: unpublished until someone publishes it.
     assert selectors.publication_status(rule_set).startswith("Unpublished changes since v1")
     assert selectors.evaluate_proposal(proposal=make_proposal("launch_missiles")).outcome == (
         "human_review"
     )
-    denying = services.publish_rule_set(actor=actor, rule_set=rule_set)
+    denying = services.rule_set_publish(actor=actor, rule_set=rule_set)
     assert (denying.number, denying.unknown_action) == (2, "deny")
     assert denying.content_hash != seeded.content_hash
     decision = selectors.evaluate_proposal(proposal=make_proposal("launch_missiles"))

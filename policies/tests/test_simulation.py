@@ -13,19 +13,19 @@ pytestmark = pytest.mark.django_db
 
 def _record(proposal, actor_label="agent:test"):
     decision = selectors.evaluate_proposal(proposal=proposal)
-    return services.record_evaluation(proposal=proposal, decision=decision, actor_label=actor_label)
+    return services.evaluation_record(proposal=proposal, decision=decision, actor_label=actor_label)
 
 
 @pytest.fixture
 def stricter_draft(actor, seeded):
     """The seed draft edited: reads above 1 USD now need a review, unsure reads are denied."""
     rule_set = seeded.rule_set
-    services.update_rule(
+    services.rule_update(
         actor=actor,
         rule=rule_set.rules.get(name="costly_actions_need_review"),
         fields={"conditions": [{"field": "estimated_cost_usd", "op": ">", "value": 1}]},
     )
-    services.update_rule(
+    services.rule_update(
         actor=actor,
         rule=rule_set.rules.get(name="low_confidence_clarifies"),
         fields={"outcome": "deny", "risk": "high"},
@@ -95,11 +95,11 @@ def test_bad_jsonl_lines_are_reported_with_their_numbers(stricter_draft):
 
 
 def test_simulation_only_counts_tenants_the_draft_would_decide_for(actor, stricter_draft):
-    acme = services.create_rule_set(actor=actor, name="acme", tenant="acme")
-    services.add_rule(
+    acme = services.rule_set_create(actor=actor, name="acme", tenant="acme")
+    services.rule_add(
         actor=actor, rule_set=acme, fields={"name": "deny", "priority": 1, "outcome": "deny"}
     )
-    services.publish_rule_set(actor=actor, rule_set=acme)
+    services.rule_set_publish(actor=actor, rule_set=acme)
     result = selectors.simulate(
         draft=stricter_draft,
         proposals=[
@@ -112,6 +112,6 @@ def test_simulation_only_counts_tenants_the_draft_would_decide_for(actor, strict
 
 
 def test_invalid_draft_cannot_be_simulated(actor, seeded):
-    rule_set = services.create_rule_set(actor=actor, name="empty-draft")
+    rule_set = services.rule_set_create(actor=actor, name="empty-draft")
     with pytest.raises(Exception, match="no enabled rules"):
         selectors.simulate(draft=rule_set, proposals=[PolicyEvaluationFactory().proposal])

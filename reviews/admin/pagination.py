@@ -6,6 +6,8 @@ from django.core.paginator import Paginator
 from django.db import connections
 from django.utils.functional import cached_property
 
+from hitl.internals import queryset_sql
+
 # Below this many rows (as the planner estimates them) an exact COUNT is cheap and shown.
 EXACT_BELOW = 10_000
 
@@ -19,7 +21,7 @@ class EstimatedCountPaginator(Paginator):
         connection = connections[queryset.db]
         if connection.vendor != "postgresql":
             return super().count
-        sql, params = queryset.query.sql_with_params()
+        sql, params = queryset_sql(queryset)
         with connection.cursor() as cursor:
             cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
             plan = cursor.fetchone()[0]

@@ -10,17 +10,13 @@ from datetime import date, time
 
 from django.contrib.admin.templatetags.admin_list import ResultList, items_for_result
 from django.contrib.admin.templatetags.admin_urls import add_preserved_filters
-from django.contrib.admin.utils import (
-    FieldIsAForeignKeyColumnName,
-    _get_non_gfk_field,
-    display_for_value,
-    quote,
-)
-from django.core.exceptions import FieldDoesNotExist
+from django.contrib.admin.utils import display_for_value, quote
 from django.db import models
 from django.urls import reverse
 from django.utils.html import conditional_escape
 from django.utils.safestring import mark_safe
+
+from hitl.internals import admin_column_field
 
 # A stand-in object id: reversed once, then replaced by each row's quoted id.
 _PLACEHOLDER = "hitl-row-id"
@@ -31,10 +27,7 @@ def _column(cl, name: str, tag: str):
     column is of a kind not handled here."""
     admin_ = cl.model_admin
     empty = admin_.get_empty_value_display()
-    try:
-        field = _get_non_gfk_field(cl.lookup_opts, name)
-    except (FieldDoesNotExist, FieldIsAForeignKeyColumnName):
-        field = None
+    field = admin_column_field(cl.lookup_opts, name)
     if field is None:
         if callable(name) or not hasattr(admin_, name):
             return None

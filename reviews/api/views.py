@@ -1,6 +1,5 @@
 """The agent and reviewer API. Views parse and answer; services do the work."""
 
-from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -9,7 +8,8 @@ from rest_framework.views import APIView
 
 from hitl.kernel import Actor
 
-from ..models import Agent, AgentRun, Decision, ExecutionState, ReviewRequest, ReviewState
+from .. import selectors
+from ..models import Agent, AgentRun, ExecutionState, ReviewState
 from ..selectors import execution_summary, resume_instruction, reviews_visible_to, sees_whole_run
 from ..services import review_cancel, review_decide, review_supply_evidence
 from ..services.execution import execution_claim, execution_report
@@ -30,20 +30,10 @@ ERRORS = {
 }
 
 
-def packet_queryset():
-    """Reviews with everything a packet shows, in a fixed number of queries."""
-    return ReviewRequest.objects.select_related(
-        "run", "queue", "assignee", "execution"
-    ).prefetch_related(
-        "evidence",
-        Prefetch("decisions", queryset=Decision.objects.select_related("reviewer")),
-    )
-
-
 def visible_reviews(request):
     if isinstance(request.user, Agent):
-        return packet_queryset().filter(run__agent=request.user)
-    return reviews_visible_to(user=request.user, queryset=packet_queryset())
+        return selectors.packet_queryset().filter(run__agent=request.user)
+    return reviews_visible_to(user=request.user, queryset=selectors.packet_queryset())
 
 
 def packet(review_id: str, request, *, for_person: bool = False) -> dict:

@@ -19,7 +19,8 @@ from django.utils import timezone
 
 from policies.models import Tenant
 
-from ..models import Choice, Decision, ReviewRequest, ReviewState
+from ..choices import SPECS, Choice
+from ..models import Decision, ReviewRequest, ReviewState
 from . import queues_for, reviews_visible_to, tenants_of
 
 CLOSED = (ReviewState.APPROVED, ReviewState.EDITED, ReviewState.REJECTED, ReviewState.EXPIRED)
@@ -31,6 +32,9 @@ SLICES = {
     "rule": lambda r: (r["policy"] or {}).get("rule") or "-",
 }
 FAST_DECISION = timedelta(seconds=10)
+
+# Decisions that hand the review to someone else: the escalation rate counts them.
+ESCALATING = frozenset(spec.value for spec in SPECS if spec.escalates)
 
 
 @dataclass(frozen=True)
@@ -160,9 +164,7 @@ def compute(*, user: AbstractBaseUser, filters: MetricsFilter, now=None) -> Metr
             "decided_at",
         )
     )
-    escalated = {
-        d["review_id"] for d in decisions if d["choice"] in (Choice.ESCALATE, Choice.TAKE_OVER)
-    }
+    escalated = {d["review_id"] for d in decisions if d["choice"] in ESCALATING}
     metrics = Metrics(filters=filters, overall=_figures(rows, escalated, now))
     for name, key in SLICES.items():
         groups: dict[str, list[dict]] = defaultdict(list)

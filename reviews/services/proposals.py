@@ -17,7 +17,7 @@ from policies.engine import PolicyDecision
 from policies.exceptions import PolicyInputError
 from policies.selectors import action_type_for, default_queue, evaluate_proposal
 from policies.selectors import render_consequence as catalogue_consequence
-from policies.services import record_evaluation
+from policies.services import evaluation_record
 
 from ..choices import Choice, default_choices, possible_choices
 from ..exceptions import (
@@ -73,7 +73,7 @@ def action_propose(*, agent: Agent, proposal: Mapping[str, Any]) -> ProposalResu
         raise InvalidReviewInput(exc.one_line(), field_errors=exc.message_dict) from exc
 
     with transaction.atomic():
-        record_evaluation(
+        evaluation_record(
             proposal=json.loads(json.dumps(policy_input, default=str)),
             decision=decision,
             actor_label=f"agent:{agent.name}",

@@ -9,7 +9,7 @@ from django.db import transaction
 from hitl.db import for_update
 from hitl.kernel import Actor
 from policies.models import PolicyVersion, Tenant
-from policies.services import activate_version
+from policies.services import version_activate
 
 from ..exceptions import InvalidReviewInput, NotAuthorized
 from ..models import Queue
@@ -41,7 +41,7 @@ def tenant_create(
         queue.save()
         queue.members.add(*members)
         if policy_version is not None:
-            activate_version(actor=actor, version=policy_version, tenant=slug)
+            version_activate(actor=actor, version=policy_version, tenant=slug)
     return tenant
 
 

@@ -1,30 +1,15 @@
+"""factory_boy factories and service-backed builders for reviews, decisions and roles."""
+
 import uuid
 
 import factory
-from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 
-from policies.services import grant_authority
+from policies.tests.factories import GroupFactory, UserFactory
+from reviews.management.commands.seed_demo import GROUP_PERMISSIONS
 from reviews.models import Agent, Queue
-from reviews.services import review_create
-
-
-class UserFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = get_user_model()
-        django_get_or_create = ("username",)
-        skip_postgeneration_save = True
-
-    username = factory.Sequence(lambda n: f"user{n}")
-    email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
-    is_staff = True
-    password = factory.django.Password("pw")
-
-    @factory.post_generation
-    def grant(user, create, extracted, **kwargs):
-        # Reviewers in these tests may decide anything unless a test says otherwise
-        # (UserFactory(grant=False)); authority limits have tests of their own.
-        if create and extracted is not False:
-            grant_authority(actor=None, user=user)
+from reviews.services import review_create, review_decide
+from reviews.services.proposals import action_propose
 
 
 class QueueFactory(factory.django.DjangoModelFactory):
@@ -56,3 +41,31 @@ def make_review(*, queue=None, reviewers=(), agent="refund-bot", **overrides):
     fields.update(overrides)
     agent_obj = Agent.objects.get_or_create(name=agent)[0]
     return review_create(agent=agent_obj, queue=queue, **fields)
+
+
+def propose_review(*, agent, **proposal):
+    """A review opened the way an agent's proposal opens one: the policy picks its kind,
+    queue, risk, choices and deadline."""
+    result = action_propose(agent=agent, proposal=proposal)
+    assert result.review is not None, f"{result.outcome}: {result.decision.explanation}"
+    return result.review
+
+
+def make_decision(review, *, reviewer, choice="approve", **fields):
+    """One reviewer's decision on `review`, recorded through the decision service."""
+    return review_decide(review_id=review.review_id, reviewer=reviewer, choice=choice, **fields)
+
+
+def role_groups():
+    """The groups people are given (Reviewers, Leads, ML engineers), with the permissions
+    seed_demo, where they are defined, gives them."""
+    groups = {}
+    for name, labels in GROUP_PERMISSIONS.items():
+        pairs = [label.split(".") for label in labels]
+        group = GroupFactory(name=name)
+        group.permissions.set(
+            Permission.objects.get(content_type__app_label=app, codename=codename)
+            for app, codename in pairs
+        )
+        groups[name] = group
+    return groups

@@ -14,10 +14,10 @@ from rest_framework.test import APIClient
 
 from policies.models import ReviewerGrant
 from policies.services import (
-    grant_authority,
-    publish_rule_set,
-    revoke_authority,
-    update_rule_set,
+    grant_create,
+    grant_revoke,
+    rule_set_publish,
+    rule_set_update,
 )
 from reviews import selectors
 from reviews.exceptions import NotAuthorized, ReviewError
@@ -281,7 +281,7 @@ def test_a_revoked_grant_takes_the_choices_off_the_screen_and_the_api(client, te
     assert 'value="approve"' in client.get(review_url(review)).text
 
     for grant in ReviewerGrant.objects.filter(user=rita):
-        revoke_authority(actor=team["lead"], grant=grant)
+        grant_revoke(actor=team["lead"], grant=grant)
 
     page = client.get(review_url(review)).text
     # Without a grant the action cannot be let through; stopping or escalating it can.
@@ -291,7 +291,7 @@ def test_a_revoked_grant_takes_the_choices_off_the_screen_and_the_api(client, te
     assert (response.status_code, response.json()["error"]) == (403, "not_authorized")
     assert untouched(review)
 
-    grant_authority(actor=team["lead"], user=rita, action_names=[], max_amount=Decimal("50"))
+    grant_create(actor=team["lead"], user=rita, action_names=[], max_amount=Decimal("50"))
     assert 'value="approve"' in client.get(review_url(review)).text
     assert decide_over_api(api(rita), review, {"choice": "approve"}).status_code == 201
 
@@ -311,7 +311,7 @@ def catalogue(db):
 def test_a_refund_above_the_limit_offers_no_approval(client, team, catalogue):
     limited = person("lena", grant=False)
     team["ops"].members.add(limited)
-    grant_authority(
+    grant_create(
         actor=team["lead"], user=limited, action_names=["issue_refund"], max_amount=Decimal("100")
     )
     big = make_review(
@@ -407,8 +407,8 @@ def test_an_unknown_action_is_the_queue_owners_to_approve(client, team, catalogu
 @pytest.mark.django_db
 def test_an_unknown_action_is_refused_when_the_policy_denies_them(team, catalogue, agent_api):
     rule_set = catalogue.rule_set
-    update_rule_set(actor=team["lead"], rule_set=rule_set, fields={"unknown_action": "deny"})
-    publish_rule_set(actor=team["lead"], rule_set=catalogue.rule_set)
+    rule_set_update(actor=team["lead"], rule_set=rule_set, fields={"unknown_action": "deny"})
+    rule_set_publish(actor=team["lead"], rule_set=catalogue.rule_set)
     response = _propose_unknown(agent_api)
     assert response.status_code == 200, response.json()
     body = response.json()
@@ -475,7 +475,7 @@ def test_what_is_offered_is_exactly_what_the_service_accepts(team, catalogue, ag
     lead, rita, remy, ops = team["lead"], team["rita"], team["remy"], team["ops"]
     limited = person("lena", grant=False)
     ops.members.add(limited)
-    grant_authority(actor=lead, user=limited, action_names=["issue_refund"], max_amount=100)
+    grant_create(actor=lead, user=limited, action_names=["issue_refund"], max_amount=100)
     outsider, boss = person("oscar"), person("root", is_superuser=True)
     gone = person("gus")
     ops.members.add(gone)
@@ -521,7 +521,7 @@ def test_what_is_offered_is_exactly_what_the_service_accepts(team, catalogue, ag
 def test_a_member_without_a_grant_for_the_action_can_still_stop_it(team, catalogue, agent_api):
     # Nobody holds a grant for an action missing from the catalogue: it must not be stuck.
     refunds_only = UserFactory(username="ron", grant=False)
-    grant_authority(actor=team["lead"], user=refunds_only, action_names=["issue_refund"])
+    grant_create(actor=team["lead"], user=refunds_only, action_names=["issue_refund"])
     team["ops"].members.add(refunds_only)
     review = ReviewRequest.objects.get(
         review_id=_propose_unknown(agent_api).json()["review"]["review_id"]

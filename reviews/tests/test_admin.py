@@ -2,22 +2,29 @@
 
 import re
 from datetime import timedelta
-from io import StringIO
+from decimal import Decimal
 
 import pytest
 import time_machine
 from django.contrib.admin.templatetags.admin_list import items_for_result
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
-from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from hitl.kernel import Actor
+from policies.seed import SEED_ACTION_TYPES, seed_policy
+from policies.services import grant_create
 from reviews.models import Queue, ReviewRequest, ReviewState
-from reviews.services import review_approve, review_assign
-from reviews.tests.factories import QueueFactory, UserFactory, make_review
+from reviews.services import agent_create, review_approve, review_assign, tenant_create
+from reviews.tests.factories import (
+    QueueFactory,
+    UserFactory,
+    make_review,
+    propose_review,
+    role_groups,
+)
 
 VIEW_PERMS = [
     "view_approvalreview",
@@ -165,11 +172,137 @@ def test_inbox_query_count_does_not_grow_with_rows(
 # --- the decision screens ---
 
 
+TARGETS = {action["name"]: action["target_system"] for action in SEED_ACTION_TYPES}
+
+
+def proposal(run_id, action, args, summary, *, confidence=0.9, evidence=(), **extra):
+    """An agent's proposal in the API's shape; evidence as (id, title, days it stays fresh)."""
+    now = timezone.now()
+    return {
+        "run_id": run_id,
+        "action": {"name": action, "target_system": TARGETS[action], "args": args},
+        "summary": summary,
+        "confidence": confidence,
+        "estimated_cost_usd": 0.01,
+        "evidence": [
+            {"id": key, "title": title, "fresh_until": now + timedelta(days=days)}
+            for key, title, days in evidence
+        ],
+        **extra,
+    }
+
+
+def desk_proposals():
+    """What the agent proposes: five reviews for the operations queue (three approvals, an
+    edit, an escalation) and three for access; the seed policy routes them."""
+    return [
+        proposal(
+            "refund-17",
+            "issue_refund",
+            {"order_id": "17", "amount": "20.00", "currency": "EUR"},
+            "Refund a damaged mug on order 17.",
+            confidence=0.96,
+            evidence=[("order-17", "Order 17", 7)],
+            facts={"refund_window_valid": True},
+        ),
+        proposal(
+            "email-204",
+            "send_email",
+            {"template_id": "shipping-delay", "customer_id": "c-204"},
+            "Tell customer c-204 their parcel is delayed.",
+            audience="external",
+        ),
+        proposal(
+            "delete-88",
+            "delete_record",
+            {"record_type": "contact", "record_id": "88"},
+            "Delete a duplicate contact after a merge.",
+            evidence=[("merge-311", "Merge log 311", -1)],
+        ),
+        proposal(
+            "draft-990",
+            "draft_reply",
+            {"ticket_id": "990"},
+            "Reply to a customer asking about a late refund.",
+            content="Hi Sam,\n\nYour refund was processed on Monday.\n\nBest regards,\nSupport",
+        ),
+        proposal(
+            "escalate-refund-512",
+            "issue_refund",
+            {"order_id": "512", "amount": "750.00", "currency": "EUR"},
+            "Customer demands a full refund for a sofa delivered late.",
+            confidence=0.52,
+            options_considered=["full refund", "goodwill voucher of 50.00 EUR", "decline"],
+        ),
+        proposal(
+            "perm-77",
+            "change_permission",
+            {"user_id": "u-77", "permission": "billing-admin", "change": "grant"},
+            "Grant billing-admin to a new finance hire.",
+        ),
+        proposal(
+            "access-reply-1203",
+            "draft_reply",
+            {"ticket_id": "1203"},
+            "Explain to a user why their access request was narrowed.",
+            content="Hello,\n\nWrite access needs your manager's approval.",
+            facts={"topic": "access"},
+        ),
+        proposal(
+            "perm-escalate-79",
+            "change_permission",
+            {"user_id": "contractor-9", "permission": "prod-admin", "change": "grant"},
+            "A contractor asks for production admin during an incident.",
+            confidence=0.4,
+        ),
+    ]
+
+
 @pytest.fixture
-def demo(db):
-    call_command("seed_demo", "--force", "--history", "0", stdout=StringIO())
-    users = {u.username: u for u in get_user_model().objects.all()}
-    return users
+def desk(db):
+    """A review desk: the seed policy, a lead owning the operations and access queues, a
+    reviewer in each (with their authority), a platform admin, and a second tenant, Globex,
+    with its own lead and agent, which proposes the first refund and email again."""
+    seed_policy()
+    groups = role_groups()
+    people = {
+        "admin": UserFactory(username="admin", is_superuser=True, grant=False),
+        "lead": UserFactory(username="lead", groups=[groups["Leads"]]),
+        "reviewer": UserFactory(username="reviewer", grant=False, groups=[groups["Reviewers"]]),
+        "reviewer2": UserFactory(username="reviewer2", grant=False, groups=[groups["Reviewers"]]),
+        "globex": UserFactory(username="globex", grant=False, groups=[groups["Leads"]]),
+    }
+    refunds_and_mail = ["issue_refund", "send_email", "delete_record", "draft_reply"]
+    grant_create(
+        actor=people["admin"],
+        user=people["reviewer"],
+        action_names=refunds_and_mail,
+        max_amount=Decimal("1000.00"),
+    )
+    grant_create(
+        actor=people["admin"],
+        user=people["reviewer2"],
+        action_names=["change_permission", "draft_reply"],
+    )
+    QueueFactory(slug="operations", owner=people["lead"]).members.add(people["reviewer"])
+    QueueFactory(slug="access", owner=people["lead"]).members.add(people["reviewer2"])
+    agent, _key = agent_create(actor=Actor.system("test"), name="support-agent")
+    proposals = {one["run_id"]: one for one in desk_proposals()}
+    for one in proposals.values():
+        propose_review(agent=agent, **one)
+
+    tenant_create(
+        actor=people["admin"],
+        slug="globex",
+        name="Globex Corp",
+        owner=people["globex"],
+        members=[people["globex"]],
+    )
+    grant_create(actor=people["admin"], user=people["globex"], tenants=["globex"])
+    globex_agent, _key = agent_create(actor=Actor.system("test"), name="globex", tenant="globex")
+    for run_id, theirs in (("refund-17", "globex-refund-31"), ("email-204", "globex-email-7")):
+        propose_review(agent=globex_agent, **{**proposals[run_id], "run_id": theirs})
+    return people
 
 
 def screen_url(review, suffix="change"):
@@ -177,46 +310,46 @@ def screen_url(review, suffix="change"):
     return reverse(f"admin:reviews_{name[review.kind]}_{suffix}", args=[review.pk])
 
 
-def demo_review(run_id):
+def desk_review(run_id):
     return ReviewRequest.objects.get(run__run_id=run_id)
 
 
 @pytest.mark.django_db
-def test_each_kind_has_its_own_screen_with_only_allowed_choices(client, demo):
-    client.force_login(demo["reviewer"])
-    approval = client.get(screen_url(demo_review("demo-refund-17"))).text
+def test_each_kind_has_its_own_screen_with_only_allowed_choices(client, desk):
+    client.force_login(desk["reviewer"])
+    approval = client.get(screen_url(desk_review("refund-17"))).text
     assert "May this action happen?" in approval
     assert "Refund 20.00 EUR to order 17" in approval
     for choice in ("approve", "reject", "request_more_evidence", "escalate", "edit"):
         assert f'value="{choice}"' in approval
     assert 'value="take_over"' not in approval
 
-    edit = client.get(screen_url(demo_review("demo-draft-990"))).text
+    edit = client.get(screen_url(desk_review("draft-990"))).text
     assert "Should this text change before it is used?" in edit
     assert "Accept as is" in edit and "Save edits" in edit
     assert 'value="request_more_evidence"' not in edit
 
-    escalation = client.get(screen_url(demo_review("demo-escalate-refund-512"))).text
+    escalation = client.get(screen_url(desk_review("escalate-refund-512"))).text
     assert "Should a person take over?" in escalation
     assert "goodwill voucher of 50.00 EUR" in escalation
     assert 'value="take_over"' in escalation and 'value="guide"' in escalation
     assert 'value="approve"' not in escalation
 
-    stale = client.get(screen_url(demo_review("demo-delete-88"))).text
+    stale = client.get(screen_url(desk_review("delete-88"))).text
     assert "stale since" in stale
 
 
 @pytest.mark.django_db
-def test_deciding_goes_through_the_service_and_ends_the_choices(client, demo):
-    review = demo_review("demo-refund-17")
-    client.force_login(demo["reviewer"])
+def test_deciding_goes_through_the_service_and_ends_the_choices(client, desk):
+    review = desk_review("refund-17")
+    client.force_login(desk["reviewer"])
     response = client.post(
         screen_url(review, "decide"), {"choice": "approve", "reason": "looks right"}
     )
     assert response.status_code == 302
     review.refresh_from_db()
     assert review.state == ReviewState.APPROVED
-    assert review.history.latest().history_user == demo["reviewer"]
+    assert review.history.latest().history_user == desk["reviewer"]
     page = client.get(screen_url(review)).text
     assert 'value="reject"' not in page
     assert "nothing more to decide" in page
@@ -226,9 +359,9 @@ def test_deciding_goes_through_the_service_and_ends_the_choices(client, demo):
 
 
 @pytest.mark.django_db
-def test_a_refused_decision_keeps_what_was_typed(client, demo):
-    review = demo_review("demo-draft-990")
-    client.force_login(demo["reviewer"])
+def test_a_refused_decision_keeps_what_was_typed(client, desk):
+    review = desk_review("draft-990")
+    client.force_login(desk["reviewer"])
     typed = "Hi Sam, a brand new text that must not be lost."
     response = client.post(screen_url(review, "decide"), {"choice": "reject", "content": typed})
     assert response.status_code == 200
@@ -248,9 +381,9 @@ def test_a_refused_decision_keeps_what_was_typed(client, demo):
         ('{"order_id": "17", "amount": "5000.00", "currency": "EUR"}', "authority"),
     ],
 )
-def test_argument_edits_are_revalidated(client, demo, arguments, message):
-    review = demo_review("demo-refund-17")
-    client.force_login(demo["reviewer"])
+def test_argument_edits_are_revalidated(client, desk, arguments, message):
+    review = desk_review("refund-17")
+    client.force_login(desk["reviewer"])
     response = client.post(screen_url(review, "decide"), {"choice": "edit", "arguments": arguments})
     assert response.status_code == 200
     assert message in response.text
@@ -259,9 +392,9 @@ def test_argument_edits_are_revalidated(client, demo, arguments, message):
 
 
 @pytest.mark.django_db
-def test_an_argument_edit_within_authority_is_recorded(client, demo):
-    review = demo_review("demo-refund-17")
-    client.force_login(demo["reviewer"])
+def test_an_argument_edit_within_authority_is_recorded(client, desk):
+    review = desk_review("refund-17")
+    client.force_login(desk["reviewer"])
     body = '{"order_id": "17", "amount": "15.00", "currency": "EUR"}'
     client.post(screen_url(review, "decide"), {"choice": "edit", "arguments": body, "reason": "x"})
     review.refresh_from_db()
@@ -270,9 +403,9 @@ def test_an_argument_edit_within_authority_is_recorded(client, demo):
 
 
 @pytest.mark.django_db
-def test_other_queues_are_refused_everywhere(client, demo):
-    mine, theirs = demo_review("demo-refund-17"), demo_review("demo-perm-77")
-    client.force_login(demo["reviewer"])
+def test_other_queues_are_refused_everywhere(client, desk):
+    mine, theirs = desk_review("refund-17"), desk_review("perm-77")
+    client.force_login(desk["reviewer"])
     assert client.get(screen_url(theirs)).status_code == 302
     assert client.get(screen_url(theirs, "history")).status_code in (302, 403, 404)
     assert client.post(screen_url(theirs, "decide"), {"choice": "approve"}).status_code == 403
@@ -283,46 +416,46 @@ def test_other_queues_are_refused_everywhere(client, demo):
 
 
 @pytest.mark.django_db
-def test_leads_see_the_queues_they_own(client, demo):
-    client.force_login(demo["lead"])
+def test_leads_see_the_queues_they_own(client, desk):
+    client.force_login(desk["lead"])
     inbox = client.get(reverse("admin:reviews_reviewrequest_changelist")).text
     assert "Refund a damaged mug" in inbox and "Grant billing-admin" in inbox
 
 
 @pytest.mark.django_db
-def test_claim_and_bulk_assign(client, demo):
-    review = demo_review("demo-refund-17")
-    client.force_login(demo["reviewer"])
+def test_claim_and_bulk_assign(client, desk):
+    review = desk_review("refund-17")
+    client.force_login(desk["reviewer"])
     client.post(screen_url(review, "assign"))
     review.refresh_from_db()
-    assert review.assignee == demo["reviewer"]
+    assert review.assignee == desk["reviewer"]
 
-    client.force_login(demo["lead"])
-    ids = [demo_review("demo-email-204").pk, demo_review("demo-delete-88").pk]
+    client.force_login(desk["lead"])
+    ids = [desk_review("email-204").pk, desk_review("delete-88").pk]
     client.post(
         reverse("admin:reviews_approvalreview_changelist"),
-        {"action": "assign_selected", "assignee": demo["reviewer"].pk, "_selected_action": ids},
+        {"action": "assign_selected", "assignee": desk["reviewer"].pk, "_selected_action": ids},
     )
     assert set(ReviewRequest.objects.filter(pk__in=ids).values_list("assignee", flat=True)) == {
-        demo["reviewer"].pk
+        desk["reviewer"].pk
     }
     mine = client.get(reverse("admin:reviews_approvalreview_changelist") + "?assigned=none")
     assert "Tell customer c-204" not in mine.text
 
 
 @pytest.mark.django_db
-def test_inbox_rows_offer_a_checkbox_for_bulk_actions(client, demo):
-    client.force_login(demo["lead"])
+def test_inbox_rows_offer_a_checkbox_for_bulk_actions(client, desk):
+    client.force_login(desk["lead"])
     page = client.get(reverse("admin:reviews_approvalreview_changelist")).text
     assert 'id="action-toggle"' in page
-    for review_id in ("demo-email-204", "demo-delete-88"):
-        pk = demo_review(review_id).pk
+    for review_id in ("email-204", "delete-88"):
+        pk = desk_review(review_id).pk
         assert f'name="_selected_action" value="{pk}" class="action-select"' in page
 
 
 @pytest.mark.django_db
-def test_home_counts_my_open_reviews(client, demo):
-    client.force_login(demo["reviewer"])
+def test_home_counts_my_open_reviews(client, desk):
+    client.force_login(desk["reviewer"])
     home = client.get(reverse("admin:index"))
     [counts] = home.context["tenants"]
     assert (counts["total"], counts["approval"], counts["edit"], counts["escalation"]) == (
@@ -331,14 +464,14 @@ def test_home_counts_my_open_reviews(client, demo):
         1,
         1,
     )
-    client.force_login(demo["reviewer2"])
+    client.force_login(desk["reviewer2"])
     assert [c["total"] for c in client.get(reverse("admin:index")).context["tenants"]] == [3]
 
 
 @pytest.mark.django_db
-def test_overdue_reviews_are_highlighted(client, demo):
-    client.force_login(demo["reviewer"])
-    review = demo_review("demo-refund-17")
+def test_overdue_reviews_are_highlighted(client, desk):
+    client.force_login(desk["reviewer"])
+    review = desk_review("refund-17")
     with time_machine.travel(review.due_at + timedelta(minutes=30), tick=False):
         page = client.get(reverse("admin:reviews_approvalreview_changelist"))
         assert 'class="hitl-overdue">overdue 30m' in page.text
@@ -347,9 +480,9 @@ def test_overdue_reviews_are_highlighted(client, demo):
 
 
 @pytest.mark.django_db
-def test_all_kinds_inbox_query_count_is_flat(client, demo, django_assert_num_queries):
+def test_all_kinds_inbox_query_count_is_flat(client, desk, django_assert_num_queries):
     url = reverse("admin:reviews_reviewrequest_changelist")
-    client.force_login(demo["reviewer"])
+    client.force_login(desk["reviewer"])
     client.get(url)
     few = count_queries(client, url)
     queue = Queue.objects.get(tenant="", slug="operations")
@@ -361,11 +494,11 @@ def test_all_kinds_inbox_query_count_is_flat(client, demo, django_assert_num_que
 
 @pytest.mark.postgres
 @pytest.mark.django_db
-def test_large_inboxes_are_not_counted_row_by_row(client, demo, monkeypatch):
+def test_large_inboxes_are_not_counted_row_by_row(client, desk, monkeypatch):
     from reviews.admin import pagination
 
     monkeypatch.setattr(pagination, "EXACT_BELOW", 0)  # as if the table were huge
-    client.force_login(demo["reviewer"])
+    client.force_login(desk["reviewer"])
     with CaptureQueriesContext(connection) as ctx:
         assert client.get(reverse("admin:reviews_reviewrequest_changelist")).status_code == 200
     sql = [q["sql"] for q in ctx.captured_queries]
@@ -377,9 +510,9 @@ def test_large_inboxes_are_not_counted_row_by_row(client, demo, monkeypatch):
 @pytest.mark.parametrize(
     "opened_at", ["2020-01-01T00:00:00", "2020-02-30T00:00:00+00:00", "soon", ""]
 )
-def test_odd_opened_at_values_are_ignored_not_crashes(client, demo, opened_at):
-    review = demo_review("demo-refund-17")
-    client.force_login(demo["reviewer"])
+def test_odd_opened_at_values_are_ignored_not_crashes(client, desk, opened_at):
+    review = desk_review("refund-17")
+    client.force_login(desk["reviewer"])
     response = client.post(
         screen_url(review, "decide"), {"choice": "approve", "opened_at": opened_at}
     )
@@ -388,9 +521,9 @@ def test_odd_opened_at_values_are_ignored_not_crashes(client, demo, opened_at):
 
 
 @pytest.mark.django_db
-def test_deep_or_unstorable_arguments_are_refused(client, demo):
-    review = demo_review("demo-refund-17")
-    client.force_login(demo["reviewer"])
+def test_deep_or_unstorable_arguments_are_refused(client, desk):
+    review = desk_review("refund-17")
+    client.force_login(desk["reviewer"])
     for raw in ("[" * 5000 + "]" * 5000, '{"amount": NaN}', '{"amount": "a\\u0000"}'):
         response = client.post(screen_url(review, "decide"), {"choice": "edit", "arguments": raw})
         assert response.status_code == 200
@@ -399,7 +532,7 @@ def test_deep_or_unstorable_arguments_are_refused(client, demo):
 
 
 @pytest.mark.django_db
-def test_only_the_owner_changes_a_queue(client, demo):
+def test_only_the_owner_changes_a_queue(client, desk):
     from django.contrib.auth.models import Permission
 
     member = UserFactory(username="lead2")
@@ -423,17 +556,17 @@ def test_only_the_owner_changes_a_queue(client, demo):
     access.refresh_from_db()
     assert access.escalation_owner is None
 
-    client.force_login(demo["lead"])
+    client.force_login(desk["lead"])
     response = client.post(url, {**form, "remind_before": "00:30:00", "remind_every": "01:00:00"})
     assert response.status_code == 302, response.text
     access.refresh_from_db()
     assert access.escalation_owner == member
-    assert access.owner == demo["lead"]  # the owner field is not the lead's to change
-    assert access.history.latest().history_user == demo["lead"]
+    assert access.owner == desk["lead"]  # the owner field is not the lead's to change
+    assert access.history.latest().history_user == desk["lead"]
 
 
 @pytest.mark.django_db
-def test_hostile_text_is_escaped_on_every_screen(client, demo):
+def test_hostile_text_is_escaped_on_every_screen(client, desk):
     evil = "<script>alert(1)</script>' OR 1=1; -- <img src=x onerror=alert(2)>"
     queue = Queue.objects.get(tenant="", slug="operations")
     review = make_review(
@@ -444,7 +577,7 @@ def test_hostile_text_is_escaped_on_every_screen(client, demo):
         evidence=[{"id": "e1", "title": evil, "excerpt": evil, "url": "https://x.example/?q=<b>"}],
         uncertainty=evil,
     )
-    client.force_login(demo["reviewer"])
+    client.force_login(desk["reviewer"])
     pages = [
         client.get(screen_url(review)).text,
         client.get(reverse("admin:reviews_approvalreview_changelist")).text,
@@ -458,15 +591,15 @@ def test_hostile_text_is_escaped_on_every_screen(client, demo):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("model_name", ["approvalreview", "reviewrequest"])
-def test_inbox_rows_are_the_admins_own_markup(client, demo, model_name):
+def test_inbox_rows_are_the_admins_own_markup(client, desk, model_name):
     # The inbox builds its rows per column (admin.rows); they must read exactly as the
     # admin's per-cell rendering: links keeping the filters, escaping, empty cells, badges.
     queue = Queue.objects.get(tenant="", slug="operations")
     make_review(queue=queue, summary="<b>Tom & Jerry's</b> refund", due_at=None)
     make_review(queue=queue, summary="   ")
     assigned = make_review(queue=queue, summary="x" * 120)
-    review_assign(review_id=assigned.review_id, actor=demo["lead"], assignee=demo["reviewer"])
-    client.force_login(demo["lead"])
+    review_assign(review_id=assigned.review_id, actor=desk["lead"], assignee=desk["reviewer"])
+    client.force_login(desk["lead"])
     url = reverse(f"admin:reviews_{model_name}_changelist") + "?state=all&q=&o=-3"
     with time_machine.travel(assigned.due_at + timedelta(minutes=5), tick=False):
         response = client.get(url)
@@ -490,9 +623,9 @@ def opened_field(client, review):
 
 
 @pytest.mark.django_db
-def test_the_screen_records_when_it_was_opened(client, demo, clock):
-    review = demo_review("demo-email-204")
-    client.force_login(demo["reviewer"])
+def test_the_screen_records_when_it_was_opened(client, desk, clock):
+    review = desk_review("email-204")
+    client.force_login(desk["reviewer"])
     signed = opened_field(client, review)
     clock.shift(timedelta(seconds=40))
     client.post(screen_url(review, "decide"), {"choice": "approve", "opened_at": signed})
@@ -501,9 +634,9 @@ def test_the_screen_records_when_it_was_opened(client, demo, clock):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("forgery", ["tampered", "another review's", "plain"])
-def test_a_form_cannot_claim_another_opening_time(client, demo, clock, forgery):
-    review, other = demo_review("demo-refund-17"), demo_review("demo-email-204")
-    client.force_login(demo["reviewer"])
+def test_a_form_cannot_claim_another_opening_time(client, desk, clock, forgery):
+    review, other = desk_review("refund-17"), desk_review("email-204")
+    client.force_login(desk["reviewer"])
     clock.shift(timedelta(days=-30))
     signed = opened_field(client, other if forgery == "another review's" else review)
     clock.shift(timedelta(days=30))
@@ -517,25 +650,25 @@ def test_a_form_cannot_claim_another_opening_time(client, demo, clock, forgery):
 
 
 @pytest.mark.django_db
-def test_a_platform_admin_creates_a_tenant_with_its_queue_and_policy(client, demo):
+def test_a_platform_admin_creates_a_tenant_with_its_queue_and_policy(client, desk):
     from policies.models import PolicyActivation, PolicyVersion, Tenant
 
     version = PolicyVersion.objects.order_by("-pk").first()
-    client.force_login(demo["admin"])
+    client.force_login(desk["admin"])
     form = {
         "slug": "initech",
         "name": "Initech",
         "queue_name": "Initech operations",
         "queue_slug": "operations",  # the default tenant has one too: names are per tenant
-        "owner": demo["lead"].pk,
-        "members": [demo["reviewer2"].pk],
+        "owner": desk["lead"].pk,
+        "members": [desk["reviewer2"].pk],
         "policy_version": version.pk,
     }
     response = client.post(reverse("admin:policies_tenant_add"), form)
     assert response.status_code == 302, response.content[:500]
     tenant = Tenant.objects.get(slug="initech")
     queue = Queue.objects.get(tenant="initech", slug="operations")
-    assert (queue.owner, list(queue.members.all())) == (demo["lead"], [demo["reviewer2"]])
+    assert (queue.owner, list(queue.members.all())) == (desk["lead"], [desk["reviewer2"]])
     assert PolicyActivation.objects.get(tenant="initech").version == version
     page = client.get(reverse("admin:policies_tenant_change", args=[tenant.pk])).content.decode()
     assert reverse("admin:reviews_queue_change", args=[queue.pk]) in page
@@ -545,12 +678,12 @@ def test_a_platform_admin_creates_a_tenant_with_its_queue_and_policy(client, dem
     again = client.post(reverse("admin:policies_tenant_add"), {**form, "name": "Again"})
     assert again.status_code == 200 and "already exists" in again.content.decode()
     bad = client.post(reverse("admin:policies_tenant_add"), {**form, "slug": "Bad Slug!"})
-    assert bad.status_code == 200 and Tenant.objects.count() == 2  # globex (demo), initech
+    assert bad.status_code == 200 and Tenant.objects.count() == 2  # globex (the desk's), initech
 
 
 @pytest.mark.django_db
-def test_only_a_platform_admin_creates_tenants_and_a_lead_cannot_move_a_queue(client, demo):
-    client.force_login(demo["lead"])
+def test_only_a_platform_admin_creates_tenants_and_a_lead_cannot_move_a_queue(client, desk):
+    client.force_login(desk["lead"])
     assert client.get(reverse("admin:policies_tenant_add")).status_code == 403
     queue = Queue.objects.get(tenant="", slug="operations")
     page = client.get(reverse("admin:reviews_queue_change", args=[queue.pk])).content.decode()
@@ -558,11 +691,11 @@ def test_only_a_platform_admin_creates_tenants_and_a_lead_cannot_move_a_queue(cl
 
 
 @pytest.mark.django_db
-def test_the_home_counts_each_tenant_apart(client, demo):
-    # The lead of the default tenant also owns a queue of the demo's second tenant.
+def test_the_home_counts_each_tenant_apart(client, desk):
+    # The lead of the default tenant also owns a queue of the desk's second tenant.
     globex_ops = Queue.objects.get(tenant="globex", slug="operations")
-    globex_ops.members.add(demo["lead"])
-    client.force_login(demo["lead"])
+    globex_ops.members.add(desk["lead"])
+    client.force_login(desk["lead"])
     page = client.get(reverse("admin:index")).content.decode()
     assert "Globex Corp" in page and "Default tenant" in page
     globex_open = ReviewRequest.objects.filter(tenant="globex", state="pending").count()
@@ -576,10 +709,10 @@ def test_the_home_counts_each_tenant_apart(client, demo):
 
 
 @pytest.mark.django_db
-def test_a_browsers_crlf_is_not_an_edit_and_edits_keep_the_agents_line_endings(client, demo):
-    review = demo_review("demo-draft-990")
+def test_a_browsers_crlf_is_not_an_edit_and_edits_keep_the_agents_line_endings(client, desk):
+    review = desk_review("draft-990")
     assert "\n" in review.content and "\r" not in review.content
-    client.force_login(demo["reviewer"])
+    client.force_login(desk["reviewer"])
     as_sent = review.content.replace("\n", "\r\n")  # what a browser posts for an untouched box
     page = client.post(screen_url(review, "decide"), {"choice": "edit", "content": as_sent})
     assert "changes nothing" in page.text
@@ -592,9 +725,9 @@ def test_a_browsers_crlf_is_not_an_edit_and_edits_keep_the_agents_line_endings(c
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("version", ["abc", "%00", "%C2%B2", "9" * 30])
-def test_a_history_version_that_is_not_a_number_is_a_404(client, demo, version):
-    review = demo_review("demo-refund-17")
-    client.force_login(demo["admin"])
+def test_a_history_version_that_is_not_a_number_is_a_404(client, desk, version):
+    review = desk_review("refund-17")
+    client.force_login(desk["admin"])
     for url in (
         f"/admin/reviews/approvalreview/{review.pk}/history/{version}/",
         f"/admin/reviews/queue/{review.queue_id}/history/{version}/",
@@ -604,8 +737,8 @@ def test_a_history_version_that_is_not_a_number_is_a_404(client, demo, version):
 
 
 @pytest.mark.django_db
-def test_a_lead_adds_a_queue_to_a_tenant_they_own_a_queue_in(client, demo):
-    client.force_login(demo["globex"])
+def test_a_lead_adds_a_queue_to_a_tenant_they_own_a_queue_in(client, desk):
+    client.force_login(desk["globex"])
     form = client.get(reverse("admin:reviews_queue_add") + "?tenant=globex").content.decode()
     tenant_select = form.split('name="tenant"')[1].split("</select>")[0]
     assert 'value="globex" selected' in tenant_select and 'value=""' not in tenant_select
@@ -624,16 +757,16 @@ def test_a_lead_adds_a_queue_to_a_tenant_they_own_a_queue_in(client, demo):
     )
     assert response.status_code == 302, response.content[:1000]
     queue = Queue.objects.get(tenant="globex", slug="refunds")
-    assert queue.owner == demo["globex"]
+    assert queue.owner == desk["globex"]
     assert client.get(reverse("admin:reviews_queue_change", args=[queue.pk])).status_code == 200
 
 
 @pytest.mark.django_db
-def test_a_platform_admin_renames_a_tenant_but_never_its_slug(client, demo):
+def test_a_platform_admin_renames_a_tenant_but_never_its_slug(client, desk):
     from policies.models import Tenant
 
     tenant = Tenant.objects.get(slug="globex")
-    client.force_login(demo["admin"])
+    client.force_login(desk["admin"])
     url = reverse("admin:policies_tenant_change", args=[tenant.pk])
     response = client.post(url, {"name": "Globex Corporation", "slug": "hijacked"})
     assert response.status_code == 302, response.content[:500]
@@ -641,13 +774,13 @@ def test_a_platform_admin_renames_a_tenant_but_never_its_slug(client, demo):
     assert (tenant.slug, tenant.name) == ("globex", "Globex Corporation")
     assert tenant.history.latest().history_change_reason == "renamed to Globex Corporation"
     assert client.post(url, {"name": ""}).status_code == 200  # required: shown, not saved
-    client.force_login(demo["lead"])
+    client.force_login(desk["lead"])
     assert client.post(url, {"name": "Mine"}).status_code == 403
 
 
 @pytest.mark.django_db
-def test_the_dashboard_workload_is_one_tenants(client, demo):
-    client.force_login(demo["admin"])
+def test_the_dashboard_workload_is_one_tenants(client, desk):
+    client.force_login(desk["admin"])
     url = reverse("admin:reviews_reviewrequest_metrics")
     globex = client.get(url + "?tenant=globex").context["workload"]
     assert (

@@ -614,9 +614,9 @@ def test_a_claim_on_a_review_that_is_not_approved_says_its_state(
         # The field report: a rejected refund answered "the platform runs this action
         # itself; wait for it", and the agent waited for ever.
         from policies.models import ActionType
-        from policies.services import update_action_type
+        from policies.services import action_type_update
 
-        update_action_type(
+        action_type_update(
             actor=None,
             action_type=ActionType.objects.get(name="issue_refund"),
             fields={"executor": "examples.refund_agent.payments.execute_refund"},

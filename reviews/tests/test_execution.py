@@ -5,7 +5,7 @@ import pytest
 from examples.refund_agent import payments
 from hitl.kernel import Actor
 from policies.models import ActionType
-from policies.services import update_action_type
+from policies.services import action_type_update
 from reviews import tasks
 from reviews.models import Execution, ExecutionState
 from reviews.selectors import resume_instruction
@@ -24,7 +24,7 @@ def ledger(tmp_path, monkeypatch):
 
 @pytest.fixture
 def with_executor(seeded, ledger):
-    update_action_type(
+    action_type_update(
         actor=None,
         action_type=ActionType.objects.get(name="issue_refund"),
         fields={
@@ -136,7 +136,7 @@ def test_an_unimportable_executor_is_refused_at_save(seeded):
     from django.core.exceptions import ValidationError
 
     with pytest.raises(ValidationError, match="Cannot import"):
-        update_action_type(
+        action_type_update(
             actor=None,
             action_type=ActionType.objects.get(name="issue_refund"),
             fields={"executor": "examples.nowhere.pay"},

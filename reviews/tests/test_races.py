@@ -40,7 +40,7 @@ def test_duplicated_executor_tasks_and_claims_run_once(tmp_path, monkeypatch):
     from hitl.kernel import Actor
     from policies.models import ActionType
     from policies.seed import seed_policy
-    from policies.services import update_action_type
+    from policies.services import action_type_update
     from reviews import tasks
     from reviews.models import Execution
     from reviews.services.execution import execution_claim
@@ -57,7 +57,7 @@ def test_duplicated_executor_tasks_and_claims_run_once(tmp_path, monkeypatch):
         arguments={"order_id": "17", "amount": "20.00", "currency": "EUR"},
     )
     review_approve(review_id=review.review_id, reviewer=reviewer)
-    update_action_type(
+    action_type_update(
         actor=None,
         action_type=ActionType.objects.get(name="issue_refund"),
         fields={
@@ -71,7 +71,7 @@ def test_duplicated_executor_tasks_and_claims_run_once(tmp_path, monkeypatch):
     assert payments.state()["calls"] == 1
 
     # Without an executor, the agent's own claims race: one wins, the rest are told no.
-    update_action_type(
+    action_type_update(
         actor=None,
         action_type=ActionType.objects.get(name="issue_refund"),
         fields={"executor": "", "fact_provider": ""},

@@ -16,7 +16,7 @@ from django.conf import settings
 from examples.refund_agent import payments
 from policies.models import ActionType
 from policies.seed import seed_policy
-from policies.services import update_action_type
+from policies.services import action_type_update
 from reviews import tasks
 from reviews.models import Execution, ExecutionState
 from reviews.services import review_approve
@@ -30,7 +30,7 @@ def test_a_killed_worker_leaves_nothing_undone_and_nothing_done_twice(tmp_path, 
     ledger = tmp_path / "ledger.json"
     monkeypatch.setenv("HITL_FAKE_PAYMENTS_FILE", str(ledger))
     seed_policy()
-    update_action_type(
+    action_type_update(
         actor=None,
         action_type=ActionType.objects.get(name="issue_refund"),
         fields={

@@ -32,10 +32,10 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 def executor(seeded, tmp_path, monkeypatch):
     from examples.refund_agent import payments
     from policies.models import ActionType
-    from policies.services import update_action_type
+    from policies.services import action_type_update
 
     monkeypatch.setenv("HITL_FAKE_PAYMENTS_FILE", str(tmp_path / "payments.json"))
-    update_action_type(
+    action_type_update(
         actor=None,
         action_type=ActionType.objects.get(name="issue_refund"),
         fields={

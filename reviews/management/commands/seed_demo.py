@@ -15,7 +15,7 @@ from django.utils import timezone
 from hitl.kernel import Actor
 from policies.models import ActionType, ReviewerGrant, Tenant
 from policies.seed import seed_policy
-from policies.services import grant_authority, update_action_type
+from policies.services import action_type_update, grant_create
 from reviews.models import Agent, AgentRun, Queue
 from reviews.services import agent_create, tenant_create
 from reviews.services.proposals import action_propose
@@ -124,8 +124,10 @@ class Command(BaseCommand):
             self._grants(users)
             queues = self._queues(users)
             agent = self._agent("support-agent", "")
-            # History first: its approvals must not queue the demo executor.
-            history = seed_history(agent=agent, users=users, count=history)
+        # History first: its approvals must not queue the demo executor. Outside the seed's
+        # transaction, as each decision commits in its own durable one.
+        history = seed_history(agent=agent, users=users, count=history)
+        with transaction.atomic():
             self._executor()
             created = self._reviews(agent, DEMO_PROPOSALS)
             self._second_tenant(users)
@@ -190,7 +192,7 @@ class Command(BaseCommand):
         for username, actions, limit in GRANTS:
             user = users[username]
             if not ReviewerGrant.objects.filter(user=user, revoked_at__isnull=True).exists():
-                grant_authority(
+                grant_create(
                     actor=users["admin"],
                     user=user,
                     action_names=actions,
@@ -201,7 +203,7 @@ class Command(BaseCommand):
     def _executor(self):
         refund = ActionType.objects.get(name="issue_refund")
         if not refund.executor:
-            update_action_type(
+            action_type_update(
                 actor=None,
                 action_type=refund,
                 fields={"executor": REFUND_EXECUTOR, "fact_provider": REFUND_FACTS},
@@ -224,7 +226,7 @@ class Command(BaseCommand):
                 members=[user],
             )
         if not ReviewerGrant.objects.filter(user=user, revoked_at__isnull=True).exists():
-            grant_authority(actor=users["admin"], user=user, tenants=[slug], note="demo")
+            grant_create(actor=users["admin"], user=user, tenants=[slug], note="demo")
 
     def _reviews(self, agent, proposals):
         created = 0
