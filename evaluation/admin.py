@@ -3,18 +3,29 @@
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from hitl.admin import ValidatedModelAdmin
+from hitl.admin import (
+    NoRevertHistoryAdmin,
+    ReadOnlyHistoryAdmin,
+    ServiceSaveMixin,
+    ValidatedModelAdmin,
+)
 from policies.models import Tenant
-from reviews.admin.base import NoRevertHistoryAdmin
 
 from . import selectors
 from .models import CaseStatus, Dataset, DatasetVersion, EvalCase, TenantEvaluationSetting
-from .services import EvaluationError, case_accept, case_discard, dataset_publish
+from .services import (
+    EvaluationError,
+    case_accept,
+    case_discard,
+    dataset_publish,
+    dataset_save,
+    tenant_evaluation_setting_save,
+)
 
 CHECK_NAMES = [
     "had_context",
@@ -46,7 +57,7 @@ class NoteForm(ActionForm):
 
 
 @admin.register(EvalCase)
-class EvalCaseAdmin(NoRevertHistoryAdmin):
+class EvalCaseAdmin(ReadOnlyHistoryAdmin):
     list_display = (
         "created_at",
         "status",
@@ -78,15 +89,6 @@ class EvalCaseAdmin(NoRevertHistoryAdmin):
         "curation_note",
     )
     fields = readonly_fields
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="reason")
     def short_reason(self, case):
@@ -198,8 +200,14 @@ class DatasetVersionInline(admin.TabularInline):
         )
 
 
+class EvaluationServiceMixin(ServiceSaveMixin):
+    """Saves through the evaluation services; what they refuse is shown on the form."""
+
+    refusals = (ValidationError, EvaluationError)
+
+
 @admin.register(Dataset)
-class DatasetAdmin(ValidatedModelAdmin):
+class DatasetAdmin(EvaluationServiceMixin, ValidatedModelAdmin):
     list_display = ("slug", "name", "tenant", "all_tenants", "action_names", "created_at")
     list_filter = ("tenant",)
     prepopulated_fields = {"slug": ("name",)}
@@ -219,6 +227,9 @@ class DatasetAdmin(ValidatedModelAdmin):
             )
         return super().formfield_for_dbfield(db_field, request, **kwargs)
 
+    def save_model(self, request, obj, form, change):
+        dataset_save(actor=request.user, dataset=obj)
+
     @admin.action(
         description="Publish a new frozen version of the accepted cases", permissions=["change"]
     )
@@ -232,5 +243,8 @@ class DatasetAdmin(ValidatedModelAdmin):
 
 
 @admin.register(TenantEvaluationSetting)
-class TenantEvaluationSettingAdmin(NoRevertHistoryAdmin):
+class TenantEvaluationSettingAdmin(EvaluationServiceMixin, NoRevertHistoryAdmin):
     list_display = ("tenant", "allow_evaluation")
+
+    def save_model(self, request, obj, form, change):
+        tenant_evaluation_setting_save(actor=request.user, setting=obj)

@@ -1,4 +1,4 @@
-"""Writes of the evaluation app: capture, checks, curation, datasets."""
+"""Writes of the evaluation app: capture, checks, curation, datasets, tenants' consent."""
 
 import hashlib
 import logging
@@ -10,12 +10,14 @@ from difflib import SequenceMatcher
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from hitl.db import for_update
-from hitl.internals import set_change_reason, set_history_user
+from hitl.kernel import Actor, stamp
+from policies.models import Tenant
 from reviews.choices import SPEC_BY_VALUE, Choice, spec_for
 from reviews.models import Decision, ReviewState
 
@@ -173,8 +175,7 @@ def _new_case(decision: Decision) -> EvalCase:
     case.similarity_key = _similarity_key(case)
     case.checks = _checks(case, decision, time_spent)
     case.failed_checks = [c["name"] for c in case.checks if not c["passed"]]
-    case._history_actor = "system:evaluation"
-    set_change_reason(case, "captured")
+    stamp(case, Actor.system("evaluation"), "captured")
     return case
 
 
@@ -328,8 +329,7 @@ def _mark_contradicted(*, run_id: str, action_name: str, verdict: str, by: str, 
                 check["passed"] = False
                 check["reason"] = f"contradicted by {by}"
         case.failed_checks = [c["name"] for c in case.checks if not c["passed"]]
-        case._history_actor = "system:evaluation"
-        set_change_reason(case, "contradicted by a later decision")
+        stamp(case, Actor.system("evaluation"), "contradicted by a later decision")
         case.save(update_fields=["checks", "failed_checks"])
 
 
@@ -359,8 +359,7 @@ def _curate(case: EvalCase, actor, status: str, note: str) -> EvalCase:
     case.curated_by = actor
     case.curated_at = timezone.now()
     case.curation_note = note
-    set_history_user(case, actor)
-    set_change_reason(case, f"{status}: {note}" if note else status)
+    stamp(case, Actor.of_user(actor), f"{status}: {note}" if note else status)
     case.save()
     return case
 
@@ -407,10 +406,55 @@ def dataset_create(
     dataset = Dataset(
         slug=slug,
         name=name,
-        action_names=sorted(set(action_names)),
+        action_names=list(action_names),
         tenant=tenant,
         all_tenants=all_tenants,
     )
+    with transaction.atomic():
+        return _dataset_store(dataset)
+
+
+def dataset_save(*, actor: AbstractBaseUser, dataset: Dataset) -> Dataset:
+    """Create or change a dataset's definition, validated; whether it mixes tenants' cases
+    is a platform admin's call, never a curator's."""
+    with transaction.atomic():
+        stored = None
+        if dataset.pk is not None:
+            stored = for_update(Dataset.objects.all()).filter(pk=dataset.pk).first()
+        mixed = stored.all_tenants if stored is not None else False
+        if dataset.all_tenants != mixed and not actor.is_superuser:
+            raise EvaluationError(
+                "Only a platform administrator decides whether a dataset mixes tenants' cases."
+            )
+        return _dataset_store(dataset)
+
+
+def _dataset_store(dataset: Dataset) -> Dataset:
+    names = dataset.action_names
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise ValidationError({"action_names": 'A list of action names: ["issue_refund"].'})
+    dataset.action_names = sorted(set(names))
     dataset.full_clean()
     dataset.save()
     return dataset
+
+
+# --- tenants' consent -------------------------------------------------------------------
+
+
+def tenant_evaluation_setting_save(
+    *, actor: AbstractBaseUser, setting: TenantEvaluationSetting
+) -> TenantEvaluationSetting:
+    """Record whether a tenant's reviews may become evaluation data; validated and audited."""
+    with transaction.atomic():
+        if setting.pk is not None:
+            # Two admins saving one setting: the second waits, and its row comes after.
+            for_update(TenantEvaluationSetting.objects.filter(pk=setting.pk)).first()
+        if not Tenant.exists(setting.tenant):
+            raise ValidationError({"tenant": f"No tenant {setting.tenant!r}: create it first."})
+        setting.full_clean()
+        verdict = "allowed" if setting.allow_evaluation else "turned off"
+        tenant = setting.tenant or "the default tenant"
+        stamp(setting, Actor.of_user(actor), f"evaluation {verdict} for {tenant}")
+        setting.save()
+    return setting

@@ -7,6 +7,10 @@ only the parameters its filters declare, with values those filters offer or can 
 anything else gets the admin's own "invalid filter" answer (IncorrectLookupParameters: back
 to the unfiltered list with ?e=1) and a message saying what was wrong.
 
+The bases every screen is built on live here too: history that is read, never reverted;
+screens that only show; and admins whose writes go through services, where what a service
+refuses comes back on the form or as a message, never as a 500.
+
 Imports flow policies <- reviews <- evaluation, so the mechanism every app shares lives
 here, in the project package, and imports none of them.
 """
@@ -17,11 +21,14 @@ from functools import cache
 from django.contrib import admin, messages
 from django.contrib.admin import ChoicesFieldListFilter, FieldListFilter, SimpleListFilter
 from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.db import models
-from django.http import Http404
+from django.http import Http404, HttpResponseRedirect
+from django.urls import reverse
 from django.utils.text import Truncator
+from simple_history.admin import SimpleHistoryAdmin
 
 from .internals import raw_id_popup_params, registered_admins
 
@@ -168,3 +175,144 @@ def history_version_or_404(version_id) -> None:
     text = str(version_id)
     if not (text.isascii() and text.isdigit() and len(text) <= 18):
         raise Http404("No such version.")
+
+
+class NoRevertHistoryAdmin(ValidatedChangelistMixin, SimpleHistoryAdmin):
+    """History is for reading: the list and each version are shown, a revert is refused (it
+    would write behind the services' checks and the state machine's back)."""
+
+    # Only a screen that shows every row may show a deleted object's history; elsewhere it
+    # would show what the screen never did (another tenant's queue).
+    history_of_deleted = False
+
+    def history_view(self, request, object_id, extra_context=None):
+        # simple-history looks the object up unscoped; history shows what the screen shows.
+        self._visible_or_404(request, object_id)
+        return super().history_view(request, object_id, extra_context)
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        if request.method == "POST":
+            raise PermissionDenied("Reverting from history is disabled; the audit is immutable.")
+        history_version_or_404(version_id)
+        self._visible_or_404(request, object_id)
+        return super().history_form_view(request, object_id, version_id, extra_context)
+
+    def _visible_or_404(self, request, object_id) -> None:
+        object_id = unquote(object_id)
+        if self.get_object(request, object_id) is None and not (
+            self.history_of_deleted and self._deleted(object_id)
+        ):
+            raise Http404("Not found.")
+
+    def _deleted(self, object_id) -> bool:
+        try:
+            pk = self.model._meta.pk.to_python(object_id)
+        except ValidationError:
+            return False
+        return not self.model._default_manager.filter(pk=pk).exists()
+
+
+class ReadOnlyMixin:
+    """View only: these rows are written by services and the workflow, never on this screen."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnlyAdmin(ReadOnlyMixin, ValidatedModelAdmin):
+    """A screen that shows rows and never writes them."""
+
+
+class ReadOnlyHistoryAdmin(ReadOnlyMixin, NoRevertHistoryAdmin):
+    """A screen that shows rows and their history and never writes them."""
+
+
+def refusal(exc: Exception) -> ValidationError:
+    """What a service refused, as a ValidationError a form can show."""
+    if isinstance(exc, ValidationError):
+        return exc
+    # The review services' errors name the fields they refuse; the others carry a message.
+    return ValidationError(getattr(exc, "field_errors", None) or str(exc))
+
+
+def refusal_text(exc: Exception) -> str:
+    """What a service refused, as one line for a message."""
+    error = refusal(exc)
+    if hasattr(error, "error_dict"):
+        return "; ".join(
+            f"{'' if field == NON_FIELD_ERRORS else field + ': '}{message}"
+            for field, field_messages in error.message_dict.items()
+            for message in field_messages
+        )
+    return " ".join(error.messages)
+
+
+class _RefusedForm:
+    """Mixed into an admin's form: it fails validation with what the service said."""
+
+    refused: ValidationError
+
+    def clean(self):
+        data = super().clean()
+        error = self.refused
+        by_field = error.error_dict if hasattr(error, "error_dict") else {None: error.error_list}
+        for field, errors in by_field.items():
+            if field in self.fields:
+                self.add_error(field, errors)
+                continue
+            # A field this form does not show (read-only here) is named in the message.
+            named = "" if field in (None, NON_FIELD_ERRORS) else f"{field}: "
+            self.add_error(None, [f"{named}{m}" for e in errors for m in e.messages])
+        return data
+
+
+class ServiceSaveMixin:
+    """For an admin whose save_model calls a service: what the service refuses comes back
+    as form errors, with the input kept, never as a 500."""
+
+    # The errors the services behind this screen raise for input they refuse.
+    refusals: tuple[type[Exception], ...] = (ValidationError,)
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except self.refusals as exc:
+            # The view's transaction rolled the save back. The same POST is shown again,
+            # its form failing with the service's reasons, so this time nothing is saved.
+            request._service_refusal = refusal(exc)
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        refused = getattr(request, "_service_refusal", None)
+        if refused is None:
+            return form
+        return type(form.__name__, (_RefusedForm, form), {"refused": refused})
+
+
+class ServiceDeleteMixin:
+    """For an admin whose delete_model calls a service: a refusal is a message on the
+    object's page, and there is no bulk delete (it would bypass the service)."""
+
+    refusals: tuple[type[Exception], ...] = (ValidationError,)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def delete_view(self, request, object_id, extra_context=None):
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except self.refusals as exc:
+            self.message_user(request, refusal_text(exc), messages.ERROR)
+            opts = self.opts
+            return HttpResponseRedirect(
+                reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[object_id])
+            )

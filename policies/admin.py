@@ -7,7 +7,6 @@ collects input and shows results.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
@@ -17,9 +16,15 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpR
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
-from simple_history.admin import SimpleHistoryAdmin
 
-from hitl.admin import ValidatedChangelistMixin, ValidatedModelAdmin, history_version_or_404
+from hitl.admin import (
+    NoRevertHistoryAdmin,
+    ReadOnlyAdmin,
+    ServiceDeleteMixin,
+    ServiceSaveMixin,
+    refusal_text,
+)
+from hitl.internals import adopt_identity, missing_object_redirect
 from policies import selectors, services
 from policies.forms import ActionTypeForm, ReviewerGrantForm, RuleForm, SimulationForm
 from policies.models import (
@@ -33,49 +38,11 @@ from policies.models import (
 )
 
 
-def _adopt(obj: Any, saved: Any) -> None:
-    # The admin keeps using the instance its form built (for messages, the log entry and
-    # the redirect): give it the identity of the row the service saved.
-    obj.pk = saved.pk
-    obj._state.adding = False
-    obj._state.db = saved._state.db
+class ServiceHistoryAdmin(ServiceSaveMixin, ServiceDeleteMixin, NoRevertHistoryAdmin):
+    """Every save and delete through ``policies.services``; history is read, never reverted,
+    and kept readable for deleted rows (every policy screen shows every row)."""
 
-
-def _error_text(exc: ValidationError) -> str:
-    if hasattr(exc, "error_dict"):
-        return "; ".join(
-            f"{'' if field == '__all__' else field + ': '}{m}"
-            for field, ms in exc.message_dict.items()
-            for m in ms
-        )
-    return " ".join(exc.messages)
-
-
-class ServiceHistoryAdmin(ValidatedChangelistMixin, SimpleHistoryAdmin):
-    """History views, but no revert: an old version is restored by editing, via a service."""
-
-    def history_form_view(self, request, object_id, version_id, extra_context=None):
-        if request.method == "POST":
-            raise PermissionDenied("Reverting from history is disabled; edit the object instead.")
-        history_version_or_404(version_id)
-        return super().history_form_view(request, object_id, version_id, extra_context)
-
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        # Bulk delete would bypass the service's checks (and report success regardless).
-        actions.pop("delete_selected", None)
-        return actions
-
-    def delete_view(self, request, object_id, extra_context=None):
-        try:
-            return super().delete_view(request, object_id, extra_context)
-        except ValidationError as exc:
-            self.message_user(request, _error_text(exc), messages.ERROR)
-            return HttpResponseRedirect(
-                reverse(
-                    f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[object_id]
-                )
-            )
+    history_of_deleted = True
 
 
 @admin.register(ActionType)
@@ -104,7 +71,7 @@ class ActionTypeAdmin(ServiceHistoryAdmin):
             )
         else:
             saved = services.action_type_create(actor=request.user, fields=fields)
-        _adopt(obj, saved)
+        adopt_identity(obj, saved)
 
     def delete_model(self, request, obj):
         services.action_type_delete(actor=request.user, action_type=obj)
@@ -175,7 +142,7 @@ class RuleSetAdmin(ServiceHistoryAdmin):
             saved = services.rule_set_update(actor=request.user, rule_set=obj, fields=fields)
         else:
             saved = services.rule_set_create(actor=request.user, **fields)
-        _adopt(obj, saved)
+        adopt_identity(obj, saved)
 
     def save_formset(self, request, form, formset, change):
         formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
@@ -195,7 +162,7 @@ class RuleSetAdmin(ServiceHistoryAdmin):
             else:
                 saved = services.rule_add(actor=request.user, rule_set=form.instance, fields=fields)
                 formset.new_objects.append(saved)
-            _adopt(rule, saved)
+            adopt_identity(rule, saved)
 
     def delete_model(self, request, obj):
         services.rule_set_delete(actor=request.user, rule_set=obj)
@@ -214,7 +181,7 @@ class RuleSetAdmin(ServiceHistoryAdmin):
             version = services.rule_set_publish(actor=request.user, rule_set=rule_set)
         except ValidationError as exc:
             self.message_user(
-                request, f"{rule_set.name} was not published: {_error_text(exc)}", messages.ERROR
+                request, f"{rule_set.name} was not published: {refusal_text(exc)}", messages.ERROR
             )
             return
         self.log_change(request, rule_set, f"Published version {version.content_hash}")
@@ -231,7 +198,7 @@ class RuleSetAdmin(ServiceHistoryAdmin):
             return HttpResponseNotAllowed(["POST"])
         rule_set = self.get_object(request, unquote(object_id))
         if rule_set is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+            return missing_object_redirect(self, request, object_id)
         if not (
             self.has_publish_permission(request) and self.has_view_permission(request, rule_set)
         ):
@@ -244,7 +211,7 @@ class RuleSetAdmin(ServiceHistoryAdmin):
     def simulate_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         rule_set = self.get_object(request, unquote(object_id))
         if rule_set is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+            return missing_object_redirect(self, request, object_id)
         if not self.has_view_permission(request, rule_set):
             raise PermissionDenied
         form = SimulationForm(request.POST or None)
@@ -261,7 +228,7 @@ class RuleSetAdmin(ServiceHistoryAdmin):
             try:
                 result = selectors.simulate(draft=rule_set, proposals=proposals)
             except ValidationError as exc:
-                problem = f"The draft cannot be simulated: {_error_text(exc)}"
+                problem = f"The draft cannot be simulated: {refusal_text(exc)}"
             else:
                 result.errors = sorted(line_errors + result.errors, key=_label_order)
         context = {
@@ -333,7 +300,7 @@ def _rules_table(rules: list[dict]) -> str:
 
 
 @admin.register(PolicyVersion)
-class PolicyVersionAdmin(ValidatedModelAdmin):
+class PolicyVersionAdmin(ReadOnlyAdmin):
     list_display = ["short_hash", "rule_set", "number", "is_active", "published_at", "published_by"]
     list_filter = ["rule_set"]
     list_select_related = ["rule_set", "published_by"]
@@ -387,15 +354,6 @@ class PolicyVersionAdmin(ValidatedModelAdmin):
             ),
         )
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
     def has_activate_permission(self, request):
         return request.user.has_perm("policies.publish_ruleset")
 
@@ -437,7 +395,7 @@ class PolicyActivationAdmin(ServiceHistoryAdmin):
             version=form.cleaned_data["version"],
             tenant=obj.tenant if change else form.cleaned_data["tenant"],
         )
-        _adopt(obj, saved)
+        adopt_identity(obj, saved)
 
     def delete_model(self, request, obj):
         services.tenant_deactivate(actor=request.user, tenant=obj.tenant)
@@ -492,7 +450,7 @@ class ReviewerGrantAdmin(ServiceHistoryAdmin):
                 max_amount=data["max_amount"],
                 note=data["note"],
             )
-        _adopt(obj, saved)
+        adopt_identity(obj, saved)
 
     @admin.action(description="Revoke the selected grants", permissions=["change"])
     def revoke_selected(self, request, queryset):
@@ -504,7 +462,7 @@ class ReviewerGrantAdmin(ServiceHistoryAdmin):
 
 
 @admin.register(PolicyEvaluation)
-class PolicyEvaluationAdmin(ValidatedModelAdmin):
+class PolicyEvaluationAdmin(ReadOnlyAdmin):
     list_display = [
         "created_at",
         "action_name",
@@ -542,12 +500,3 @@ class PolicyEvaluationAdmin(ValidatedModelAdmin):
     @admin.display(description="decision")
     def decision_json(self, obj: PolicyEvaluation) -> str:
         return format_html("<pre>{}</pre>", json.dumps(obj.decision, indent=2))
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

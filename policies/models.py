@@ -150,10 +150,6 @@ class ActionType(models.Model):
         if errors:
             raise ValidationError(errors)
 
-    def policy_entry(self) -> dict:
-        """What a published policy version freezes about this action type."""
-        return {key: getattr(self, key) for key in engine.CATALOGUE_KEYS}
-
 
 class RuleSet(models.Model):
     """A draft policy for one tenant, edited freely; publishing freezes it into a version."""
@@ -232,10 +228,6 @@ class Rule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.priority}: {self.name}"
-
-    def as_data(self) -> dict:
-        """The rule in snapshot shape (see policies.engine)."""
-        return {key: getattr(self, key) for key in engine.RULE_KEYS}
 
     def clean(self) -> None:
         errors: dict[str, list[str]] = {}

@@ -174,12 +174,14 @@ def compiled_version(version: PolicyVersion | None) -> engine.CompiledPolicy:
 
 def catalogue_entries() -> dict[str, dict]:
     """The catalogue as a published version freezes it."""
-    return {a.name: a.policy_entry() for a in ActionType.objects.all()}
+    rows = ActionType.objects.values_list("name", *engine.CATALOGUE_KEYS)
+    return {name: dict(zip(engine.CATALOGUE_KEYS, entry, strict=True)) for name, *entry in rows}
 
 
 def draft_snapshot(rule_set: RuleSet) -> dict:
     """The snapshot publishing this draft now would freeze; raises ValidationError."""
-    rules = [r.as_data() for r in rule_set.rules.filter(enabled=True)]
+    # Whole rows: validating a rule keeps only what the snapshot holds.
+    rules = list(rule_set.rules.filter(enabled=True).values())
     if not rules:
         raise ValidationError(f"Rule set {rule_set.name} has no enabled rules to publish.")
     catalogue = catalogue_entries()

@@ -52,11 +52,12 @@ from .rules import (
     validate_conditions,
     validate_rule,
 )
-from .snapshot import SNAPSHOT_FORMAT, ActionInfo, build_snapshot, content_hash
+from .snapshot import CATALOGUE_KEYS, SNAPSHOT_FORMAT, ActionInfo, build_snapshot, content_hash
 
 __all__ = [
     "AUDIENCES",
     "AUTO_EXECUTE",
+    "CATALOGUE_KEYS",
     "DEFAULT_AUDIENCE",
     "DENY",
     "FACT_NAME_RE",

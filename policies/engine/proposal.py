@@ -21,7 +21,6 @@ AUDIENCES = ("internal", "external")
 DEFAULT_AUDIENCE = "internal"
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 MAX_ACTION_NAME = 100
-MAX_TENANT = 64
 
 
 class ProposalError(ValueError):
@@ -127,120 +126,99 @@ def _show_input(value: Any) -> str:
 
 # --- parsing, one reader per policy key ----------------------------------------------
 #
-# Each reader takes the mapping and the errors so far, adds its messages, and returns the
-# Proposal fields it read (a placeholder when the value is wrong: only a proposal without
-# errors is built).
+# Each reader takes the mapping and ``err(key, message)``, reports what is wrong, and
+# returns the Proposal fields it read (a placeholder when the value is wrong: only a
+# proposal without errors is built).
 
-_Errors = dict[str, list[str]]
-
-
-def _error(errors: _Errors, key: str, message: str) -> None:
-    errors.setdefault(key, []).append(message)
+_Err = Callable[[str, str], None]
 
 
-def _read_action(data: Mapping[str, Any], errors: _Errors) -> dict[str, Any]:
+def _read_action(data: Mapping[str, Any], err: _Err) -> dict[str, Any]:
     action = data.get("action")
     name, target, args = "", "", {}
     if action is None:
-        _error(errors, "action", "is required: an object with name, target_system and args")
+        err("action", "is required: an object with name, target_system and args")
     elif not isinstance(action, Mapping):
-        _error(
-            errors,
+        err(
             "action",
             f"must be an object with name, target_system and args, got {_json_type(action)}",
         )
     else:
         name = action.get("name")
         if name is None:
-            _error(errors, "action.name", "is required")
+            err("action.name", "is required")
         elif not isinstance(name, str) or not name.strip():
-            _error(errors, "action.name", "must be a non-empty string")
+            err("action.name", "must be a non-empty string")
         elif len(name) > MAX_ACTION_NAME:
-            _error(errors, "action.name", f"must be at most {MAX_ACTION_NAME} characters")
+            err("action.name", f"must be at most {MAX_ACTION_NAME} characters")
         target = action.get("target_system", "")
         if target is None:
             target = ""
         if not isinstance(target, str):
-            _error(errors, "action.target_system", "must be a string")
+            err("action.target_system", "must be a string")
         args = action.get("args", {})
         if args is None:
             args = {}
         if not isinstance(args, Mapping):
-            _error(errors, "action.args", f"must be an object, got {_json_type(args)}")
+            err("action.args", f"must be an object, got {_json_type(args)}")
     return {"action_name": name, "target_system": target, "args": args}
 
 
-def _read_confidence(data: Mapping[str, Any], errors: _Errors) -> dict[str, Any]:
+def _read_confidence(data: Mapping[str, Any], err: _Err) -> dict[str, Any]:
     confidence = data.get("confidence")
     if confidence is None:
-        _error(errors, "confidence", "is required: a number between 0 and 1")
+        err("confidence", "is required: a number between 0 and 1")
     elif not _is_number(confidence) or not 0 <= confidence <= 1:
-        _error(
-            errors,
-            "confidence",
-            f"must be a number between 0 and 1, got {_show_input(confidence)}",
-        )
+        err("confidence", f"must be a number between 0 and 1, got {_show_input(confidence)}")
     return {"confidence": confidence}
 
 
-def _read_cost(data: Mapping[str, Any], errors: _Errors) -> dict[str, Any]:
+def _read_cost(data: Mapping[str, Any], err: _Err) -> dict[str, Any]:
     cost = data.get("estimated_cost_usd")
-    cost_value = None
+    value = None
     if cost is None:
-        _error(errors, "estimated_cost_usd", "is required: a number of US dollars, 0 or more")
+        err("estimated_cost_usd", "is required: a number of US dollars, 0 or more")
     else:
-        cost_value = to_decimal(cost) if not isinstance(cost, bool) else None
-        if cost_value is None or cost_value < 0:
-            _error(
-                errors,
-                "estimated_cost_usd",
-                f"must be a number of US dollars, 0 or more, got {_show_input(cost)}",
-            )
-    return {"estimated_cost_usd": cost_value}
+        value = to_decimal(cost) if not isinstance(cost, bool) else None
+        if value is None or value < 0:
+            shown = _show_input(cost)
+            err("estimated_cost_usd", f"must be a number of US dollars, 0 or more, got {shown}")
+    return {"estimated_cost_usd": value}
 
 
-def _read_audience(data: Mapping[str, Any], errors: _Errors) -> dict[str, Any]:
+def _read_audience(data: Mapping[str, Any], err: _Err) -> dict[str, Any]:
     audience = data.get("audience", DEFAULT_AUDIENCE)
     if audience not in AUDIENCES:
-        _error(
-            errors,
-            "audience",
-            f"must be one of {', '.join(AUDIENCES)}, got {_show_input(audience)}",
-        )
+        err("audience", f"must be one of {', '.join(AUDIENCES)}, got {_show_input(audience)}")
     return {"audience": audience}
 
 
-def _read_tenant(data: Mapping[str, Any], errors: _Errors) -> dict[str, Any]:
+def _read_tenant(data: Mapping[str, Any], err: _Err) -> dict[str, Any]:
     tenant = data.get("tenant", "")
     if tenant is None:
         tenant = ""
-    if (
-        not isinstance(tenant, str)
-        or (tenant and not SLUG_RE.match(tenant))
-        or len(tenant) > MAX_TENANT
-    ):
-        _error(
-            errors,
+    if not isinstance(tenant, str) or (tenant and not SLUG_RE.match(tenant)) or len(tenant) > 64:
+        err(
             "tenant",
             f'must be a slug (lowercase letters, digits, - and _) or "", got {_show_input(tenant)}',
         )
     return {"tenant": tenant}
 
 
-def _read_facts(data: Mapping[str, Any], errors: _Errors) -> dict[str, Any]:
+def _read_facts(data: Mapping[str, Any], err: _Err) -> dict[str, Any]:
     facts = data.get("facts", {})
     if facts is None:
         facts = {}
     if not isinstance(facts, Mapping):
-        _error(errors, "facts", f"must be an object of named values, got {_json_type(facts)}")
+        err("facts", f"must be an object of named values, got {_json_type(facts)}")
     else:
         for key, value in facts.items():
             if not isinstance(value, str | int | float | bool | Decimal) and value is not None:
-                _error(errors, f"facts.{key}", "must be a string, number, boolean or null")
+                err(f"facts.{key}", "must be a string, number, boolean or null")
     return {"facts": facts}
 
 
-_READERS: dict[str, Callable[[Mapping[str, Any], _Errors], dict[str, Any]]] = {
+_READERS: dict[str, Callable[[Mapping[str, Any], _Err], dict[str, Any]]] = {
     "action": _read_action,
     "confidence": _read_confidence,
     "estimated_cost_usd": _read_cost,
@@ -260,10 +238,14 @@ def parse_proposal(data: Any) -> Proposal:
     """
     if not isinstance(data, Mapping):
         raise ProposalError({"proposal": [f"must be a JSON object, got {_json_type(data)}"]})
-    errors: _Errors = {}
+    errors: dict[str, list[str]] = {}
+
+    def err(key: str, message: str) -> None:
+        errors.setdefault(key, []).append(message)
+
     values: dict[str, Any] = {}
     for key in POLICY_KEYS:
-        values.update(_READERS[key](data, errors))
+        values.update(_READERS[key](data, err))
     if errors:
         raise ProposalError(errors)
     return Proposal(

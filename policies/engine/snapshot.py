@@ -40,6 +40,8 @@ from .rules import (
 )
 
 SNAPSHOT_FORMAT = 1
+# An action type's entry in the catalogue, as ActionInfo holds it.
+CATALOGUE_KEYS = ("tool_type", "target_system", "reversible", "default_review_kind", "amount_path")
 
 
 def build_snapshot(

@@ -6,7 +6,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from hitl.admin import ValidatedModelAdmin
+from hitl.admin import ReadOnlyHistoryAdmin, ValidatedModelAdmin
 from hitl.kernel import Actor
 from policies.models import PolicyActivation, PolicyVersion, Tenant
 from policies.selectors import active_version_for, routed_queues
@@ -21,12 +21,13 @@ from ..models import (
     WebhookDelivery,
 )
 from ..services import agent_key_issue, agent_key_revoke, queue_save, tenant_create
+from ..services.agents import agent_update
 from ..services.tenants import tenant_problems, tenant_rename
-from .base import NoRevertHistoryAdmin
+from .base import ReviewServiceAdmin
 
 
 @admin.register(Queue)
-class QueueAdmin(NoRevertHistoryAdmin):
+class QueueAdmin(ReviewServiceAdmin):
     list_display = (
         "name",
         "slug",
@@ -93,7 +94,12 @@ class QueueAdmin(NoRevertHistoryAdmin):
     def save_model(self, request, obj, form, change):
         if not change and not request.user.is_superuser:
             obj.owner = request.user  # a lead's new queue is theirs, never an orphan
-        queue_save(actor=request.user, queue=obj)
+        queue_save(actor=request.user, queue=obj, members=form.cleaned_data.get("members"))
+
+    def save_related(self, request, form, formsets, change):
+        # Not form.save_m2m(): queue_save wrote the members, in the save's history row.
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
 
 
 class TenantCreateForm(forms.ModelForm):
@@ -137,7 +143,7 @@ class TenantCreateForm(forms.ModelForm):
 
 
 @admin.register(Tenant)
-class TenantAdmin(NoRevertHistoryAdmin):
+class TenantAdmin(ReviewServiceAdmin):
     """Platform admins create tenants; everything a tenant owns is listed on its page."""
 
     list_display = ("slug", "name", "created_at")
@@ -243,7 +249,7 @@ class TenantAdmin(NoRevertHistoryAdmin):
 
 
 @admin.register(AgentRun)
-class AgentRunAdmin(NoRevertHistoryAdmin):
+class AgentRunAdmin(ReadOnlyHistoryAdmin):
     list_display = ("run_id", "agent", "tenant", "status", "updated_at")
     list_select_related = ("agent",)
     list_filter = ("status",)
@@ -262,12 +268,6 @@ class AgentRunAdmin(NoRevertHistoryAdmin):
         "created_at",
         "updated_at",
     )
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_queryset(self, request):
         visible = selectors.reviews_visible_to(user=request.user).values("run_id")
@@ -293,7 +293,7 @@ class AgentKeyInline(admin.TabularInline):
 
 
 @admin.register(Agent)
-class AgentAdmin(NoRevertHistoryAdmin):
+class AgentAdmin(ReviewServiceAdmin):
     """Agents are registered with `manage.py create_agent`; here keys are rotated."""
 
     list_display = ("name", "tenant", "callback_url", "is_active", "created_at")
@@ -309,6 +309,15 @@ class AgentAdmin(NoRevertHistoryAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def save_model(self, request, obj, form, change):
+        agent_update(
+            actor=Actor.of_user(request.user),
+            agent=obj,
+            tenant=obj.tenant,
+            callback_url=obj.callback_url,
+            is_active=obj.is_active,
+        )
 
     @admin.action(description="Issue a new API key (shown once)", permissions=["change"])
     def issue_key(self, request, queryset):
@@ -327,7 +336,7 @@ class AgentAdmin(NoRevertHistoryAdmin):
 
 
 @admin.register(Execution)
-class ExecutionAdmin(NoRevertHistoryAdmin):
+class ExecutionAdmin(ReadOnlyHistoryAdmin):
     list_display = ("review", "state", "mode", "claimed_by", "claimed_at", "finished_at")
     list_filter = ("state", "mode")
     list_select_related = ("review",)
@@ -351,12 +360,6 @@ class ExecutionAdmin(NoRevertHistoryAdmin):
     def get_queryset(self, request):
         visible = selectors.reviews_visible_to(user=request.user).values("pk")
         return super().get_queryset(request).filter(review__in=visible)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(WebhookDelivery)

@@ -27,6 +27,7 @@ def new_delivery_id() -> str:
 
 
 from ..choices import Choice  # noqa: E402
+from ..expiry import ExpiryBehaviour  # noqa: E402
 from .delivery import (  # noqa: E402
     DeliveryStatus,
     Execution,
@@ -42,7 +43,6 @@ from .queues import (  # noqa: E402
     Agent,
     AgentKey,
     AgentRun,
-    ExpiryBehaviour,
     Queue,
     ReviewKind,
     Risk,

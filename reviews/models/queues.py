@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from hitl.kernel import HistoricalRecords
 
+from ..expiry import STRATEGY_BY_VALUE, ExpiryBehaviour
 from . import _default_expiry, _default_sla, _new_webhook_secret
 
 
@@ -23,12 +24,6 @@ class ReviewKind(models.TextChoices):
     APPROVAL = "approval", "Approval"
     EDIT = "edit", "Edit"
     ESCALATION = "escalation", "Escalation"
-
-
-class ExpiryBehaviour(models.TextChoices):
-    CANCEL = "cancel", "Cancel and tell the agent"
-    REROUTE = "reroute", "Reroute to the fallback queue"
-    REGENERATE = "regenerate", "Ask the agent for fresh evidence"
 
 
 class Queue(models.Model):
@@ -76,7 +71,7 @@ class Queue(models.Model):
         blank=True,
         related_name="escalation_queues",
     )
-    history = HistoricalRecords()
+    history = HistoricalRecords(m2m_fields=["members"])
 
     class Meta:
         ordering = ["name"]
@@ -108,8 +103,11 @@ class Queue(models.Model):
                 raise ValidationError({"fallback": "The fallback chain loops back on itself."})
             seen.add(node.pk)
             node = node.fallback
-        if self.expiry_behaviour == ExpiryBehaviour.REROUTE and self.fallback_id is None:
-            raise ValidationError({"fallback": "Rerouting on expiry needs a fallback queue."})
+        strategy = STRATEGY_BY_VALUE.get(self.expiry_behaviour)
+        if strategy is not None and strategy.needs_fallback and self.fallback_id is None:
+            raise ValidationError(
+                {"fallback": f"Expiry behaviour '{strategy.value}' needs a fallback queue."}
+            )
         for field in ("remind_before", "remind_every"):
             value = getattr(self, field)
             if value is not None and value <= timedelta(0):

@@ -1,4 +1,4 @@
-"""Agents and their API keys: registration, issue, revocation."""
+"""Agents and their API keys: registration, settings, issue, revocation."""
 
 import hashlib
 import logging
@@ -38,6 +38,27 @@ def agent_create(
         agent.save()
         key = _issue_key(agent)
     return agent, key
+
+
+def agent_update(
+    *, actor: Actor, agent: Agent, tenant: str, callback_url: str, is_active: bool
+) -> Agent:
+    """Change an agent's tenant, callback URL or whether it may act; validated and audited."""
+    with transaction.atomic():
+        locked = for_update(Agent.objects.all()).get(pk=agent.pk)
+        changes = {"tenant": tenant, "callback_url": callback_url, "is_active": is_active}
+        changed = [field for field, value in changes.items() if getattr(locked, field) != value]
+        for field, value in changes.items():
+            setattr(locked, field, value)
+        try:
+            locked.full_clean()
+        except ValidationError as exc:
+            raise InvalidReviewInput(
+                summarise(exc.message_dict), field_errors=exc.message_dict
+            ) from exc
+        stamp(locked, actor, f"changed {', '.join(changed)}" if changed else "saved unchanged")
+        locked.save(update_fields=list(changes))
+    return locked
 
 
 def agent_key_issue(*, actor: Actor, agent: Agent) -> str:

@@ -15,10 +15,10 @@ from ..exceptions import (
     ReviewExpired,
     TransitionNotAllowed,
 )
+from ..expiry import CANCEL
 from ..models import (
     FINAL_STATES,
     Evidence,
-    ExpiryBehaviour,
     ReviewRequest,
     ReviewState,
 )
@@ -32,7 +32,7 @@ from ._common import (
     summarise,
 )
 from ._input import clean_evidence
-from .webhooks import webhook_queue
+from .sweeps import expire_reviews
 
 
 def review_supply_evidence(
@@ -50,7 +50,7 @@ def review_supply_evidence(
     if errors:
         raise InvalidReviewInput(summarise(errors), field_errors=errors)
     now = timezone.now()
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         review = lock_review(review_id)
         check_agent_owns(review, actor)
         if review.state in FINAL_STATES:
@@ -85,7 +85,7 @@ def review_cancel(*, review_id: str, actor: Actor, reason: str) -> ReviewRequest
         raise ReasonRequired(
             "A reason is required to cancel.", field_errors={"reason": ["Say why."]}
         )
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         review = lock_review(review_id)
         check_agent_owns(review, actor)
         if review.state in FINAL_STATES:
@@ -98,27 +98,17 @@ def review_cancel(*, review_id: str, actor: Actor, reason: str) -> ReviewRequest
     return review
 
 
-def review_expire(
-    *,
-    review_id: str,
-    actor: Actor | None = None,
-    reason: str = "expired: past expires_at",
-) -> ReviewRequest:
-    """Close a review that nobody decided in time; it never executes."""
+def review_expire(*, review_id: str, actor: Actor | None = None) -> ReviewRequest:
+    """Close a review that nobody decided in time; it never executes. The sweep's path,
+    except that one review expired on its own applies no queue behaviour (no reroute):
+    the agent is told it was cancelled."""
     actor = actor or Actor.system("expiry")
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         review = lock_review(review_id)
         if review.state in FINAL_STATES:
             raise AlreadyDecided(f"This review is already {review.get_state_display().lower()}.")
         if not review.is_past_expiry():
             raise TransitionNotAllowed("This review has not reached its expiry time.")
-        move(review, "expire")
-        review.decided_at = timezone.now()
-        # One review expired on its own applies no queue behaviour (no reroute): the agent
-        # is told it was cancelled, whatever the queue would have done in the sweep.
-        review.expiry_action = ExpiryBehaviour.CANCEL
-        stamp(review, actor, reason)
-        save_transition(review)
-        refresh_run_status(review.run, actor, review)
-        webhook_queue(review=review, event="review.expired")
+        expire_reviews([review], now=timezone.now(), actor=actor, behaviour=CANCEL)
+    review.refresh_from_db()
     return review

@@ -1,4 +1,6 @@
-"""A queue's settings, validated and audited."""
+"""A queue's settings and members, validated and audited."""
+
+from collections.abc import Iterable
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
@@ -7,20 +9,21 @@ from django.db import transaction
 from hitl.db import for_update
 from hitl.kernel import Actor
 
-from ..exceptions import (
-    InvalidReviewInput,
-)
-from ..models import (
-    Queue,
-)
-from ._common import (
-    stamp,
-    summarise,
-)
+from ..exceptions import InvalidReviewInput
+from ..models import Queue
+from ._common import stamp, summarise
 
 
-def queue_save(*, actor: AbstractBaseUser, queue: Queue) -> Queue:
-    """Create or change a queue's settings, validated (no fallback loops) and audited."""
+def queue_save(
+    *,
+    actor: AbstractBaseUser,
+    queue: Queue,
+    members: Iterable[AbstractBaseUser] | None = None,
+) -> Queue:
+    """Create or change a queue's settings and, when given, who works it (None: the members
+    stay); validated (no fallback loops) and audited, the members in the history row."""
+    who = Actor.of_user(actor)
+    members = None if members is None else list(members)
     with transaction.atomic():
         if queue.pk is not None:
             stored = for_update(Queue.objects.all()).filter(pk=queue.pk).first()
@@ -36,6 +39,35 @@ def queue_save(*, actor: AbstractBaseUser, queue: Queue) -> Queue:
             raise InvalidReviewInput(
                 summarise(exc.message_dict), field_errors=exc.message_dict
             ) from exc
-        stamp(queue, Actor.of_user(actor), "settings changed" if queue.pk else "created")
+        if queue.pk is None:
+            stamp(queue, who, "created")
+            queue.save()
+            if members:
+                # The members need the queue's id: a second row names them.
+                stamp(queue, who, _members_change(queue, members))
+                queue.members.set(members)
+            return queue
+        reason = "settings changed"
+        if members is not None:
+            reason = "; ".join(filter(None, [reason, _members_change(queue, members)]))
+            # Set without a row of their own: the save's one row holds settings and members.
+            queue.skip_history_when_saving = True
+            try:
+                queue.members.set(members)
+            finally:
+                del queue.skip_history_when_saving
+        stamp(queue, who, reason)
         queue.save()
     return queue
+
+
+def _members_change(queue: Queue, members: list[AbstractBaseUser]) -> str:
+    before = {user.pk: user.get_username() for user in queue.members.all()}
+    after = {user.pk: user.get_username() for user in members}
+    added = sorted(after[pk] for pk in after.keys() - before.keys())
+    removed = sorted(before[pk] for pk in before.keys() - after.keys())
+    return "; ".join(
+        f"members {verb}: {', '.join(names)}"
+        for verb, names in (("added", added), ("removed", removed))
+        if names
+    )

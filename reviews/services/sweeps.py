@@ -19,11 +19,10 @@ from django.utils import timezone
 from hitl.db import for_update
 from hitl.kernel import Actor
 
+from ..expiry import STRATEGIES, STRATEGY_BY_VALUE
 from ..models import (
     OPEN_STATES,
     AgentRun,
-    Evidence,
-    ExpiryBehaviour,
     Queue,
     Reminder,
     ReminderKind,
@@ -31,7 +30,7 @@ from ..models import (
     ReviewState,
     RunStatus,
 )
-from ._common import OPEN_FOR_RUN, create_with_history, run_status_after, stamp
+from ._common import OPEN_FOR_RUN, run_status_after
 from .webhooks import webhook_queue
 
 logger = logging.getLogger(__name__)
@@ -76,47 +75,62 @@ def _expire_batch(*, now: datetime, batch_size: int, summary: SweepSummary) -> i
             .filter(state__in=OPEN_STATES, expires_at__lte=now)
             .order_by("expires_at", "id")[:batch_size]
         )
-        if not batch:
-            return 0
-        # A batch shares a handful of queues and runs: one query each, not a join per row.
-        queues = Queue.objects.select_related("fallback").in_bulk({r.queue_id for r in batch})
-        runs = AgentRun.objects.select_related("agent").in_bulk({r.run_id for r in batch})
-        for review in batch:
-            review.expire()
-            review._moved_by_fsm = True
-            review.expiry_action = queues[review.queue_id].expiry_behaviour
-        rerouting = [r for r in batch if r.expiry_action == ExpiryBehaviour.REROUTE]
-        for review in rerouting:
-            review.queue, review.run = queues[review.queue_id], runs[review.run_id]
-        successors = _reroute(rerouting, now)
-        # Rows that end alike are written by one UPDATE (usually the whole batch).
-        groups: dict[tuple, list[ReviewRequest]] = {}
-        for review in batch:
-            successor = successors.get(review.pk)
-            if successor is not None:
-                review.rerouted_to = successor
-            groups.setdefault((review.expiry_action, successor), []).append(review)
-        for (action, successor), reviews in groups.items():
-            reason = _expiry_reason(action, successor)
-            summary.count(action, len(reviews))
-            ReviewRequest.objects.update_transitioned(
-                reviews,
-                state=ReviewState.EXPIRED,
-                decided_at=now,
-                updated_at=now,
-                expiry_action=action,
-                rerouted_to=successor,
-            )
-            _copy_to_history(reviews, now=now, reason=reason)
-        _refresh_runs(set(runs), now)
-        for review in batch:
-            if runs[review.run_id].agent.callback_url:
-                review.run = runs[review.run_id]
-                webhook_queue(review=review, event="review.expired")
+        if batch:
+            expire_reviews(batch, now=now, actor=EXPIRY_ACTOR, summary=summary)
         return len(batch)
 
 
-def _copy_to_history(reviews: list[ReviewRequest], *, now: datetime, reason: str) -> None:
+def expire_reviews(
+    batch: list[ReviewRequest],
+    *,
+    now: datetime,
+    actor: Actor,
+    summary: SweepSummary | None = None,
+    behaviour: str | None = None,
+) -> None:
+    """Expire reviews locked by the caller and apply each queue's expiry strategy (or
+    `behaviour` for all): the one path of the sweep and of a single expiry."""
+    # A batch shares a handful of queues and runs: one query each, not a join per row.
+    queues = Queue.objects.select_related("fallback").in_bulk({r.queue_id for r in batch})
+    runs = AgentRun.objects.select_related("agent").in_bulk({r.run_id for r in batch})
+    for review in batch:
+        review.expire()
+        review._moved_by_fsm = True
+        review.expiry_action = behaviour or queues[review.queue_id].expiry_behaviour
+        review.queue, review.run = queues[review.queue_id], runs[review.run_id]
+    successors: dict[int, ReviewRequest] = {}
+    for strategy in STRATEGIES:
+        chosen = [r for r in batch if r.expiry_action == strategy.value]
+        if chosen and strategy.follow_up is not None:
+            successors.update(strategy.follow_up(chosen, now, actor))
+    # Rows that end alike are written by one UPDATE (usually the whole batch).
+    groups: dict[tuple, list[ReviewRequest]] = {}
+    for review in batch:
+        successor = successors.get(review.pk)
+        review.rerouted_to = successor
+        groups.setdefault((review.expiry_action, successor), []).append(review)
+    for (action, successor), reviews in groups.items():
+        if summary is not None:
+            summary.count(action, len(reviews))
+        ReviewRequest.objects.update_transitioned(
+            reviews,
+            state=ReviewState.EXPIRED,
+            decided_at=now,
+            updated_at=now,
+            expiry_action=action,
+            rerouted_to=successor,
+        )
+        reason = STRATEGY_BY_VALUE[action].reason(successor)
+        _copy_to_history(reviews, now=now, actor=actor, reason=reason)
+    _refresh_runs(set(runs), now, actor)
+    for review in batch:
+        if review.run.agent.callback_url:
+            webhook_queue(review=review, event="review.expired")
+
+
+def _copy_to_history(
+    reviews: list[ReviewRequest], *, now: datetime, actor: Actor, reason: str
+) -> None:
     """The history rows of just-updated reviews, copied inside the database in one
     INSERT ... SELECT: the same rows simple-history writes, without a Python object each."""
     history = ReviewRequest.history.model
@@ -124,7 +138,7 @@ def _copy_to_history(reviews: list[ReviewRequest], *, now: datetime, reason: str
     rows = (
         ReviewRequest.objects.filter(pk__ids_in=[r.pk for r in reviews])
         .order_by()
-        .values_list(*columns, Value(EXPIRY_ACTOR.label), Value(now), Value(reason), Value("~"))
+        .values_list(*columns, Value(actor.label), Value(now), Value(reason), Value("~"))
     )
     select, params = rows.query.sql_with_params()
     quote = connection.ops.quote_name
@@ -143,7 +157,7 @@ def _copy_to_history(reviews: list[ReviewRequest], *, now: datetime, reason: str
         cursor.execute(f"INSERT INTO {quote(history._meta.db_table)} ({target}) {select}", params)
 
 
-def _refresh_runs(run_ids: set[int], now: datetime) -> None:
+def _refresh_runs(run_ids: set[int], now: datetime, actor: Actor) -> None:
     """The runs' statuses after a batch expired, in a fixed number of queries."""
     # EXISTS stops at a run's first open review; a DISTINCT over the batch's runs would read
     # all of them, and a run can hold thousands.
@@ -171,84 +185,8 @@ def _refresh_runs(run_ids: set[int], now: datetime) -> None:
         changed,
         update=True,
         default_date=now,
-        custom_historical_attrs={"history_actor": EXPIRY_ACTOR.label},
+        custom_historical_attrs={"history_actor": actor.label},
     )
-
-
-def _reroute(reviews: list[ReviewRequest], now: datetime) -> dict[int, ReviewRequest]:
-    """A new review in the fallback queue for each, linked from the expired one."""
-    successors: dict[int, ReviewRequest] = {}
-    # The batch loaded a few columns; the packets to copy come in one query, not a query
-    # per deferred field per review.
-    packets = (
-        ReviewRequest.objects.select_related("proposed_by_user")
-        .prefetch_related("evidence")
-        .in_bulk([r.pk for r in reviews if r.queue.fallback is not None])
-    )
-    for review in reviews:
-        fallback = review.queue.fallback
-        if fallback is None or fallback.tenant != review.queue.tenant:
-            # A fallback of another tenant is no fallback: cancel rather than hand the
-            # review to another customer's people.
-            review.expiry_action = ExpiryBehaviour.CANCEL
-            continue
-        packet = packets[review.pk]
-        successor = ReviewRequest(
-            run=review.run,
-            kind=packet.kind,
-            tenant=packet.tenant,
-            action_name=packet.action_name,
-            target_system=packet.target_system,
-            arguments=packet.arguments,
-            summary=packet.summary,
-            consequence=packet.consequence,
-            content=packet.content,
-            affected_resources=packet.affected_resources,
-            confidence=packet.confidence,
-            uncertainty=packet.uncertainty,
-            options_considered=packet.options_considered,
-            policy=packet.policy,
-            risk=packet.risk,
-            queue=fallback,
-            choices=packet.choices,
-            required_approvals=packet.required_approvals,
-            due_at=now + fallback.sla,
-            expires_at=now + fallback.expiry,
-            next_reminder_at=fallback.first_reminder_at(now + fallback.sla),
-            versions=packet.versions,
-            proposed_by=packet.proposed_by,
-            proposed_by_user=packet.proposed_by_user,
-            created_at=now,
-        )
-        stamp(successor, EXPIRY_ACTOR, f"rerouted from {review.review_id} in {review.queue.slug}")
-        successor.save()
-        create_with_history(
-            [
-                Evidence(
-                    review=successor,
-                    evidence_id=e.evidence_id,
-                    title=e.title,
-                    url=e.url,
-                    excerpt=e.excerpt,
-                    fresh_until=e.fresh_until,
-                    position=e.position,
-                    supplied_at=e.supplied_at,
-                )
-                for e in packet.evidence.all()
-            ],
-            actor=EXPIRY_ACTOR,
-            reason=f"copied from {review.review_id}",
-        )
-        successors[review.pk] = successor
-    return successors
-
-
-def _expiry_reason(behaviour: str, successor: ReviewRequest | None) -> str:
-    if behaviour == ExpiryBehaviour.REROUTE and successor is not None:
-        return f"expired: rerouted to {successor.queue.slug} as {successor.review_id}"
-    if behaviour == ExpiryBehaviour.REGENERATE:
-        return "expired: the agent is asked for fresh evidence and a new proposal"
-    return "expired: cancelled, the agent is told"
 
 
 # --- reminders --------------------------------------------------------------------------
