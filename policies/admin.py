@@ -431,24 +431,12 @@ class ReviewerGrantAdmin(ServiceHistoryAdmin):
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
+        scope = {name: data[name] for name in ("action_names", "tenants", "max_amount", "note")}
         if change:
-            saved = services.grant_update(
-                actor=request.user,
-                grant=obj,
-                action_names=data["action_names"],
-                tenants=data["tenants"],
-                max_amount=data["max_amount"],
-                note=data["note"],
-            )
+            saved = services.grant_update(actor=request.user, grant=obj, **scope)
         else:
             saved = services.grant_create(
-                actor=request.user,
-                user=data.get("user"),
-                group=data.get("group"),
-                action_names=data["action_names"],
-                tenants=data["tenants"],
-                max_amount=data["max_amount"],
-                note=data["note"],
+                actor=request.user, user=data.get("user"), group=data.get("group"), **scope
             )
         adopt_identity(obj, saved)
 

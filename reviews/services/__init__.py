@@ -9,7 +9,7 @@ decisions, lifecycle (evidence, withdrawal, expiry, run status), assignment, que
 
 from .agents import agent_create, agent_key_issue, agent_key_revoke, key_digest
 from .assignment import review_assign
-from .creation import review_create
+from .creation import ReviewDraft, review_create
 from .decisions import (
     review_approve,
     review_decide,
@@ -25,6 +25,7 @@ from .queues import queue_save
 from .tenants import tenant_create
 
 __all__ = [
+    "ReviewDraft",
     "agent_create",
     "agent_key_issue",
     "agent_key_revoke",

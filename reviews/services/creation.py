@@ -1,6 +1,7 @@
 """Opening a review: the proposal checked, the run paused, the packet ready to show."""
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -33,30 +34,51 @@ from ._common import (
 from ._input import clean_evidence, clean_resources, enum_value, validate_choices
 
 
+@dataclass(frozen=True)
+class ReviewDraft:
+    """The packet a new review carries: the proposal, the case for it, and its routing."""
+
+    kind: str
+    action_name: str
+    summary: str
+    target_system: str = ""
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+    consequence: str = ""
+    content: str = ""
+    evidence: Iterable[Mapping[str, Any]] = ()
+    affected_resources: Iterable[Mapping[str, Any]] = ()
+    confidence: float | None = None
+    uncertainty: str = ""
+    options_considered: Iterable[Any] = ()
+    risk: str = Risk.MEDIUM
+    policy: Mapping[str, Any] = field(default_factory=dict)
+    choices: Iterable[str] | None = None
+    required_approvals: int = 1
+    due_at: datetime | None = None
+    expires_at: datetime | None = None
+    versions: Mapping[str, str] = field(default_factory=dict)
+
+
+# Draft fields a review stores as they are (the others are cleaned first).
+_AS_GIVEN = (
+    "action_name",
+    "target_system",
+    "summary",
+    "consequence",
+    "content",
+    "confidence",
+    "uncertainty",
+    "risk",
+    "required_approvals",
+)
+
+
 def review_create(
     *,
     agent: Agent,
     run_id: str,
-    kind: str,
     queue: Queue,
-    action_name: str,
-    summary: str,
-    target_system: str = "",
-    arguments: Mapping[str, Any] | None = None,
-    consequence: str = "",
-    content: str = "",
-    evidence: Iterable[Mapping[str, Any]] = (),
-    affected_resources: Iterable[Mapping[str, Any]] = (),
-    confidence: float | None = None,
-    uncertainty: str = "",
-    options_considered: Iterable[Any] = (),
-    risk: str = Risk.MEDIUM,
-    policy: Mapping[str, Any] | None = None,
-    choices: Iterable[str] | None = None,
-    required_approvals: int = 1,
-    due_at: datetime | None = None,
-    expires_at: datetime | None = None,
-    versions: Mapping[str, str] | None = None,
+    draft: ReviewDraft,
     tenant: str | None = None,
     thread_id: str = "",
     checkpoint: Mapping[str, Any] | None = None,
@@ -66,14 +88,59 @@ def review_create(
     actor = Actor.of_agent(agent)
     tenant = agent.tenant if tenant is None else tenant
     now = timezone.now()
+    cleaned = _cleaned(draft, run_id=run_id, queue=queue, tenant=tenant, now=now)
+    pause = {
+        "status": RunStatus.WAITING,
+        "pending_tool_call": {
+            "action": draft.action_name,
+            "target_system": draft.target_system,
+            "args": cleaned["arguments"],
+        },
+    }
+    if checkpoint is not None:
+        pause["checkpoint"] = dict(checkpoint)
+    with transaction.atomic():
+        run = _pause_run(
+            run_id=run_id,
+            agent=agent,
+            tenant=tenant,
+            thread_id=thread_id,
+            versions=cleaned["versions"],
+            actor=actor,
+            pause=pause,
+            reason=f"paused for a review of {draft.action_name}",
+        )
+        review = ReviewRequest(
+            run=run,
+            queue=queue,
+            tenant=tenant,
+            proposed_by=actor.label,
+            proposed_by_user=proposed_by_user,
+            created_at=now,
+            next_reminder_at=queue.first_reminder_at(cleaned["due_at"]),
+            **{name: getattr(draft, name) for name in _AS_GIVEN},
+            **{name: value for name, value in cleaned.items() if name != "evidence"},
+        )
+        _insert(review, cleaned["evidence"], actor=actor, now=now)
+    return review
+
+
+def _cleaned(
+    draft: ReviewDraft, *, run_id: str, queue: Queue, tenant: str, now: datetime
+) -> dict[str, Any]:
+    """The draft's fields that need cleaning, cleaned (InvalidReviewInput naming every
+    problem at once)."""
     errors: dict[str, list[str]] = {}
-    kind_value = enum_value(ReviewKind, kind, "kind", errors)
-    choice_values = validate_choices(kind_value, choices, errors)
-    evidence_rows = clean_evidence(evidence, errors)
-    resources = clean_resources(affected_resources, errors)
-    if expires_at is not None and expires_at <= now:
+    kind = enum_value(ReviewKind, draft.kind, "kind", errors)
+    cleaned = {
+        "kind": kind,
+        "choices": validate_choices(kind, draft.choices, errors),
+        "evidence": clean_evidence(draft.evidence, errors),
+        "affected_resources": clean_resources(draft.affected_resources, errors),
+    }
+    if draft.expires_at is not None and draft.expires_at <= now:
         errors.setdefault("expires_at", []).append("expires_at must be in the future.")
-    if not isinstance(arguments or {}, Mapping):
+    if not isinstance(draft.arguments or {}, Mapping):
         errors.setdefault("arguments", []).append("arguments must be a JSON object.")
     if not run_id or not str(run_id).strip():
         errors.setdefault("run_id", []).append("run_id is required.")
@@ -85,83 +152,44 @@ def review_create(
         )
     if errors:
         raise InvalidReviewInput(summarise(errors), field_errors=errors)
-
-    versions = dict(versions or {})
-    policy = dict(policy or {})
+    versions, policy = dict(draft.versions or {}), dict(draft.policy or {})
     if policy.get("version") and "policy" not in versions:
         versions["policy"] = policy["version"]
+    return {
+        **cleaned,
+        "arguments": dict(draft.arguments or {}),
+        "options_considered": list(draft.options_considered),
+        "policy": policy,
+        "versions": versions,
+        "due_at": draft.due_at or now + queue.sla,
+        "expires_at": draft.expires_at or now + queue.expiry,
+    }
 
-    with transaction.atomic():
-        pause = {
-            "status": RunStatus.WAITING,
-            "pending_tool_call": {
-                "action": action_name,
-                "target_system": target_system,
-                "args": dict(arguments or {}),
-            },
-        }
-        if checkpoint is not None:
-            pause["checkpoint"] = dict(checkpoint)
-        run = _pause_run(
-            run_id=run_id,
-            agent=agent,
-            tenant=tenant,
-            thread_id=thread_id,
-            versions=versions,
-            actor=actor,
-            pause=pause,
-            reason=f"paused for a review of {action_name}",
-        )
-        review = ReviewRequest(
-            run=run,
-            kind=kind_value,
-            tenant=tenant,
-            action_name=action_name,
-            target_system=target_system,
-            arguments=dict(arguments or {}),
-            summary=summary,
-            consequence=consequence,
-            content=content,
-            affected_resources=resources,
-            confidence=confidence,
-            uncertainty=uncertainty,
-            options_considered=list(options_considered),
-            policy=policy,
-            risk=risk,
-            queue=queue,
-            choices=choice_values,
-            required_approvals=required_approvals,
-            due_at=due_at or now + queue.sla,
-            expires_at=expires_at or now + queue.expiry,
-            next_reminder_at=queue.first_reminder_at(due_at or now + queue.sla),
-            versions=versions,
-            proposed_by=actor.label,
-            proposed_by_user=proposed_by_user,
-            created_at=now,
-        )
-        try:
-            review.full_clean(exclude=["run", "queue", "review_id", "state"])
-        except ValidationError as exc:
-            raise InvalidReviewInput(
-                summarise(exc.message_dict), field_errors=exc.message_dict
-            ) from exc
-        stamp(review, actor, f"created by {actor.label}: {action_name}")
-        review.save()
-        items = create_with_history(
-            [
-                Evidence(review=review, position=position, supplied_at=now, **row)
-                for position, row in enumerate(evidence_rows)
-            ],
-            actor=actor,
-            reason="supplied with the proposal",
-        )
-        # The caller may show the new packet at once: nothing to fetch back.
-        review._prefetched_objects_cache = {
-            "evidence": _as_prefetched(review.evidence, items),
-            "decisions": _as_prefetched(review.decisions, []),
-        }
-        ReviewRequest.execution.related.set_cached_value(review, None)  # none yet
-    return review
+
+def _insert(review: ReviewRequest, evidence_rows: list[dict], *, actor: Actor, now) -> None:
+    """Validate and save a new review with its evidence, ready to show without a query."""
+    try:
+        review.full_clean(exclude=["run", "queue", "review_id", "state"])
+    except ValidationError as exc:
+        raise InvalidReviewInput(
+            summarise(exc.message_dict), field_errors=exc.message_dict
+        ) from exc
+    stamp(review, actor, f"created by {actor.label}: {review.action_name}")
+    review.save()
+    items = create_with_history(
+        [
+            Evidence(review=review, position=position, supplied_at=now, **row)
+            for position, row in enumerate(evidence_rows)
+        ],
+        actor=actor,
+        reason="supplied with the proposal",
+    )
+    # The caller may show the new packet at once: nothing to fetch back.
+    review._prefetched_objects_cache = {
+        "evidence": _as_prefetched(review.evidence, items),
+        "decisions": _as_prefetched(review.decisions, []),
+    }
+    ReviewRequest.execution.related.set_cached_value(review, None)  # none yet
 
 
 def _as_prefetched(manager, rows: list):

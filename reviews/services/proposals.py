@@ -32,7 +32,7 @@ from ..models import (
     Queue,
     ReviewRequest,
 )
-from .creation import review_create
+from .creation import ReviewDraft, review_create
 
 POLICY_KEYS = ("action", "confidence", "estimated_cost_usd", "audience", "tenant", "facts")
 
@@ -98,6 +98,28 @@ def _open_review(
     decision: PolicyDecision,
     principal=None,
 ) -> ReviewRequest:
+    """A review for a proposal the policy sent to people, in the queue it names."""
+    action = proposal["action"]
+    action_type = action_type_for(action["name"])
+    kind = decision.review_kind or (action_type.default_review_kind if action_type else "approval")
+    if kind == "edit" and not (proposal.get("content") or "").strip():
+        raise InvalidReviewInput(
+            "This action is reviewed as an edit of its content; send the generated content.",
+            field_errors={"content": ["Required for an edit review."]},
+        )
+    return review_create(
+        agent=agent,
+        run_id=proposal["run_id"],
+        thread_id=proposal.get("thread_id") or "",
+        queue=_routed_queue(proposal, tenant, decision),
+        draft=_draft(proposal, decision, kind, action_type),
+        tenant=tenant,
+        checkpoint=proposal.get("checkpoint"),
+        proposed_by_user=principal,
+    )
+
+
+def _routed_queue(proposal: Mapping[str, Any], tenant: str, decision: PolicyDecision) -> Queue:
     slug = decision.queue or default_queue()
     # Only the tenant's own queue: another tenant's queue of the same name is never a home.
     queue = Queue.objects.filter(tenant=tenant, slug=slug).first()
@@ -108,15 +130,15 @@ def _open_review(
             "an administrator to create it for this tenant.",
             field_errors={"queue": [f"Tenant '{tenant or 'default'}' has no queue '{slug}'."]},
         )
+    return queue
+
+
+def _draft(
+    proposal: Mapping[str, Any], decision: PolicyDecision, kind: str, action_type
+) -> ReviewDraft:
+    """The review's packet: the agent's proposal with what the policy decided about it."""
     action = proposal["action"]
     args = dict(action.get("args") or {})
-    action_type = action_type_for(action["name"])
-    kind = decision.review_kind or (action_type.default_review_kind if action_type else "approval")
-    if kind == "edit" and not (proposal.get("content") or "").strip():
-        raise InvalidReviewInput(
-            "This action is reviewed as an edit of its content; send the generated content.",
-            field_errors={"content": ["Required for an edit review."]},
-        )
     # The catalogue's sentence is trusted; the agent's own is only a fallback.
     consequence = (
         catalogue_consequence(action_name=action["name"], args=args)
@@ -128,18 +150,9 @@ def _open_review(
     # a review that needs several approvers is not one person's to rewrite.
     editable = bool((schema or {}).get("properties")) and decision.required_approvals == 1
     offered = set(default_choices(kind)) | ({Choice.EDIT.value} if editable else set())
-    choices = [c for c in possible_choices(kind) if c in offered]
-    versions = dict(proposal.get("versions") or {})
-    versions["policy"] = decision.policy_version or ""
-    due_at = (
-        timezone.now() + timedelta(minutes=decision.sla_minutes) if decision.sla_minutes else None
-    )
-    return review_create(
-        agent=agent,
-        run_id=proposal["run_id"],
-        thread_id=proposal.get("thread_id") or "",
+    sla = decision.sla_minutes
+    return ReviewDraft(
         kind=kind,
-        queue=queue,
         action_name=action["name"],
         target_system=action.get("target_system") or "",
         arguments=args,
@@ -161,13 +174,10 @@ def _open_review(
                 "facts": dict(proposal.get("facts") or {}),
             },
         },
-        choices=choices,
+        choices=[c for c in possible_choices(kind) if c in offered],
         required_approvals=decision.required_approvals,
-        due_at=due_at,
-        versions=versions,
-        tenant=tenant,
-        checkpoint=proposal.get("checkpoint"),
-        proposed_by_user=principal,
+        due_at=timezone.now() + timedelta(minutes=sla) if sla else None,
+        versions={**dict(proposal.get("versions") or {}), "policy": decision.policy_version or ""},
     )
 
 

@@ -9,6 +9,7 @@ from policies.tests.factories import GroupFactory, UserFactory
 from reviews.management.commands.seed_demo import GROUP_PERMISSIONS
 from reviews.models import Agent, Queue
 from reviews.services import review_create, review_decide
+from reviews.services.creation import ReviewDraft
 from reviews.services.proposals import action_propose
 
 
@@ -40,7 +41,12 @@ def make_review(*, queue=None, reviewers=(), agent="refund-bot", **overrides):
     }
     fields.update(overrides)
     agent_obj = Agent.objects.get_or_create(name=agent)[0]
-    return review_create(agent=agent_obj, queue=queue, **fields)
+    context = {
+        name: fields.pop(name)
+        for name in ("run_id", "tenant", "thread_id", "checkpoint", "proposed_by_user")
+        if name in fields
+    }
+    return review_create(agent=agent_obj, queue=queue, draft=ReviewDraft(**fields), **context)
 
 
 def propose_review(*, agent, **proposal):
