@@ -209,14 +209,7 @@ def _decide(
 ) -> Decision:
     spec = spec_for(choice)
     reason = (reason or "").strip()
-    problem = json_problem({"reason": reason, "content": content, "arguments": arguments})
-    if problem:
-        raise InvalidReviewInput(f"Cannot store this decision: {problem}.")
-    if spec.correction != "edit" and (arguments is not None or content is not None):
-        raise InvalidReviewInput(
-            "Only an edit carries arguments or content.",
-            field_errors={"choice": ["Use choice 'edit' to change arguments or content."]},
-        )
+    _refuse_unstorable(spec, reason, arguments, content)
     now = timezone.now()
     actor = Actor.of_user(reviewer)
     with transaction.atomic(durable=True):
@@ -259,6 +252,20 @@ def _decide(
             webhook_queue(review=review, event="review.decided")
         _send_decided_on_commit(review.review_id, decision.pk)
     return decision
+
+
+def _refuse_unstorable(
+    spec: ChoiceSpec, reason: str, arguments: Mapping[str, Any] | None, content: str | None
+) -> None:
+    """Refuse, before any lock, what no decision of this choice could store."""
+    problem = json_problem({"reason": reason, "content": content, "arguments": arguments})
+    if problem:
+        raise InvalidReviewInput(f"Cannot store this decision: {problem}.")
+    if spec.correction != "edit" and (arguments is not None or content is not None):
+        raise InvalidReviewInput(
+            "Only an edit carries arguments or content.",
+            field_errors={"choice": ["Use choice 'edit' to change arguments or content."]},
+        )
 
 
 @dataclass(frozen=True)
