@@ -8,9 +8,9 @@ a duplicated delivery finds it and never runs the action again.
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
@@ -20,8 +20,7 @@ from django_fsm import TransitionNotAllowed as FSMTransitionNotAllowed
 
 from hitl.db import for_update
 from hitl.kernel import Actor
-from policies.exceptions import PolicyInputError
-from policies.selectors import action_type_for, evaluate_proposal
+from policies.selectors import action_type_for
 
 from .. import selectors
 from ..choices import spec_for
@@ -40,12 +39,14 @@ from ..models import (
     ReviewRequest,
     ReviewState,
 )
-from ._common import check_agent_owns, lock_review, policy_input, stamp
+from ._common import check_agent_owns, lock_review, stamp
+from .rechecks import fresh_state, stale_checks
 from .webhooks import webhook_queue
 
 logger = logging.getLogger(__name__)
 
 EXECUTOR_ACTOR = Actor.system("executor")
+RECONCILE_ACTOR = Actor.system("reconcile")
 
 
 def execution_claim(
@@ -66,91 +67,108 @@ def execution_claim(
     )
     action_type = action_type_for(unlocked.action_name) if unlocked else None
     if mode == ExecutionMode.AGENT and action_type is not None and action_type.executor:
-        # Read-only answer: say what the review's state is before "wait for the platform",
-        # which is only true of a review the platform is about to run.
-        check_agent_owns(unlocked, actor)
-        refuse_unless_executable(unlocked)
-        done = Execution.objects.filter(review=unlocked).first()
-        if done is not None:
-            raise _already_claimed(unlocked, done)
-        raise NotExecutable(
-            "The platform runs this action itself (a registered executor); do not run it. "
-            "Wait for the outcome: the execution.* webhook, or GET this review until "
-            "resume.action is done, execution_failed or blocked.",
-            code="runs_on_platform",
-            extra=_state_extra(unlocked),
-        )
+        _refuse_platform_run(unlocked, actor)
     trusted_resources = False
     if unlocked is not None and action_type is not None and action_type.fact_provider:
-        # Trusted facts win: what the claimant says never overrides the provider's answer.
-        fresh = fresh_state(review=unlocked)
-        facts = {**dict(facts or {}), **(fresh.get("facts") or {})}
-        if fresh.get("resources") is not None:
-            resources = fresh["resources"]
-            trusted_resources = True
+        facts, resources, trusted_resources = _with_fresh_state(unlocked, facts, resources)
     with transaction.atomic():
         review = lock_review(review_id)
-        if mode == ExecutionMode.AGENT:
-            check_agent_owns(review, actor)
-        refuse_unless_executable(review)
-        existing = Execution.objects.filter(review=review).first()
-        if existing is not None:
-            raise _already_claimed(review, existing)
+        _refuse_unless_claimable(review, actor, mode)
         if mode == ExecutionMode.AGENT and not trusted_resources:
             # Only the claimant can supply these: refuse before anything is written, so the
             # same claim with the versions succeeds (a block would be final).
             _refuse_missing_versions(review, resources)
         checks = stale_checks(review=review, facts=facts, resources=resources)
-        reasons = [check["detail"] for check in checks]
-        now = timezone.now()
-        execution = Execution(
-            review=review,
-            mode=mode,
-            idempotency_key=f"exec_{review.review_id}",
-            claimed_by=actor.label,
-            claimed_at=now,
-            arguments=review.final_arguments or {},
-            content=review.final_content or "",
-        )
-        if reasons:
-            execution = Execution(
-                review=review,
-                mode=mode,
-                state=ExecutionState.BLOCKED_STALE,
-                idempotency_key=execution.idempotency_key,
-                claimed_by=actor.label,
-                claimed_at=now,
-                finished_at=now,
-                arguments=execution.arguments,
-                content=execution.content,
-                blocked_reasons=reasons,
-                blocked_checks=checks,
-            )
-            stamp(execution, actor, "blocked: " + "; ".join(reasons))
-        else:
-            stamp(execution, actor, f"claimed by {actor.label}")
+        execution = _new_execution(review, actor, mode, checks)
         execution.save()
-        if reasons:
-            webhook_queue(
-                review=review,
-                event="execution.blocked",
-                data={
-                    "state": review.state,
-                    "reasons": reasons,
-                    "checks": checks,
-                    "next": selectors.blocked_next_step(execution),
-                    "resume": selectors.resume_instruction(review),
-                },
-            )
+        if checks:
+            _announce_blocked(review, execution)
     return execution
+
+
+def _refuse_platform_run(review: ReviewRequest, actor: Actor) -> NoReturn:
+    # Read-only answer: say what the review's state is before "wait for the platform",
+    # which is only true of a review the platform is about to run.
+    _refuse_unless_claimable(review, actor, ExecutionMode.AGENT)
+    raise NotExecutable(
+        "The platform runs this action itself (a registered executor); do not run it. "
+        "Wait for the outcome: the execution.* webhook, or GET this review until "
+        "resume.action is done, execution_failed or blocked.",
+        code="runs_on_platform",
+        extra=_state_extra(review),
+    )
+
+
+def _refuse_unless_claimable(review: ReviewRequest, actor: Actor, mode: str) -> None:
+    if mode == ExecutionMode.AGENT:
+        check_agent_owns(review, actor)
+    refuse_unless_executable(review)
+    existing = Execution.objects.filter(review=review).first()
+    if existing is not None:
+        raise _already_claimed(review, existing)
+
+
+def _with_fresh_state(
+    review: ReviewRequest,
+    facts: Mapping[str, Any] | None,
+    resources: Iterable[Mapping[str, Any]] | None,
+) -> tuple[dict[str, Any], Iterable[Mapping[str, Any]] | None, bool]:
+    # Trusted facts win: what the claimant says never overrides the provider's answer.
+    fresh = fresh_state(review=review)
+    facts = {**dict(facts or {}), **(fresh.get("facts") or {})}
+    if fresh.get("resources") is None:
+        return facts, resources, False
+    return facts, fresh["resources"], True
+
+
+def _new_execution(
+    review: ReviewRequest, actor: Actor, mode: str, checks: list[dict[str, str]]
+) -> Execution:
+    now = timezone.now()
+    fields = {
+        "review": review,
+        "mode": mode,
+        "idempotency_key": f"exec_{review.review_id}",
+        "claimed_by": actor.label,
+        "claimed_at": now,
+        "arguments": review.final_arguments or {},
+        "content": review.final_content or "",
+    }
+    if not checks:
+        execution = Execution(**fields)
+        stamp(execution, actor, f"claimed by {actor.label}")
+        return execution
+    reasons = [check["detail"] for check in checks]
+    execution = Execution(
+        **fields,
+        state=ExecutionState.BLOCKED_STALE,
+        finished_at=now,
+        blocked_reasons=reasons,
+        blocked_checks=checks,
+    )
+    stamp(execution, actor, "blocked: " + "; ".join(reasons))
+    return execution
+
+
+def _announce_blocked(review: ReviewRequest, execution: Execution) -> None:
+    webhook_queue(
+        review=review,
+        event="execution.blocked",
+        data={
+            "state": review.state,
+            "reasons": execution.blocked_reasons,
+            "checks": execution.blocked_checks,
+            "next": selectors.blocked_next_step(execution),
+            "resume": selectors.resume_instruction(review),
+        },
+    )
 
 
 def refuse_unless_executable(review: ReviewRequest) -> None:
     """Raise NotExecutable with the review's actual situation (rejected and why, still
     pending, expired, ...) unless it is approved or edited for execution."""
     last = review.decisions.select_related("reviewer").order_by("-decided_at", "-id").first()
-    state = review.state
-    if state in (ReviewState.APPROVED, ReviewState.EDITED):
+    if review.state in (ReviewState.APPROVED, ReviewState.EDITED):
         if last is None or not spec_for(last.choice).executes:
             raise NotExecutable(
                 "The reviewer gave guidance instead of approving; the agent re-plans with it "
@@ -161,64 +179,86 @@ def refuse_unless_executable(review: ReviewRequest) -> None:
         return
     who = last.reviewer.get_username() if last is not None else "a reviewer"
     reason = (last.reason or "").strip() if last is not None else ""
-    claim_after = "Claim only once it is approved."
-    if state == ReviewState.REJECTED:
-        code = "review_rejected"
-        message = (
-            f"This review was rejected by {who}"
-            + (f": {reason}" if reason else " (no reason given)")
-            + ". Nothing of it executes: stop, or re-plan with that reason."
-        )
-    elif state == ReviewState.EXPIRED:
-        code = "review_expired"
-        behaviour = review.expiry_action or review.queue.expiry_behaviour
-        when = f" at {review.expires_at.isoformat()}" if review.expires_at else ""
-        message = (
-            f"This review expired{when} before anyone decided it "
-            f"({ExpiryBehaviour(behaviour).label.lower()}); an expired review never executes."
-        )
-        if review.rerouted_to_id:
-            message += (
-                f" It continues as review {review.rerouted_to.review_id}: claim that one "
-                "once it is approved."
-            )
-        else:
-            message += " Propose the action again if it is still needed."
-    elif state == ReviewState.CANCELLED:
-        code = "review_cancelled"
-        message = (
-            "This review was cancelled (its agent withdrew the proposal); it never executes. "
-            "Propose the action again if it is needed after all."
-        )
-    elif state == ReviewState.PENDING:
-        code = "review_pending"
-        message = f"No decision yet: the review waits for a reviewer in queue {review.queue.slug}."
-        if review.required_approvals > 1:
-            message += f" It needs {review.required_approvals} different approvers."
-        message += (
-            f" Wait for the review.decided webhook or GET /api/v1/reviews/{review.review_id}/"
-            f". {claim_after}"
-        )
-    elif state == ReviewState.AWAITING_EVIDENCE:
-        code = "review_awaiting_evidence"
-        message = (
-            f"No decision yet: {who} asked for more evidence"
-            + (f' ("{reason}")' if reason else "")
-            + f". Answer with POST /api/v1/reviews/{review.review_id}/evidence/; the review "
-            f"then goes back to the reviewers. {claim_after}"
-        )
-    elif state == ReviewState.ESCALATED:
-        code = "review_escalated"
-        owner = review.assignee.get_username() if review.assignee_id else review.queue.slug
-        message = (
-            f"No decision yet: the review was escalated to {owner}"
-            + (f" ({reason})" if reason else "")
-            + f" and waits for their decision. {claim_after}"
-        )
-    else:
+    refusal = _REFUSALS.get(review.state)
+    if refusal is None:
         code = "not_executable"
-        message = f"Only an approved or edited review executes; this one is {state}."
+        message = f"Only an approved or edited review executes; this one is {review.state}."
+    else:
+        code, explain = refusal
+        message = explain(review, who, reason)
     raise NotExecutable(message, code=code, extra=_state_extra(review))
+
+
+_CLAIM_AFTER = "Claim only once it is approved."
+
+
+def _rejected(review: ReviewRequest, who: str, reason: str) -> str:
+    return (
+        f"This review was rejected by {who}"
+        + (f": {reason}" if reason else " (no reason given)")
+        + ". Nothing of it executes: stop, or re-plan with that reason."
+    )
+
+
+def _expired(review: ReviewRequest, who: str, reason: str) -> str:
+    behaviour = review.expiry_action or review.queue.expiry_behaviour
+    when = f" at {review.expires_at.isoformat()}" if review.expires_at else ""
+    message = (
+        f"This review expired{when} before anyone decided it "
+        f"({ExpiryBehaviour(behaviour).label.lower()}); an expired review never executes."
+    )
+    if review.rerouted_to_id:
+        return message + (
+            f" It continues as review {review.rerouted_to.review_id}: claim that one "
+            "once it is approved."
+        )
+    return message + " Propose the action again if it is still needed."
+
+
+def _cancelled(review: ReviewRequest, who: str, reason: str) -> str:
+    return (
+        "This review was cancelled (its agent withdrew the proposal); it never executes. "
+        "Propose the action again if it is needed after all."
+    )
+
+
+def _pending(review: ReviewRequest, who: str, reason: str) -> str:
+    message = f"No decision yet: the review waits for a reviewer in queue {review.queue.slug}."
+    if review.required_approvals > 1:
+        message += f" It needs {review.required_approvals} different approvers."
+    return message + (
+        f" Wait for the review.decided webhook or GET /api/v1/reviews/{review.review_id}/"
+        f". {_CLAIM_AFTER}"
+    )
+
+
+def _awaiting_evidence(review: ReviewRequest, who: str, reason: str) -> str:
+    return (
+        f"No decision yet: {who} asked for more evidence"
+        + (f' ("{reason}")' if reason else "")
+        + f". Answer with POST /api/v1/reviews/{review.review_id}/evidence/; the review "
+        f"then goes back to the reviewers. {_CLAIM_AFTER}"
+    )
+
+
+def _escalated(review: ReviewRequest, who: str, reason: str) -> str:
+    owner = review.assignee.get_username() if review.assignee_id else review.queue.slug
+    return (
+        f"No decision yet: the review was escalated to {owner}"
+        + (f" ({reason})" if reason else "")
+        + f" and waits for their decision. {_CLAIM_AFTER}"
+    )
+
+
+# For each state that cannot be claimed: the refusal's code and its explanation.
+_REFUSALS: dict[str, tuple[str, Callable[[ReviewRequest, str, str], str]]] = {
+    ReviewState.REJECTED: ("review_rejected", _rejected),
+    ReviewState.EXPIRED: ("review_expired", _expired),
+    ReviewState.CANCELLED: ("review_cancelled", _cancelled),
+    ReviewState.PENDING: ("review_pending", _pending),
+    ReviewState.AWAITING_EVIDENCE: ("review_awaiting_evidence", _awaiting_evidence),
+    ReviewState.ESCALATED: ("review_escalated", _escalated),
+}
 
 
 def _state_extra(review: ReviewRequest) -> dict[str, Any]:
@@ -384,106 +424,6 @@ def queue_executor_on_commit(review: ReviewRequest) -> None:
     transaction.on_commit(enqueue)
 
 
-def fresh_state(*, review: ReviewRequest) -> dict[str, Any]:
-    """Current facts and resource versions from the action type's fact provider, if any."""
-    action_type = action_type_for(review.action_name)
-    provider_path = getattr(action_type, "fact_provider", "") if action_type else ""
-    if not provider_path:
-        return {}
-    provider = import_string(provider_path)
-    answer = provider(
-        action_name=review.action_name,
-        arguments=review.final_arguments or review.arguments,
-        affected_resources=review.affected_resources,
-        tenant=review.tenant,
-    )
-    return answer if isinstance(answer, dict) else {}
-
-
-def stale_checks(
-    *,
-    review: ReviewRequest,
-    facts: Mapping[str, Any] | None,
-    resources: Iterable[Mapping[str, Any]] | None,
-) -> list[dict[str, str]]:
-    """Each re-check that fails, as {"check": name, "detail": why}: expired,
-    authority_revoked, arguments_invalid, policy_denies, evidence_stale, resource_changed,
-    resource_unconfirmed. Empty when the review is still valid."""
-    failed: list[dict[str, str]] = []
-
-    def fail(check: str, detail: str) -> None:
-        failed.append({"check": check, "detail": detail})
-
-    now = timezone.now()
-    if review.is_past_expiry():
-        fail("expired", f"the review expired at {review.expires_at.isoformat()}")
-
-    arguments = review.final_arguments if review.final_arguments is not None else review.arguments
-    for decision in _deciding_decisions(review):
-        # The same rules as at decision time (selectors): the grant up to the amount, the
-        # queue, and for an action missing from the catalogue, the queue's ownership.
-        who = decision.reviewer
-        refusal = selectors.authority_refusal(review=review, user=who, arguments=arguments)
-        if refusal:
-            fail("authority_revoked", f"{who.get_username()} no longer may: {refusal}")
-        elif not selectors.works_in(user=who, queue=review.queue):
-            fail(
-                "authority_revoked",
-                f"{who.get_username()} no longer works in queue {review.queue.slug}",
-            )
-        elif not selectors.may_act_as_queue_owner(review=review, user=who):
-            fail("authority_revoked", f"{who.get_username()} no longer owns {review.queue.slug}")
-
-    proposal = policy_input(review, arguments, facts)
-    try:
-        decision = evaluate_proposal(proposal=proposal)
-    except PolicyInputError as exc:
-        fail("arguments_invalid", f"the arguments are no longer valid: {exc.one_line()}")
-    else:
-        if decision.outcome == "deny":
-            fail(
-                "policy_denies",
-                f"the policy now denies it ({decision.rule}): {decision.explanation}",
-            )
-
-    stale = [e.evidence_id for e in review.evidence.all() if e.fresh_until and e.fresh_until <= now]
-    if stale:
-        fail("evidence_stale", f"evidence is no longer fresh: {', '.join(stale)}")
-
-    current = {
-        (str(r.get("type")), str(r.get("id"))): r.get("version")
-        for r in (resources or [])
-        if isinstance(r, Mapping)
-    }
-    for resource in review.affected_resources or []:
-        if resource.get("version") in (None, ""):
-            continue
-        key = (resource["type"], resource["id"])
-        if current.get(key) in (None, ""):
-            fail(
-                "resource_unconfirmed",
-                f"could not confirm {key[0]} {key[1]} is unchanged (no current version)",
-            )
-        elif str(current[key]) != str(resource["version"]):
-            fail(
-                "resource_changed",
-                f"{key[0]} {key[1]} changed: version {resource['version']} was reviewed, "
-                f"it is now {current[key]}",
-            )
-    return failed
-
-
-def _deciding_decisions(review: ReviewRequest):
-    # The approvals (or edit) that made the review executable: the last uninterrupted round.
-    deciding = []
-    for decision in review.decisions.select_related("reviewer").order_by("decided_at", "id"):
-        if spec_for(decision.choice).executes:
-            deciding.append(decision)
-        else:
-            deciding = []
-    return deciding
-
-
 def _json_safe(value: Any) -> Any:
     try:
         return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
@@ -516,6 +456,3 @@ def execution_reconcile(*, stale_after: timedelta = timedelta(minutes=5)) -> int
             execution.save(update_fields=["claimed_at"])
         finished += _run_executor(execution) is not None
     return finished
-
-
-RECONCILE_ACTOR = Actor.system("reconcile")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ValidationError
 
-from reviews.choices import SPECS, Choice, default_choices, possible_choices, reason_hint
+from reviews.choices import _ORDER, SPECS, Choice, default_choices, possible_choices, reason_hint
 from reviews.expiry import STRATEGIES, ExpiryBehaviour
 from reviews.models import Decision, Queue, ReviewKind, ReviewRequest, ReviewState
 from reviews.selectors import available_choices, choice_consequences, resume_instruction
@@ -28,6 +28,8 @@ def test_every_kind_offers_choices_and_the_decision_field_knows_them_all():
         assert set(default_choices(kind)) <= set(possible_choices(kind))
     assert dict(Decision._meta.get_field("choice").choices) == dict(Choice.choices)
     assert [spec.value for spec in SPECS] == list(Choice.values)
+    # A choice missing from the button order would never be offered.
+    assert sorted(_ORDER) == sorted(Choice.values)
 
 
 def test_every_look_has_a_colour_and_every_reason_rule_a_hint():
