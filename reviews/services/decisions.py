@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -48,129 +48,6 @@ from .webhooks import webhook_queue
 logger = logging.getLogger(__name__)
 
 
-def review_approve(
-    *,
-    review_id: str,
-    reviewer: AbstractBaseUser,
-    reason: str = "",
-    opened_at: datetime | None = None,
-) -> Decision:
-    """Approve the action as proposed (or accept generated content as is)."""
-    return _decide(
-        review_id=review_id,
-        reviewer=reviewer,
-        choice=Choice.APPROVE,
-        reason=reason,
-        opened_at=opened_at,
-    )
-
-
-def review_edit(
-    *,
-    review_id: str,
-    reviewer: AbstractBaseUser,
-    arguments: Mapping[str, Any] | None = None,
-    content: str | None = None,
-    reason: str = "",
-    opened_at: datetime | None = None,
-) -> Decision:
-    """Approve the action with the reviewer's corrected arguments or content."""
-    return _decide(
-        review_id=review_id,
-        reviewer=reviewer,
-        choice=Choice.EDIT,
-        reason=reason,
-        arguments=arguments,
-        content=content,
-        opened_at=opened_at,
-    )
-
-
-def review_reject(
-    *,
-    review_id: str,
-    reviewer: AbstractBaseUser,
-    reason: str,
-    opened_at: datetime | None = None,
-) -> Decision:
-    """Refuse the action; the run stops or re-plans with the reason."""
-    return _decide(
-        review_id=review_id,
-        reviewer=reviewer,
-        choice=Choice.REJECT,
-        reason=reason,
-        opened_at=opened_at,
-    )
-
-
-def review_escalate(
-    *,
-    review_id: str,
-    reviewer: AbstractBaseUser,
-    reason: str,
-    opened_at: datetime | None = None,
-) -> Decision:
-    """Hand the review to the queue's escalation owner, saying why."""
-    return _decide(
-        review_id=review_id,
-        reviewer=reviewer,
-        choice=Choice.ESCALATE,
-        reason=reason,
-        opened_at=opened_at,
-    )
-
-
-def review_request_more_evidence(
-    *,
-    review_id: str,
-    reviewer: AbstractBaseUser,
-    reason: str,
-    opened_at: datetime | None = None,
-) -> Decision:
-    """Ask the agent a question; the review waits for its evidence."""
-    return _decide(
-        review_id=review_id,
-        reviewer=reviewer,
-        choice=Choice.REQUEST_MORE_EVIDENCE,
-        reason=reason,
-        opened_at=opened_at,
-    )
-
-
-def review_take_over(
-    *,
-    review_id: str,
-    reviewer: AbstractBaseUser,
-    reason: str = "",
-    opened_at: datetime | None = None,
-) -> Decision:
-    """A person takes the case over from the agent; the run is handed over to them."""
-    return _decide(
-        review_id=review_id,
-        reviewer=reviewer,
-        choice=Choice.TAKE_OVER,
-        reason=reason,
-        opened_at=opened_at,
-    )
-
-
-def review_guide(
-    *,
-    review_id: str,
-    reviewer: AbstractBaseUser,
-    reason: str,
-    opened_at: datetime | None = None,
-) -> Decision:
-    """The agent continues, re-planning with the reviewer's guidance (nothing executes)."""
-    return _decide(
-        review_id=review_id,
-        reviewer=reviewer,
-        choice=Choice.GUIDE,
-        reason=reason,
-        opened_at=opened_at,
-    )
-
-
 def review_decide(
     *,
     review_id: str,
@@ -195,6 +72,53 @@ def review_decide(
         content=content,
         opened_at=opened_at,
     )
+
+
+class ChoiceService(Protocol):
+    """A decision service bound to one choice (review_approve, review_reject, ...)."""
+
+    def __call__(
+        self,
+        *,
+        review_id: str,
+        reviewer: AbstractBaseUser,
+        reason: str = "",
+        arguments: Mapping[str, Any] | None = None,
+        content: str | None = None,
+        opened_at: datetime | None = None,
+    ) -> Decision: ...
+
+
+def _one_choice(choice: str, doc: str) -> ChoiceService:
+    """`review_decide` with the choice fixed: a shorthand for programs and tests."""
+
+    def decide(**kwargs: Any) -> Decision:
+        return review_decide(choice=choice, **kwargs)
+
+    decide.__name__ = decide.__qualname__ = f"review_{choice}"
+    decide.__doc__ = doc
+    return decide
+
+
+review_approve = _one_choice(
+    Choice.APPROVE, "Approve the action as proposed (or accept generated content as is)."
+)
+review_edit = _one_choice(
+    Choice.EDIT, "Approve the action with the reviewer's corrected arguments or content."
+)
+review_reject = _one_choice(Choice.REJECT, "Refuse the action; the run stops or re-plans.")
+review_escalate = _one_choice(
+    Choice.ESCALATE, "Hand the review to the queue's escalation owner, saying why."
+)
+review_request_more_evidence = _one_choice(
+    Choice.REQUEST_MORE_EVIDENCE, "Ask the agent a question; the review waits for evidence."
+)
+review_take_over = _one_choice(
+    Choice.TAKE_OVER, "A person takes the case over; the run is handed over to them."
+)
+review_guide = _one_choice(
+    Choice.GUIDE, "The agent continues with the reviewer's guidance; nothing executes."
+)
 
 
 def _decide(
