@@ -32,6 +32,7 @@ from policies.models import (
 )
 from policies.selectors import draft_snapshot
 
+# What an edit may set, in the admin forms' order: the forms edit exactly these.
 ACTION_TYPE_FIELDS = (
     "name",
     "tool_type",
@@ -46,7 +47,6 @@ ACTION_TYPE_FIELDS = (
     "description",
 )
 RULE_SET_FIELDS = ("name", "tenant", "description", "unknown_action")
-# In the admin form's order: the form edits exactly what the service accepts.
 RULE_FIELDS = (
     "priority",
     "name",
@@ -60,8 +60,6 @@ RULE_FIELDS = (
     "sla_minutes",
     "description",
 )
-
-
 _Editable = TypeVar("_Editable", ActionType, RuleSet)
 
 

@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from policies import selectors, services
 from policies.models import ActionType, PolicyVersion, ReviewerGrant, Rule, RuleSet
-from policies.tests.factories import UserFactory, make_proposal
+from policies.tests.factories import ActionTypeFactory, UserFactory, make_proposal
 
 pytestmark = pytest.mark.django_db
 
@@ -359,3 +359,17 @@ def test_the_rule_set_admin_shows_and_changes_what_happens_to_unknown_actions(ad
     assert sorted(rule_set.rules.values_list("name", flat=True)) == rules
     version = services.rule_set_publish(actor=None, rule_set=rule_set)
     assert version.snapshot["unknown_action"] == "deny"
+
+
+def test_a_deleted_action_types_history_stays_readable_and_cannot_be_reverted(admin_client, actor):
+    orphan = ActionTypeFactory(name="orphan")
+    services.action_type_delete(actor=actor, action_type=orphan)
+    first = ActionType.history.filter(id=orphan.pk).earliest()
+    history = admin_client.get(reverse("admin:policies_actiontype_history", args=[orphan.pk]))
+    assert history.status_code == 200 and "orphan" in history.text
+    url = reverse("admin:policies_actiontype_simple_history", args=[orphan.pk, first.history_id])
+    assert admin_client.get(url).status_code == 200
+    assert admin_client.post(url, {"name": "orphan"}).status_code == 403
+    assert not ActionType.objects.filter(name="orphan").exists()
+    missing = reverse("admin:policies_actiontype_history", args=[orphan.pk + 1000])
+    assert admin_client.get(missing).status_code == 404
