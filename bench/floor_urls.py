@@ -7,11 +7,11 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from policies.engine import POLICY_KEYS
 from policies.selectors import evaluate_proposal
 from reviews.api import serializers
 from reviews.api.permissions import IsAgent
 from reviews.api.views import parse
-from reviews.services.proposals import POLICY_KEYS
 
 
 @csrf_exempt

@@ -3,6 +3,8 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from policies.engine import AUDIENCES, DEFAULT_AUDIENCE
+
 from ..models import Choice, Decision, Evidence, ReviewRequest
 from ..selectors import choice_verdicts, execution_of, execution_summary, resume_instruction
 
@@ -50,7 +52,7 @@ class ProposalIn(serializers.Serializer):
     estimated_cost_usd = serializers.DecimalField(
         max_digits=14, decimal_places=4, min_value=0, coerce_to_string=False
     )
-    audience = serializers.ChoiceField(choices=["internal", "external"], default="internal")
+    audience = serializers.ChoiceField(choices=AUDIENCES, default=DEFAULT_AUDIENCE)
     tenant = serializers.CharField(max_length=100, allow_blank=True, default="")
     evidence = EvidenceIn(many=True, default=list, max_length=MAX_ITEMS)
     affected_resources = ResourceIn(many=True, default=list, max_length=MAX_ITEMS)

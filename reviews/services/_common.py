@@ -3,12 +3,15 @@
 from collections.abc import Mapping
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django_fsm import ConcurrentTransition
 from django_fsm import TransitionNotAllowed as FSMTransitionNotAllowed
 
 from hitl.db import for_update
 from hitl.kernel import Actor, create_with_history, stamp  # noqa: F401  (re-exported)
+from policies.engine import DEFAULT_AUDIENCE, proposal_input
 
+from ..choices import spec_for
 from ..exceptions import (
     AlreadyDecided,
     InvalidReviewInput,
@@ -16,7 +19,7 @@ from ..exceptions import (
     ReviewExpired,
     TransitionNotAllowed,
 )
-from ..models import AgentRun, Choice, ReviewRequest, ReviewState, RunStatus
+from ..models import AgentRun, ReviewRequest, ReviewState, RunStatus
 
 
 def lock_review(review_id: str) -> ReviewRequest:
@@ -101,26 +104,34 @@ def summarise(errors: Mapping[str, list[str]]) -> str:
     return "; ".join(f"{field}: {' '.join(map(str, msgs))}" for field, msgs in errors.items())
 
 
+def full_clean_or_refuse(instance) -> None:
+    """The model's own validation, refused as InvalidReviewInput with its field errors."""
+    try:
+        instance.full_clean()
+    except ValidationError as exc:
+        raise InvalidReviewInput(
+            summarise(exc.message_dict), field_errors=exc.message_dict
+        ) from exc
+
+
 def policy_input(
     review: ReviewRequest, arguments: Mapping[str, Any], fresh_facts: Mapping[str, Any] | None
 ) -> dict[str, Any]:
     """The proposal as the policy sees it, rebuilt from the review with other arguments
     (an edit, the final arguments) and, when given, fresher facts."""
     given = review.policy.get("input", {}) if isinstance(review.policy, dict) else {}
-    return {
-        "action": {
-            "name": review.action_name,
-            "target_system": review.target_system,
-            "args": dict(arguments),
-        },
-        "confidence": review.confidence if review.confidence is not None else 1.0,
-        "estimated_cost_usd": given.get("estimated_cost_usd", 0),
-        "audience": given.get("audience", "internal"),
-        "tenant": review.tenant,
-        "facts": {**(given.get("facts") or {}), **dict(fresh_facts or {})},
-    }
+    return proposal_input(
+        action_name=review.action_name,
+        target_system=review.target_system,
+        args=arguments,
+        confidence=review.confidence if review.confidence is not None else 1.0,
+        estimated_cost_usd=given.get("estimated_cost_usd", 0),
+        audience=given.get("audience", DEFAULT_AUDIENCE),
+        tenant=review.tenant,
+        facts={**(given.get("facts") or {}), **dict(fresh_facts or {})},
+    )
 
 
 def _taken_over(review: ReviewRequest) -> bool:
     last = review.decisions.order_by("-decided_at", "-id").first()
-    return last is not None and last.choice == Choice.TAKE_OVER
+    return last is not None and spec_for(last.choice).hands_over

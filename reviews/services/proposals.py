@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from hitl.db import for_update
 from hitl.kernel import Actor
-from policies.engine import PolicyDecision
+from policies.engine import POLICY_KEYS, PolicyDecision
 from policies.exceptions import PolicyInputError
 from policies.selectors import action_type_for, default_queue, evaluate_proposal
 from policies.selectors import render_consequence as catalogue_consequence
@@ -33,8 +33,6 @@ from ..models import (
     ReviewRequest,
 )
 from .creation import ReviewDraft, review_create
-
-POLICY_KEYS = ("action", "confidence", "estimated_cost_usd", "audience", "tenant", "facts")
 
 
 @dataclass(frozen=True)
