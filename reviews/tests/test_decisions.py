@@ -1,4 +1,4 @@
-"""The review services: guards, the two-person rule, edits, evidence and bad input."""
+"""Deciding (services.decisions): the guard, the two-person rule, edits, escalation, hand-over."""
 
 from datetime import timedelta
 
@@ -23,8 +23,6 @@ from reviews.models import Agent, AgentRun, Decision, ReviewState, RunStatus
 from reviews.selectors import resume_instruction
 from reviews.services import (
     review_approve,
-    review_assign,
-    review_cancel,
     review_decide,
     review_edit,
     review_escalate,
@@ -36,7 +34,7 @@ from reviews.services import (
 )
 from reviews.services.execution import execution_claim
 from reviews.signals import review_decided
-from reviews.tests.factories import QueueFactory, UserFactory, make_review
+from reviews.tests.factories import UserFactory, make_review
 
 
 def agent_actor(name="refund-bot"):
@@ -46,82 +44,6 @@ def agent_actor(name="refund-bot"):
 def state_of(review):
     review.refresh_from_db()
     return review.state
-
-
-# --- creation ---
-
-
-@pytest.mark.django_db
-def test_create_pauses_the_run_and_stamps_the_sla(queue):
-    queue.sla = timedelta(hours=2)
-    queue.expiry = timedelta(days=1)
-    queue.save()
-    with time_machine.travel("2026-11-23 10:00:00+00:00", tick=False):
-        review = make_review(queue=queue, run_id="run-1", checkpoint={"step": 3})
-    assert review.state == ReviewState.PENDING
-    assert review.due_at.isoformat() == "2026-11-23T12:00:00+00:00"
-    assert review.expires_at.isoformat() == "2026-11-24T10:00:00+00:00"
-    assert review.choices == ["approve", "reject", "request_more_evidence", "escalate"]
-    run = AgentRun.objects.get(run_id="run-1")
-    assert run.status == RunStatus.WAITING
-    assert run.checkpoint == {"step": 3}
-    assert run.pending_tool_call["action"] == "issue_refund"
-    assert [e.evidence_id for e in review.evidence.all()] == ["order-17"]
-    created = review.history.get()
-    assert created.history_type == "+"
-    assert created.history_actor == "agent:refund-bot"
-    # The run's first proposal creates it already paused: one history row says both.
-    started = run.history.get()
-    assert (started.status, started.history_change_reason) == (
-        RunStatus.WAITING,
-        "run started, paused for a review of issue_refund",
-    )
-    evidence = review.evidence.get().history.get()
-    assert (evidence.history_actor, evidence.history_user) == ("agent:refund-bot", None)
-    # A second proposal on the same run pauses it again and says so.
-    make_review(queue=queue, run_id="run-1", action_name="send_email")
-    assert run.history.latest().history_change_reason == "paused for a review of send_email"
-
-
-@pytest.mark.django_db
-@pytest.mark.parametrize(
-    ("overrides", "field"),
-    [
-        ({"kind": "vote"}, "kind"),
-        ({"risk": "extreme"}, "risk"),
-        ({"confidence": 1.5}, "confidence"),
-        ({"evidence": [{"id": "a", "title": "A", "url": "not a url"}]}, "evidence[0].url"),
-        ({"evidence": [{"id": "", "title": "A"}]}, "evidence[0].id"),
-        (
-            {"evidence": [{"id": "a", "title": "A", "fresh_until": "soon"}]},
-            "evidence[0].fresh_until",
-        ),
-        ({"evidence": [{"id": "a", "title": "A"}, {"id": "a", "title": "B"}]}, "evidence[1].id"),
-        ({"evidence": ["just text"]}, "evidence[0]"),
-        ({"affected_resources": [{"type": "order"}]}, "affected_resources[0]"),
-        ({"choices": ["approve", "take_a_nap"]}, "choices"),
-        ({"expires_at": "past"}, "expires_at"),
-        ({"run_id": ""}, "run_id"),
-        ({"required_approvals": 0}, "required_approvals"),
-    ],
-)
-def test_create_refuses_bad_input_with_field_errors_and_writes_nothing(queue, overrides, field):
-    if overrides.get("expires_at") == "past":
-        overrides = {"expires_at": timezone.now() - timedelta(minutes=1)}
-    with pytest.raises(InvalidReviewInput) as info:
-        make_review(queue=queue, run_id=overrides.pop("run_id", "run-bad"), **overrides)
-    assert field in info.value.field_errors
-    assert not AgentRun.objects.filter(run_id="run-bad").exists()
-
-
-@pytest.mark.django_db
-def test_a_run_id_belongs_to_one_agent(queue):
-    make_review(queue=queue, run_id="run-1", agent="refund-bot")
-    with pytest.raises(InvalidReviewInput, match="another agent"):
-        make_review(queue=queue, run_id="run-1", agent="mail-bot")
-
-
-# --- guards ---
 
 
 @pytest.mark.django_db
@@ -192,9 +114,6 @@ def test_unknown_review_is_a_clear_error(reviewer):
         review_approve(review_id="01NOPE", reviewer=reviewer)
 
 
-# --- escalation ---
-
-
 @pytest.mark.django_db
 def test_escalation_moves_ownership(queue, reviewer, reviewer2):
     specialist = UserFactory(username="specialist")
@@ -208,9 +127,6 @@ def test_escalation_moves_ownership(queue, reviewer, reviewer2):
         review_approve(review_id=review.review_id, reviewer=reviewer2)
     review_approve(review_id=review.review_id, reviewer=specialist)
     assert state_of(review) == ReviewState.APPROVED
-
-
-# --- two-person rule ---
 
 
 @pytest.mark.django_db
@@ -239,9 +155,6 @@ def test_a_question_resets_collected_approvals(queue, reviewer, reviewer2):
     )
     review_approve(review_id=review.review_id, reviewer=reviewer2)
     assert state_of(review) == ReviewState.PENDING
-
-
-# --- edits ---
 
 
 @pytest.mark.django_db
@@ -304,51 +217,6 @@ def test_approve_fixes_the_final_arguments(review, reviewer):
     assert review.decided_at is not None
 
 
-# --- evidence and the agent's side ---
-
-
-@pytest.mark.django_db
-def test_more_evidence_round_trip(review, reviewer):
-    review_request_more_evidence(
-        review_id=review.review_id, reviewer=reviewer, reason="Photo of the damage?"
-    )
-    assert AgentRun.objects.get(pk=review.run_id).status == RunStatus.RESUMABLE
-    review_supply_evidence(
-        review_id=review.review_id,
-        actor=agent_actor(),
-        evidence=[{"id": "photo-1", "title": "Photo", "url": "https://cdn.example.com/p.jpg"}],
-        note="photo attached",
-    )
-    review.refresh_from_db()
-    assert review.state == ReviewState.PENDING
-    assert [e.evidence_id for e in review.evidence.all()] == ["order-17", "photo-1"]
-    assert AgentRun.objects.get(pk=review.run_id).status == RunStatus.WAITING
-
-
-@pytest.mark.django_db
-def test_evidence_nobody_asked_for_is_refused(review):
-    with pytest.raises(TransitionNotAllowed):
-        review_supply_evidence(
-            review_id=review.review_id, actor=agent_actor(), evidence=[{"id": "x", "title": "X"}]
-        )
-
-
-@pytest.mark.django_db
-def test_only_the_proposing_agent_acts_on_its_review(review):
-    with pytest.raises(NotAuthorized):
-        review_cancel(review_id=review.review_id, actor=agent_actor("mail-bot"), reason="mine")
-    assert state_of(review) == ReviewState.PENDING
-
-
-@pytest.mark.django_db
-def test_cancel_needs_a_reason(review):
-    with pytest.raises(ReasonRequired):
-        review_cancel(review_id=review.review_id, actor=agent_actor(), reason="")
-
-
-# --- after commit ---
-
-
 @pytest.mark.django_db
 def test_review_decided_is_sent_after_commit_only(
     review, reviewer, django_capture_on_commit_callbacks
@@ -387,12 +255,6 @@ def test_a_failing_listener_does_not_undo_the_decision(
 
 
 @pytest.mark.django_db
-def test_run_becomes_resumable_once_decided(review, reviewer):
-    review_approve(review_id=review.review_id, reviewer=reviewer)
-    assert AgentRun.objects.get(pk=review.run_id).status == RunStatus.RESUMABLE
-
-
-@pytest.mark.django_db
 def test_decision_records_time_spent(queue, reviewer):
     with time_machine.travel("2026-11-23 10:00:00+00:00", tick=False) as clock:
         review = make_review(queue=queue)
@@ -427,20 +289,6 @@ def test_a_clients_opened_at_is_clamped_to_the_reviews_lifetime(queue, reviewer,
 
 
 @pytest.mark.django_db
-def test_queue_fallback_cannot_loop():
-    from django.core.exceptions import ValidationError
-
-    a = QueueFactory()
-    b = QueueFactory(fallback=a)
-    a.fallback = b
-    with pytest.raises(ValidationError, match="loops"):
-        a.full_clean()
-
-
-# --- escalation reviews: take over, guide ---
-
-
-@pytest.mark.django_db
 def test_take_over_hands_the_run_to_the_reviewer(queue, reviewer):
     review = make_review(queue=queue, kind="escalation", confidence=0.4)
     review_take_over(review_id=review.review_id, reviewer=reviewer)
@@ -470,39 +318,6 @@ def test_guide_lets_the_agent_continue_and_executes_nothing(queue, reviewer):
 def test_approval_reviews_do_not_offer_take_over(review, reviewer):
     with pytest.raises(ChoiceNotOffered):
         review_take_over(review_id=review.review_id, reviewer=reviewer)
-
-
-# --- assignment ---
-
-
-@pytest.mark.django_db
-def test_a_member_claims_and_the_lead_reassigns(queue, reviewer, reviewer2):
-    review = make_review(queue=queue)
-    review_assign(review_id=review.review_id, actor=reviewer, assignee=reviewer)
-    review.refresh_from_db()
-    assert review.assignee == reviewer
-    assert review.history.latest().history_change_reason == "assigned to rita"
-    with pytest.raises(NotAuthorized):
-        review_assign(review_id=review.review_id, actor=reviewer2, assignee=reviewer)
-    review_assign(review_id=review.review_id, actor=queue.owner, assignee=reviewer2)
-    review.refresh_from_db()
-    assert review.assignee == reviewer2
-
-
-@pytest.mark.django_db
-def test_assignment_stays_inside_the_queue(queue, reviewer):
-    review = make_review(queue=queue)
-    outsider = UserFactory(username="outsider")
-    with pytest.raises(NotAuthorized):
-        review_assign(review_id=review.review_id, actor=outsider, assignee=outsider)
-    with pytest.raises(InvalidReviewInput, match="not a member"):
-        review_assign(review_id=review.review_id, actor=queue.owner, assignee=outsider)
-    review_approve(review_id=review.review_id, reviewer=reviewer)
-    with pytest.raises(AlreadyDecided):
-        review_assign(review_id=review.review_id, actor=queue.owner, assignee=reviewer)
-
-
-# --- edits cannot launder a stronger review ---
 
 
 @pytest.mark.django_db
@@ -562,22 +377,6 @@ def test_an_edit_that_needs_a_stronger_review_is_refused(seeded, reviewer):
             arguments={**review.arguments, "amount": "900.00"},
         )
     assert state_of(review) == ReviewState.PENDING
-
-
-@pytest.mark.django_db
-def test_taken_over_reviews_do_not_expire_and_the_run_takes_no_proposals(queue, reviewer):
-    from reviews.services.sweeps import expire_due
-
-    review = make_review(queue=queue, kind="escalation", run_id="run-taken")
-    review_take_over(review_id=review.review_id, reviewer=reviewer)
-    with time_machine.travel(timezone.now() + timedelta(days=30), tick=False):
-        assert expire_due().processed == 0
-    review.refresh_from_db()
-    assert review.state == ReviewState.ESCALATED and review.expires_at is None
-    with pytest.raises(InvalidReviewInput, match="handed_over"):
-        make_review(queue=queue, run_id="run-taken")
-    review_guide(review_id=review.review_id, reviewer=reviewer, reason="Go on with a voucher")
-    assert AgentRun.objects.get(run_id="run-taken").status == RunStatus.RESUMABLE
 
 
 @pytest.mark.django_db
