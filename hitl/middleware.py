@@ -7,6 +7,8 @@ from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOpera
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 
+from .internals import mark_response_logged
+
 request_logger = logging.getLogger("django.request")
 
 
@@ -65,7 +67,7 @@ class ApiErrorMiddleware:
                 extra={"status_code": 500, "request": request},
             )
         # Logged here with what matters; Django would log the response a second time.
-        response._has_been_logged = True
+        mark_response_logged(response)
         return response
 
 

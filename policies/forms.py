@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from django import forms
-from django.forms.fields import InvalidJSONInput
 
+from hitl.internals import is_invalid_json_input
 from policies.models import ActionType, ReviewerGrant, Rule
 from policies.selectors import DEFAULT_SIMULATION_LIMIT, MAX_SIMULATION_PROPOSALS
 from policies.services import ACTION_TYPE_FIELDS, RULE_FIELDS
@@ -16,7 +16,7 @@ class PrettyJSONField(forms.JSONField):
     """A JSON field shown indented, so a schema can be read and edited in a textarea."""
 
     def prepare_value(self, value):
-        if isinstance(value, InvalidJSONInput):
+        if is_invalid_json_input(value):
             return value
         return json.dumps(value, indent=2, ensure_ascii=False)
 
@@ -25,7 +25,7 @@ class ConditionsField(forms.JSONField):
     """Rule conditions shown one per line, the way they are read."""
 
     def prepare_value(self, value):
-        if isinstance(value, InvalidJSONInput):
+        if is_invalid_json_input(value):
             return value
         if isinstance(value, list) and value:
             lines = ",\n".join(f"  {json.dumps(c, ensure_ascii=False)}" for c in value)

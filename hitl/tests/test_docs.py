@@ -1,4 +1,4 @@
-"""The committed state-machine drawing (docs/state-machine.md) is the models' own."""
+"""The committed state-machine drawing (in docs/architecture.md) is the models' own."""
 
 import difflib
 

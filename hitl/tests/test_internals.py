@@ -2,11 +2,14 @@
 pinned against the real database: an upgrade that changes one fails here, by name."""
 
 import logging
+import re
 from importlib.metadata import version
+from pathlib import Path
 
 import pytest
 from django import forms
 from django.apps import apps
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.widgets import ForeignKeyRawIdWidget
 from django.contrib.auth.models import Group
@@ -66,6 +69,35 @@ def test_the_internals_were_read_against_the_installed_versions():
         "function's docstring against the new release, run hitl/tests/test_internals.py, then "
         "update CHECKED_AGAINST (and the versions the docstrings name)."
     )
+
+
+# Each private API hitl.internals names, as it reads at a call site.
+PRIVATE_USES = re.compile(
+    r"ModelState|HistoryDescriptor|InvalidJSONInput|_get_non_gfk_field|set_cached_value"
+    r"|_prefetched_objects_cache|_result_cache|_prefetch_done|sql_with_params"
+    r"|related_fkey_lookups|_get_obj_does_not_exist_redirect|_has_been_logged"
+    r"|_update_initial_state|simple_history_manager_attribute|\.tracked_fields\b"
+    r"|\._registry\b|\._history_user\b|\._change_reason\b|class \w+\(In\)"
+    r"|\._state\.(adding|db) = |\b(meta|_meta)\.__dict__"
+)
+
+
+def test_the_product_reaches_private_apis_only_through_hitl_internals():
+    root = Path(settings.BASE_DIR)
+    offenders = [
+        f"{path.relative_to(root)}:{number}: {line.strip()}"
+        for app in ("hitl", "policies", "reviews", "evaluation")
+        for path in sorted((root / app).rglob("*.py"))
+        if not {"tests", "migrations"} & set(path.parts) and path.name != "internals.py"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if PRIVATE_USES.search(line)
+    ]
+    if offenders:
+        pytest.fail(
+            "Private APIs used outside hitl/internals.py; call its named function instead:\n"
+            + "\n".join(offenders),
+            pytrace=False,
+        )
 
 
 # --- model instances -------------------------------------------------------------------

@@ -3,10 +3,9 @@
 from contextvars import ContextVar
 
 from django.db import models
-from django.db.models.base import ModelState
-from django.db.models.lookups import In
-from django.db.models.signals import post_init, pre_init
-from django_fsm import ConcurrentTransitionMixin, FSMFieldMixin
+from django_fsm import ConcurrentTransitionMixin
+
+from hitl.internals import IdsIn, fsm_state_fields, instance_from_db_row, remember_fsm_state
 
 
 class StateMachineMixin(ConcurrentTransitionMixin):
@@ -15,39 +14,21 @@ class StateMachineMixin(ConcurrentTransitionMixin):
 
     @property
     def state_fields(self):
-        meta = self._meta
-        found = meta.__dict__.get("_hitl_state_fields")
-        if found is None:
-            found = tuple(f for f in meta.fields if isinstance(f, FSMFieldMixin))
-            meta._hitl_state_fields = found
-        return found
+        return fsm_state_fields(type(self))
 
     @classmethod
     def from_db(cls, db, field_names, values):
         # Model.__init__ walks every field of the model for each row, loaded or deferred: a
-        # sixth of a 100k-review expiry sweep. These are the attributes it would set.
-        if pre_init.has_listeners(cls) or post_init.has_listeners(cls):
+        # sixth of a 100k-review expiry sweep.
+        new = instance_from_db_row(cls, db, field_names, values)
+        if new is None:
             return super().from_db(db, field_names, values)
-        new = cls.__new__(cls)
-        new._state = ModelState()
-        new._state.adding = False
-        new._state.db = db
-        new.__dict__.update(zip(field_names, values, strict=True))
-        new._update_initial_state()
+        remember_fsm_state(new)
         return new
 
 
-@models.BigAutoField.register_lookup
-class IdsIn(In):
-    """`pk__ids_in=[...]` is `pk__in`, but on PostgreSQL the ids travel as one array
-    (`= ANY(%s)`): a batch of 2000 ids as 2000 parameters is parsed on both sides, a tenth
-    of a bulk expiry sweep."""
-
-    lookup_name = "ids_in"
-
-    def as_postgresql(self, compiler, connection):
-        lhs, lhs_params = self.process_lhs(compiler, connection)
-        return f"{lhs} = ANY(%s)", (*lhs_params, list(self.rhs))
+# `pk__ids_in=[...]`: pk__in with the ids as one array on PostgreSQL (hitl.internals).
+models.BigAutoField.register_lookup(IdsIn)
 
 
 _writing_transitioned_rows: ContextVar[bool] = ContextVar("writing_transitioned", default=False)

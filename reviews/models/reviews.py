@@ -8,6 +8,7 @@ from django.db import models
 from django.utils import timezone
 from django_fsm import FSMField, transition
 
+from hitl.internals import share_history_manager
 from hitl.kernel import HistoricalRecords
 
 from ..choices import Choice
@@ -255,7 +256,7 @@ class EscalationReview(ReviewRequest):
 # Proxies share the concrete model's history table; simple-history's admin looks the
 # manager up on each model's own _meta, so point the proxies at it.
 for _proxy in (ApprovalReview, EditReview, EscalationReview):
-    _proxy._meta.simple_history_manager_attribute = "history"
+    share_history_manager(_proxy)
 
 PROXY_BY_KIND = {
     ReviewKind.APPROVAL: ApprovalReview,

@@ -2,6 +2,7 @@
 
 from django.db.models import Prefetch, QuerySet
 
+from hitl.internals import prefetched
 from policies.selectors import action_type_for
 
 from ..choices import SPECS, spec_for
@@ -174,7 +175,7 @@ def execution_of(review: ReviewRequest) -> Execution | None:
 
 
 def _last_decision(review: ReviewRequest) -> Decision | None:
-    decisions = getattr(review, "_prefetched_objects_cache", {}).get("decisions")
+    decisions = prefetched(review, "decisions")
     if decisions is not None:
         return list(decisions)[-1] if decisions else None
     return review.decisions.order_by("-decided_at", "-id").first()

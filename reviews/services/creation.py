@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from hitl.db import for_update
+from hitl.internals import cache_related, set_prefetched
 from hitl.kernel import Actor
 
 from ..exceptions import (
@@ -185,19 +186,9 @@ def _insert(review: ReviewRequest, evidence_rows: list[dict], *, actor: Actor, n
         reason="supplied with the proposal",
     )
     # The caller may show the new packet at once: nothing to fetch back.
-    review._prefetched_objects_cache = {
-        "evidence": _as_prefetched(review.evidence, items),
-        "decisions": _as_prefetched(review.decisions, []),
-    }
-    ReviewRequest.execution.related.set_cached_value(review, None)  # none yet
-
-
-def _as_prefetched(manager, rows: list):
-    """A related manager's queryset holding `rows`, as prefetch_related leaves it."""
-    queryset = manager.get_queryset()
-    queryset._result_cache = rows
-    queryset._prefetch_done = True
-    return queryset
+    set_prefetched(review, "evidence", items)
+    set_prefetched(review, "decisions", [])
+    cache_related(review, "execution", None)  # none yet
 
 
 def _pause_run(

@@ -17,6 +17,7 @@ from django.db.models import Exists, OuterRef, Value
 from django.utils import timezone
 
 from hitl.db import for_update
+from hitl.internals import history_tracked_columns, queryset_sql, set_change_reason
 from hitl.kernel import Actor
 
 from ..expiry import STRATEGIES, STRATEGY_BY_VALUE
@@ -134,13 +135,13 @@ def _copy_to_history(
     """The history rows of just-updated reviews, copied inside the database in one
     INSERT ... SELECT: the same rows simple-history writes, without a Python object each."""
     history = ReviewRequest.history.model
-    columns = [f.attname for f in history.tracked_fields]
+    columns = history_tracked_columns(ReviewRequest)
     rows = (
         ReviewRequest.objects.filter(pk__ids_in=[r.pk for r in reviews])
         .order_by()
         .values_list(*columns, Value(actor.label), Value(now), Value(reason), Value("~"))
     )
-    select, params = rows.query.sql_with_params()
+    select, params = queryset_sql(rows)
     quote = connection.ops.quote_name
     target = ", ".join(
         quote(c)
@@ -178,7 +179,7 @@ def _refresh_runs(run_ids: set[int], now: datetime, actor: Actor) -> None:
         if status != run.status:
             run.status = status
             run.updated_at = now
-            run._change_reason = "a review of this run expired"
+            set_change_reason(run, "a review of this run expired")
             changed.append(run)
     AgentRun.objects.bulk_update(changed, ["status", "updated_at"])
     AgentRun.history.bulk_history_create(
