@@ -4,6 +4,7 @@ import secrets
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import models
 
 from ..ids import new_ulid
 
@@ -24,6 +25,18 @@ def _default_expiry() -> timedelta:
 def new_delivery_id() -> str:
     """A webhook delivery's public id: the same on every retry, so receivers deduplicate."""
     return "dlv_" + new_ulid()
+
+
+def optional_person(related_name: str, **options):
+    """A link to a user that outlives them (SET_NULL), as the workflow models keep one."""
+    return models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name=related_name,
+        **options,
+    )
 
 
 from ..choices import Choice  # noqa: E402

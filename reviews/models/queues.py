@@ -10,7 +10,7 @@ from django.utils import timezone
 from hitl.kernel import HistoricalRecords
 
 from ..expiry import STRATEGY_BY_VALUE, ExpiryBehaviour
-from . import _default_expiry, _default_sla, _new_webhook_secret
+from . import _default_expiry, _default_sla, _new_webhook_secret, optional_person
 
 
 class Risk(models.TextChoices):
@@ -32,13 +32,7 @@ class Queue(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, help_text="Unique within its tenant.")
     tenant = models.CharField(max_length=100, blank=True, default="", db_index=True)
-    owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="owned_queues",
-    )
+    owner = optional_person("owned_queues")
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, blank=True, related_name="review_queues"
     )
@@ -64,13 +58,7 @@ class Queue(models.Model):
     fallback = models.ForeignKey(
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
-    escalation_owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="escalation_queues",
-    )
+    escalation_owner = optional_person("escalation_queues")
     history = HistoricalRecords(m2m_fields=["members"])
 
     class Meta:

@@ -13,6 +13,7 @@ from hitl.kernel import HistoricalRecords
 
 from ..choices import Choice
 from ..ids import new_ulid
+from . import optional_person
 from .fsm import ReviewQuerySet, StateMachineMixin
 from .queues import AgentRun, Queue, ReviewKind, Risk
 
@@ -72,13 +73,7 @@ class ReviewRequest(StateMachineMixin, models.Model):
 
     # The workflow.
     queue = models.ForeignKey(Queue, on_delete=models.PROTECT, related_name="reviews")
-    assignee = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="assigned_reviews",
-    )
+    assignee = optional_person("assigned_reviews")
     choices = models.JSONField(default=list, blank=True)
     required_approvals = models.PositiveSmallIntegerField(
         default=1, validators=[MinValueValidator(1), MaxValueValidator(5)]
@@ -89,13 +84,8 @@ class ReviewRequest(StateMachineMixin, models.Model):
     next_reminder_at = models.DateTimeField(null=True, blank=True)
     versions = models.JSONField(default=dict, blank=True)
     proposed_by = models.CharField(max_length=200)
-    proposed_by_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-        help_text="The person the agent acted for, who may never decide this review.",
+    proposed_by_user = optional_person(
+        "+", help_text="The person the agent acted for, who may never decide this review."
     )
 
     # The outcome.

@@ -104,10 +104,11 @@ def summarise(errors: Mapping[str, list[str]]) -> str:
     return "; ".join(f"{field}: {' '.join(map(str, msgs))}" for field, msgs in errors.items())
 
 
-def full_clean_or_refuse(instance) -> None:
-    """The model's own validation, refused as InvalidReviewInput with its field errors."""
+def full_clean_or_refuse(instance, **options: Any) -> None:
+    """The model's own validation (`full_clean(**options)`), refused as
+    InvalidReviewInput with its field errors."""
     try:
-        instance.full_clean()
+        instance.full_clean(**options)
     except ValidationError as exc:
         raise InvalidReviewInput(
             summarise(exc.message_dict), field_errors=exc.message_dict

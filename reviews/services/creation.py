@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -29,6 +28,7 @@ from ..models import (
 )
 from ._common import (
     create_with_history,
+    full_clean_or_refuse,
     stamp,
     summarise,
 )
@@ -169,12 +169,7 @@ def _cleaned(
 
 def _insert(review: ReviewRequest, evidence_rows: list[dict], *, actor: Actor, now) -> None:
     """Validate and save a new review with its evidence, ready to show without a query."""
-    try:
-        review.full_clean(exclude=["run", "queue", "review_id", "state"])
-    except ValidationError as exc:
-        raise InvalidReviewInput(
-            summarise(exc.message_dict), field_errors=exc.message_dict
-        ) from exc
+    full_clean_or_refuse(review, exclude=["run", "queue", "review_id", "state"])
     stamp(review, actor, f"created by {actor.label}: {review.action_name}")
     review.save()
     items = create_with_history(
@@ -215,13 +210,8 @@ def _pause_run(
             prompt_version=versions.get("prompt", ""),
             **pause,
         )
-        try:
-            # The agent is the authenticated one: no need to look it up again.
-            run.full_clean(validate_unique=False, exclude=["agent"])
-        except ValidationError as exc:
-            raise InvalidReviewInput(
-                summarise(exc.message_dict), field_errors=exc.message_dict
-            ) from exc
+        # The agent is the authenticated one: no need to look it up again.
+        full_clean_or_refuse(run, validate_unique=False, exclude=["agent"])
         try:
             with transaction.atomic():
                 stamp(run, actor, f"run started, {reason}")

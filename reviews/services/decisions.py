@@ -100,25 +100,14 @@ def _one_choice(choice: str, doc: str) -> ChoiceService:
     return decide
 
 
-review_approve = _one_choice(
-    Choice.APPROVE, "Approve the action as proposed (or accept generated content as is)."
-)
-review_edit = _one_choice(
-    Choice.EDIT, "Approve the action with the reviewer's corrected arguments or content."
-)
+# Shorthands for programs and tests; the admin and the API call review_decide.
+review_approve = _one_choice(Choice.APPROVE, "Approve the action (or the text) as it is.")
+review_edit = _one_choice(Choice.EDIT, "Approve with the reviewer's corrections.")
 review_reject = _one_choice(Choice.REJECT, "Refuse the action; the run stops or re-plans.")
-review_escalate = _one_choice(
-    Choice.ESCALATE, "Hand the review to the queue's escalation owner, saying why."
-)
-review_request_more_evidence = _one_choice(
-    Choice.REQUEST_MORE_EVIDENCE, "Ask the agent a question; the review waits for evidence."
-)
-review_take_over = _one_choice(
-    Choice.TAKE_OVER, "A person takes the case over; the run is handed over to them."
-)
-review_guide = _one_choice(
-    Choice.GUIDE, "The agent continues with the reviewer's guidance; nothing executes."
-)
+review_escalate = _one_choice(Choice.ESCALATE, "Hand the review to the escalation owner.")
+review_request_more_evidence = _one_choice(Choice.REQUEST_MORE_EVIDENCE, "Ask the agent.")
+review_take_over = _one_choice(Choice.TAKE_OVER, "A person takes the case over from the agent.")
+review_guide = _one_choice(Choice.GUIDE, "The agent re-plans with the reviewer's guidance.")
 
 
 def _decide(

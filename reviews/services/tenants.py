@@ -13,7 +13,7 @@ from policies.services import version_activate
 
 from ..exceptions import InvalidReviewInput, NotAuthorized
 from ..models import Queue
-from ._common import stamp, summarise
+from ._common import full_clean_or_refuse, stamp, summarise
 
 
 def tenant_create(
@@ -52,12 +52,7 @@ def tenant_rename(*, actor: AbstractBaseUser, tenant: Tenant, name: str) -> Tena
     with transaction.atomic():
         locked = for_update(Tenant.objects.all()).get(pk=tenant.pk)
         locked.name = name
-        try:
-            locked.full_clean()
-        except ValidationError as exc:
-            raise InvalidReviewInput(
-                summarise(exc.message_dict), field_errors=exc.message_dict
-            ) from exc
+        full_clean_or_refuse(locked)
         stamp(locked, Actor.of_user(actor), f"renamed to {name}")
         locked.save(update_fields=["name"])
     return locked
