@@ -5,10 +5,13 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 from django.urls import reverse
+from django.utils import timezone
 
-from evaluation.models import CaseStatus, Dataset, EvalCase
+from evaluation.models import CaseStatus, Dataset, EvalCase, TenantEvaluationSetting
 from evaluation.services import case_accept
 from evaluation.tests.factories import evaluation_role_groups, make_case
+from policies.seed import seed_policy
+from reviews.services import tenant_create
 from reviews.tests.factories import QueueFactory, UserFactory
 
 
@@ -99,3 +102,61 @@ def test_ml_engineer_curates_with_filters_and_bulk_actions(client, curation):
 def test_reviewers_cannot_curate(client, curation):
     assert client.login(username="reviewer", password="pw")
     assert client.get(reverse("admin:evaluation_evalcase_changelist")).status_code == 403
+
+
+@pytest.fixture
+def platform(db):
+    """The seed policy, a platform admin, an ML engineer and a second tenant, Globex."""
+    seed_policy()
+    admin = UserFactory(username="admin", is_superuser=True, grant=False)
+    UserFactory(username="ml", grant=False, groups=[evaluation_role_groups()["ML engineers"]])
+    tenant_create(actor=admin, slug="globex", name="Globex Corp", owner=admin)
+
+
+def dataset_post(**fields):
+    now = timezone.localtime()
+    return {
+        "slug": "refunds",
+        "name": "Refunds",
+        "description": "",
+        "action_names": '["issue_refund"]',
+        "tenant": "",
+        "created_at_0": now.date().isoformat(),
+        "created_at_1": now.strftime("%H:%M:%S"),
+        "versions-TOTAL_FORMS": "0",
+        "versions-INITIAL_FORMS": "0",
+        "versions-MIN_NUM_FORMS": "0",
+        "versions-MAX_NUM_FORMS": "1000",
+        **fields,
+    }
+
+
+@pytest.mark.django_db
+def test_a_dataset_saved_in_the_admin_goes_through_the_service(client, platform):
+    assert client.login(username="ml", password="pw")
+    url = reverse("admin:evaluation_dataset_add")
+    # Valid JSON the form takes, but no list of names: the service refuses it on the form.
+    refused = client.post(url, dataset_post(action_names='"issue_refund"'))
+    assert refused.status_code == 200
+    assert "A list of action names" in refused.context["adminform"].form.errors["action_names"][0]
+    assert not Dataset.objects.filter(slug="refunds").exists()
+    saved = client.post(url, dataset_post(action_names='["send_email", "issue_refund"]'))
+    assert saved.status_code == 302, saved.content[:500]
+    assert Dataset.objects.get(slug="refunds").action_names == ["issue_refund", "send_email"]
+
+
+@pytest.mark.django_db
+def test_a_tenants_evaluation_setting_saved_in_the_admin_is_in_its_history(client, platform):
+    assert client.login(username="admin", password="pw")
+    url = reverse("admin:evaluation_tenantevaluationsetting_add")
+    refused = client.post(url, {"tenant": "nobody", "allow_evaluation": "on"})
+    assert refused.status_code == 200 and "No tenant" in refused.text
+    assert not TenantEvaluationSetting.objects.exists()
+    assert client.post(url, {"tenant": "globex"}).status_code == 302
+    setting = TenantEvaluationSetting.objects.get(tenant="globex")
+    assert not setting.allow_evaluation
+    row = setting.history.get()
+    assert (row.history_user.username, row.history_change_reason) == (
+        "admin",
+        "evaluation turned off for globex",
+    )

@@ -6,12 +6,13 @@ from io import StringIO
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from evaluation.models import CaseStatus, DatasetItem, EvalCase, TenantEvaluationSetting
+from evaluation.models import CaseStatus, Dataset, DatasetItem, EvalCase, TenantEvaluationSetting
 from evaluation.selectors import disagreement, export_lines
 from evaluation.services import (
     EvaluationError,
@@ -19,6 +20,8 @@ from evaluation.services import (
     case_discard,
     dataset_create,
     dataset_publish,
+    dataset_save,
+    tenant_evaluation_setting_save,
 )
 from evaluation.tasks import capture
 from evaluation.tests.corpus import PLANTED
@@ -346,3 +349,73 @@ def test_a_tenant_turning_evaluation_off_is_obeyed_from_the_next_decision(
     assert first is not None
     TenantEvaluationSetting.objects.create(tenant="acme", allow_evaluation=False)
     assert reject_in(acme_queue, rita, django_capture_on_commit_callbacks, "Second") is None
+
+
+def test_capture_and_curation_history_name_who_and_why(
+    queue, rita, django_capture_on_commit_callbacks
+):
+    case = reject_in(queue, rita, django_capture_on_commit_callbacks)
+    captured = case.history.get()
+    assert (captured.history_actor, captured.history_user) == ("system:evaluation", None)
+    assert captured.history_change_reason == "captured"
+    ml = UserFactory(username="ml")
+    case_discard(case_id=case.pk, actor=ml, note="not useful")
+    discarded = case.history.latest()
+    assert (discarded.history_actor, discarded.history_user) == ("user:ml", ml)
+    assert discarded.history_change_reason == "discarded: not useful"
+
+
+def test_a_curator_saves_a_dataset_and_only_an_admin_mixes_tenants():
+    ml = UserFactory(username="ml")
+    dataset = dataset_save(
+        actor=ml, dataset=Dataset(slug="refunds", name="Refunds", action_names=["b", "a", "b"])
+    )
+    assert Dataset.objects.get(pk=dataset.pk).action_names == ["a", "b"]
+    dataset.all_tenants = True
+    with pytest.raises(EvaluationError, match="platform administrator"):
+        dataset_save(actor=ml, dataset=dataset)
+    assert not Dataset.objects.get(pk=dataset.pk).all_tenants
+    admin = UserFactory(username="ada", is_superuser=True)
+    dataset_save(actor=admin, dataset=dataset)
+    assert Dataset.objects.get(pk=dataset.pk).all_tenants
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [({"action_names": "issue_refund"}, "action_names"), ({"slug": "Not a slug"}, "slug")],
+)
+def test_a_bad_dataset_is_refused_and_not_saved(fields, field):
+    ml = UserFactory(username="ml")
+    dataset = Dataset(**{"slug": "refunds", "name": "Refunds", **fields})
+    with pytest.raises(ValidationError) as refused:
+        dataset_save(actor=ml, dataset=dataset)
+    assert field in refused.value.message_dict
+    assert not Dataset.objects.exists()
+
+
+def test_a_tenants_evaluation_setting_is_saved_with_who_and_why(acme_queue):
+    admin = UserFactory(username="ada", is_superuser=True)
+    setting = tenant_evaluation_setting_save(
+        actor=admin, setting=TenantEvaluationSetting(tenant="acme", allow_evaluation=False)
+    )
+    row = setting.history.get()
+    assert (row.history_user, row.history_actor) == (admin, "user:ada")
+    assert row.history_change_reason == "evaluation turned off for acme"
+    setting.allow_evaluation = True
+    tenant_evaluation_setting_save(actor=admin, setting=setting)
+    assert setting.history.latest().history_change_reason == "evaluation allowed for acme"
+
+
+@pytest.mark.parametrize("tenant", ["nobody", "acme"])
+def test_a_bad_evaluation_setting_is_refused_and_not_saved(acme_queue, tenant):
+    admin = UserFactory(username="ada", is_superuser=True)
+    TenantEvaluationSetting.objects.create(tenant="acme", allow_evaluation=True)
+    with pytest.raises(ValidationError) as refused:
+        tenant_evaluation_setting_save(
+            actor=admin, setting=TenantEvaluationSetting(tenant=tenant, allow_evaluation=False)
+        )
+    assert "tenant" in refused.value.message_dict
+    assert list(TenantEvaluationSetting.objects.values_list("tenant", "allow_evaluation")) == [
+        ("acme", True)
+    ]
+    assert TenantEvaluationSetting.history.count() == 1  # the setup's

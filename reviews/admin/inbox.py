@@ -19,6 +19,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from hitl.admin import ReadOnlyHistoryAdmin
 from policies.models import Tenant
 
 from .. import selectors
@@ -35,7 +36,6 @@ from ..models import (
 from ..selectors.metrics import compute, workload
 from ..services import review_assign, review_decide
 from . import charts
-from .base import NoRevertHistoryAdmin
 from .filters import AssignmentFilter, OpenFilter, QueueFilter, SLAFilter, TenantFilter
 from .pagination import EstimatedCountPaginator
 from .screen import choice_label, decision_input, packet_context, risk_badge, time_left
@@ -51,7 +51,8 @@ class AssignForm(ActionForm):
     )
 
 
-class ReviewAdminBase(NoRevertHistoryAdmin):
+class ReviewAdminBase(ReadOnlyHistoryAdmin):
+    # Nothing on a review is edited through a model form: choices post to services.
     """An inbox of one kind of review and its decision screen, scoped to the person."""
 
     kind: str = ""
@@ -156,16 +157,6 @@ class ReviewAdminBase(NoRevertHistoryAdmin):
             self.message_user(request, f"Assigned {done} review(s) to {who}.")
         for message in refused:
             self.message_user(request, message, messages.ERROR)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        # Nothing on a review is edited through a model form; choices are services.
-        return False
 
     # --- the decision screen ---
 

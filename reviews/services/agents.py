@@ -4,16 +4,14 @@ import hashlib
 import logging
 import secrets
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from hitl.db import for_update
 from hitl.kernel import Actor
 
-from ..exceptions import InvalidReviewInput
 from ..models import Agent, AgentKey
-from ._common import stamp, summarise
+from ._common import full_clean_or_refuse, stamp
 
 logger = logging.getLogger(__name__)
 
@@ -27,12 +25,7 @@ def agent_create(
 ) -> tuple[Agent, str]:
     """Register an agent and issue its first API key; the key is returned once, never stored."""
     agent = Agent(name=name, tenant=tenant, callback_url=callback_url)
-    try:
-        agent.full_clean()
-    except ValidationError as exc:
-        raise InvalidReviewInput(
-            summarise(exc.message_dict), field_errors=exc.message_dict
-        ) from exc
+    full_clean_or_refuse(agent)
     with transaction.atomic():
         stamp(agent, actor, f"agent {name} registered")
         agent.save()
@@ -50,12 +43,7 @@ def agent_update(
         changed = [field for field, value in changes.items() if getattr(locked, field) != value]
         for field, value in changes.items():
             setattr(locked, field, value)
-        try:
-            locked.full_clean()
-        except ValidationError as exc:
-            raise InvalidReviewInput(
-                summarise(exc.message_dict), field_errors=exc.message_dict
-            ) from exc
+        full_clean_or_refuse(locked)
         stamp(locked, actor, f"changed {', '.join(changed)}" if changed else "saved unchanged")
         locked.save(update_fields=list(changes))
     return locked

@@ -3,7 +3,6 @@
 from collections.abc import Iterable
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from hitl.db import for_update
@@ -11,7 +10,7 @@ from hitl.kernel import Actor
 
 from ..exceptions import InvalidReviewInput
 from ..models import Queue
-from ._common import stamp, summarise
+from ._common import full_clean_or_refuse, stamp
 
 
 def queue_save(
@@ -33,12 +32,7 @@ def queue_save(
                     "A queue's tenant never changes; create a queue in the other tenant.",
                     field_errors={"tenant": ["Set when the queue is created; it never changes."]},
                 )
-        try:
-            queue.full_clean()
-        except ValidationError as exc:
-            raise InvalidReviewInput(
-                summarise(exc.message_dict), field_errors=exc.message_dict
-            ) from exc
+        full_clean_or_refuse(queue)
         if queue.pk is None:
             stamp(queue, who, "created")
             queue.save()

@@ -791,3 +791,66 @@ def test_the_dashboard_workload_is_one_tenants(client, desk):
     assert sum(r["open"] for r in everyone) > sum(r["open"] for r in globex)
     api = client.get("/api/v1/metrics/?tenant=globex").json()
     assert api["filters"]["tenant"] == "globex"
+
+
+@pytest.mark.django_db
+def test_a_lead_changes_who_works_a_queue_and_the_queues_history_says_so(client, desk):
+    from django.utils.duration import duration_string
+
+    queue = Queue.objects.get(tenant="", slug="operations")
+    client.force_login(desk["lead"])
+    url = reverse("admin:reviews_queue_change", args=[queue.pk])
+    form = {
+        "name": queue.name,
+        "slug": queue.slug,
+        "members": [desk["reviewer2"].pk],
+        "escalation_owner": "",
+        "sla": duration_string(queue.sla),
+        "remind_before": duration_string(queue.remind_before),
+        "remind_every": duration_string(queue.remind_every),
+        "expiry": duration_string(queue.expiry),
+        "expiry_behaviour": queue.expiry_behaviour,
+        "fallback": "",
+    }
+    response = client.post(url, form)
+    assert response.status_code == 302, response.content[:1000]
+    assert list(queue.members.all()) == [desk["reviewer2"]]
+    row = queue.history.latest()
+    assert (row.history_user, row.history_change_reason) == (
+        desk["lead"],
+        "settings changed; members added: reviewer2; members removed: reviewer",
+    )
+    assert [member.user_id for member in row.members.all()] == [desk["reviewer2"].pk]
+    history = client.get(reverse("admin:reviews_queue_history", args=[queue.pk]))
+    assert "members removed: reviewer" in history.text
+
+
+@pytest.mark.django_db
+def test_an_agent_changed_in_the_admin_is_in_its_history(client, desk):
+    from reviews.models import Agent
+
+    agent = Agent.objects.get(name="support-agent")
+    keys = list(agent.keys.values_list("pk", flat=True))
+    client.force_login(desk["admin"])
+    url = reverse("admin:reviews_agent_change", args=[agent.pk])
+    form = {
+        "tenant": "",
+        "callback_url": "https://agent.example.com/hook",
+        # is_active left out: the box is unticked
+        "keys-TOTAL_FORMS": str(len(keys)),
+        "keys-INITIAL_FORMS": str(len(keys)),
+        "keys-MIN_NUM_FORMS": "0",
+        "keys-MAX_NUM_FORMS": "1000",
+        **{f"keys-{index}-id": pk for index, pk in enumerate(keys)},
+    }
+    refused = client.post(url, {**form, "tenant": "nobody"})
+    assert refused.status_code == 200 and "No tenant" in refused.text
+    response = client.post(url, form)
+    assert response.status_code == 302, response.content[:1000]
+    agent.refresh_from_db()
+    assert (agent.callback_url, agent.is_active) == ("https://agent.example.com/hook", False)
+    row = agent.history.latest()
+    assert (row.history_user, row.history_change_reason) == (
+        desk["admin"],
+        "changed callback_url, is_active",
+    )
