@@ -5,7 +5,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from hitl.admin import (
@@ -13,6 +13,7 @@ from hitl.admin import (
     ReadOnlyHistoryAdmin,
     ServiceSaveMixin,
     ValidatedModelAdmin,
+    own_views,
 )
 from policies.models import Tenant
 
@@ -149,11 +150,7 @@ class EvalCaseAdmin(ReadOnlyHistoryAdmin):
 
     def get_urls(self):
         return [
-            path(
-                "disagreement/",
-                self.admin_site.admin_view(self.disagreement_view),
-                name="evaluation_evalcase_disagreement",
-            ),
+            *own_views(self, disagreement=("disagreement/", self.disagreement_view)),
             *super().get_urls(),
         ]
 

@@ -116,15 +116,7 @@ def _new_case(decision: Decision) -> EvalCase:
     evidence = [
         {"title": e.title, "excerpt": e.excerpt, "url": e.url} for e in review.evidence.all()
     ]
-    correction = None
-    kind = spec_for(decision.choice).correction
-    if kind == "edit":
-        correction = {
-            "arguments": decision.edited_arguments,
-            "content": decision.edited_content,
-        }
-    elif kind == "reason":
-        correction = {"guidance": decision.reason}
+    correction = _correction(decision)
     time_spent = decision.time_spent.total_seconds() if decision.time_spent else None
     case = EvalCase(
         decision=decision,
@@ -154,22 +146,7 @@ def _new_case(decision: Decision) -> EvalCase:
             }
         ),
         correction=redactor.value(correction) if correction is not None else None,
-        provenance={
-            "review_id": review.review_id,
-            "run_id": review.run.run_id,
-            "agent": review.run.agent.name,
-            "action": review.action_name,
-            "versions": {
-                "agent": review.versions.get("agent", ""),
-                "model": review.versions.get("model", ""),
-                "prompt": review.versions.get("prompt", ""),
-                "policy": review.versions.get("policy", ""),
-            },
-            "policy_rule": (review.policy or {}).get("rule"),
-            "reviewer": decision.reviewer.get_username(),
-            "decided_at": decision.decided_at.isoformat(),
-            "time_spent_seconds": time_spent,
-        },
+        provenance=_provenance(decision, time_spent),
         pii_found=dict(redactor.found),
     )
     case.similarity_key = _similarity_key(case)
@@ -177,6 +154,34 @@ def _new_case(decision: Decision) -> EvalCase:
     case.failed_checks = [c["name"] for c in case.checks if not c["passed"]]
     stamp(case, Actor.system("evaluation"), "captured")
     return case
+
+
+def _correction(decision: Decision) -> dict | None:
+    """What the reviewer corrected, as the choice's spec says it corrects."""
+    kind = spec_for(decision.choice).correction
+    if kind == "edit":
+        return {"arguments": decision.edited_arguments, "content": decision.edited_content}
+    if kind == "reason":
+        return {"guidance": decision.reason}
+    return None
+
+
+def _provenance(decision: Decision, time_spent: float | None) -> dict:
+    """Where a case came from: the run, the versions, the rule and the reviewer."""
+    review = decision.review
+    return {
+        "review_id": review.review_id,
+        "run_id": review.run.run_id,
+        "agent": review.run.agent.name,
+        "action": review.action_name,
+        "versions": {
+            name: review.versions.get(name, "") for name in ("agent", "model", "prompt", "policy")
+        },
+        "policy_rule": (review.policy or {}).get("rule"),
+        "reviewer": decision.reviewer.get_username(),
+        "decided_at": decision.decided_at.isoformat(),
+        "time_spent_seconds": time_spent,
+    }
 
 
 def backfill(*, limit: int | None = 1000, settle: timedelta = timedelta(minutes=2)) -> int:

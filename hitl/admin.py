@@ -26,7 +26,7 @@ from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.db import models
 from django.http import Http404, HttpResponseRedirect
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils.text import Truncator
 from simple_history.admin import SimpleHistoryAdmin
 
@@ -316,3 +316,13 @@ class ServiceDeleteMixin:
             return HttpResponseRedirect(
                 reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[object_id])
             )
+
+
+def own_views(model_admin, **views) -> list:
+    """URLs for a screen's own views, each behind the admin's login and named
+    `<app>_<model>_<name>` like the admin's: `own_views(self, decide=(route, view))`."""
+    prefix = f"{model_admin.opts.app_label}_{model_admin.opts.model_name}"
+    return [
+        path(route, model_admin.admin_site.admin_view(view), name=f"{prefix}_{name}")
+        for name, (route, view) in views.items()
+    ]

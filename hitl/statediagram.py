@@ -83,7 +83,7 @@ def document(current: str | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Write the drawing into docs/architecture.md, or with --check say whether it is current (exit 1 if not)."""
+    """Draw into docs/architecture.md, or with --check say whether it is current (exit 1 if not)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare only; exit 1 if stale")
     options = parser.parse_args(argv)

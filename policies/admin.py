@@ -14,7 +14,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Exists, Max, OuterRef
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from hitl.admin import (
@@ -22,6 +22,7 @@ from hitl.admin import (
     ReadOnlyAdmin,
     ServiceDeleteMixin,
     ServiceSaveMixin,
+    own_views,
     refusal_text,
 )
 from hitl.internals import adopt_identity, missing_object_redirect
@@ -246,17 +247,11 @@ class RuleSetAdmin(ServiceHistoryAdmin):
         return TemplateResponse(request, "admin/policies/ruleset/simulate.html", context)
 
     def get_urls(self):
-        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
         return [
-            path(
-                "<path:object_id>/simulate/",
-                self.admin_site.admin_view(self.simulate_view),
-                name=f"{prefix}_simulate",
-            ),
-            path(
-                "<path:object_id>/publish/",
-                self.admin_site.admin_view(self.publish_view),
-                name=f"{prefix}_publish",
+            *own_views(
+                self,
+                simulate=("<path:object_id>/simulate/", self.simulate_view),
+                publish=("<path:object_id>/publish/", self.publish_view),
             ),
             *super().get_urls(),
         ]

@@ -13,13 +13,15 @@ from django.contrib.admin import helpers
 from django.contrib.admin.helpers import ActionForm
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html
+from django.views.decorators.http import require_POST
 
-from hitl.admin import ReadOnlyHistoryAdmin
+from hitl.admin import ReadOnlyHistoryAdmin, own_views
 from policies.models import Tenant
 
 from .. import selectors
@@ -161,17 +163,11 @@ class ReviewAdminBase(ReadOnlyHistoryAdmin):
     # --- the decision screen ---
 
     def get_urls(self):
-        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
         return [
-            path(
-                "<path:object_id>/decide/",
-                self.admin_site.admin_view(self.decide_view),
-                name=f"{prefix}_decide",
-            ),
-            path(
-                "<path:object_id>/assign/",
-                self.admin_site.admin_view(self.assign_view),
-                name=f"{prefix}_assign",
+            *own_views(
+                self,
+                decide=("<path:object_id>/decide/", self.decide_view),
+                assign=("<path:object_id>/assign/", self.assign_view),
             ),
             *super().get_urls(),
         ]
@@ -200,12 +196,16 @@ class ReviewAdminBase(ReadOnlyHistoryAdmin):
             "history_url": reverse(f"{name}_history", args=[review.pk]),
         }
 
-    def decide_view(self, request, object_id):
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
+    def _posted_review(self, request, object_id):
+        # Both buttons post; a review this person cannot see is refused like a missing one.
         review = self.get_object(request, object_id)
         if review is None:
             raise PermissionDenied
+        return review
+
+    @method_decorator(require_POST)
+    def decide_view(self, request, object_id):
+        review = self._posted_review(request, object_id)
         if not request.user.has_perm("reviews.decide_reviewrequest"):
             raise PermissionDenied
         data = request.POST
@@ -233,12 +233,9 @@ class ReviewAdminBase(ReadOnlyHistoryAdmin):
             reverse(f"admin:reviews_{self.opts.model_name}_change", args=[review.pk])
         )
 
+    @method_decorator(require_POST)
     def assign_view(self, request, object_id):
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        review = self.get_object(request, object_id)
-        if review is None:
-            raise PermissionDenied
+        review = self._posted_review(request, object_id)
         try:
             review_assign(review_id=review.review_id, actor=request.user, assignee=request.user)
             self.message_user(request, "This review is assigned to you.", messages.SUCCESS)
@@ -272,14 +269,7 @@ class InboxAdmin(ReviewAdminBase):
     kind = ""
 
     def get_urls(self):
-        return [
-            path(
-                "metrics/",
-                self.admin_site.admin_view(self.metrics_view),
-                name="reviews_reviewrequest_metrics",
-            ),
-            *super().get_urls(),
-        ]
+        return [*own_views(self, metrics=("metrics/", self.metrics_view)), *super().get_urls()]
 
     def metrics_view(self, request):
         if not self.has_view_permission(request):

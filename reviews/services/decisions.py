@@ -3,10 +3,10 @@
 import difflib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -74,22 +74,7 @@ def review_decide(
     )
 
 
-class ChoiceService(Protocol):
-    """A decision service bound to one choice (review_approve, review_reject, ...)."""
-
-    def __call__(
-        self,
-        *,
-        review_id: str,
-        reviewer: AbstractBaseUser,
-        reason: str = "",
-        arguments: Mapping[str, Any] | None = None,
-        content: str | None = None,
-        opened_at: datetime | None = None,
-    ) -> Decision: ...
-
-
-def _one_choice(choice: str, doc: str) -> ChoiceService:
+def _one_choice(choice: str, doc: str) -> Callable[..., Decision]:
     """`review_decide` with the choice fixed: a shorthand for programs and tests."""
 
     def decide(**kwargs: Any) -> Decision:
