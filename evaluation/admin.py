@@ -13,6 +13,7 @@ from hitl.admin import (
     ReadOnlyHistoryAdmin,
     ServiceSaveMixin,
     ValidatedModelAdmin,
+    each_row,
     own_views,
 )
 from policies.models import Tenant
@@ -137,13 +138,11 @@ class EvalCaseAdmin(ReadOnlyHistoryAdmin):
 
     def _curate(self, request, queryset, service):
         note = (request.POST.get("note") or "").strip()[:2000]
-        done, refused = 0, []
-        for case_id in queryset.values_list("pk", flat=True):
-            try:
-                service(case_id=case_id, actor=request.user, note=note)
-                done += 1
-            except EvaluationError as exc:
-                refused.append(str(exc))
+        done, refused = each_row(
+            queryset.values_list("pk", flat=True),
+            lambda pk: service(case_id=pk, actor=request.user, note=note),
+            refused_by=EvaluationError,
+        )
         self.message_user(request, f"{done} case(s) updated.")
         for message in refused[:20]:
             self.message_user(request, message, messages.WARNING)

@@ -326,3 +326,16 @@ def own_views(model_admin, **views) -> list:
         path(route, model_admin.admin_site.admin_view(view), name=f"{prefix}_{name}")
         for name, (route, view) in views.items()
     ]
+
+
+def each_row(ids, call, *, refused_by: type[Exception]) -> tuple[int, list[str]]:
+    """A bulk action's rows through one service call each: how many went through, and
+    why each refused one was (a refusal never stops the others)."""
+    done, refused = 0, []
+    for ident in ids:
+        try:
+            call(ident)
+            done += 1
+        except refused_by as exc:
+            refused.append(f"{ident}: {getattr(exc, 'message', exc)}")
+    return done, refused

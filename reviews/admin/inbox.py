@@ -21,7 +21,7 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from hitl.admin import ReadOnlyHistoryAdmin, own_views
+from hitl.admin import ReadOnlyHistoryAdmin, each_row, own_views
 from policies.models import Tenant
 
 from .. import selectors
@@ -147,13 +147,11 @@ class ReviewAdminBase(ReadOnlyHistoryAdmin):
         self._assign(request, queryset, assignee)
 
     def _assign(self, request, queryset, assignee):
-        done, refused = 0, []
-        for review_id in queryset.values_list("review_id", flat=True):
-            try:
-                review_assign(review_id=review_id, actor=request.user, assignee=assignee)
-                done += 1
-            except ReviewError as exc:
-                refused.append(f"{review_id}: {exc.message}")
+        done, refused = each_row(
+            queryset.values_list("review_id", flat=True),
+            lambda rid: review_assign(review_id=rid, actor=request.user, assignee=assignee),
+            refused_by=ReviewError,
+        )
         if done:
             who = assignee.get_username() if assignee else "nobody"
             self.message_user(request, f"Assigned {done} review(s) to {who}.")
