@@ -70,7 +70,7 @@ class EvaluationError(Exception):
 def capture_decision(*, decision_id: int) -> EvalCase | None:
     """Turn one decision into a candidate case (idempotent); None when it is not captured:
     not a correction, an approval outside the sample, or a tenant that opted out."""
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         decision = (
             Decision.objects.select_related("review__run__agent", "reviewer")
             .filter(pk=decision_id)

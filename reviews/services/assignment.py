@@ -30,7 +30,7 @@ def review_assign(
 ) -> ReviewRequest:
     """Claim an open review (assignee = actor), or, for the queue's owner, hand it to a
     member; None unassigns. Assignment says who works it, not who may decide it."""
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         review = lock_review(review_id)
         if review.state in FINAL_STATES:
             raise AlreadyDecided(f"This review is already {review.get_state_display().lower()}.")

@@ -441,7 +441,7 @@ def execution_reconcile(*, stale_after: timedelta = timedelta(minutes=5)) -> int
         state=ExecutionState.CLAIMED, mode=ExecutionMode.EXECUTOR, claimed_at__lt=cutoff
     ).values_list("pk", flat=True)
     for pk in list(stale):
-        with transaction.atomic():
+        with transaction.atomic(durable=True):
             execution = (
                 for_update(Execution.objects.all(), skip_locked=True)
                 .select_related("review")

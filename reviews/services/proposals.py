@@ -204,7 +204,7 @@ def idempotent_call(
             "Idempotency-Key must be 1 to 200 characters.",
             field_errors={"Idempotency-Key": ["1 to 200 characters."]},
         )
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         try:
             with transaction.atomic():
                 record = IdempotencyRecord.objects.create(

@@ -67,7 +67,7 @@ def expire_due(*, now: datetime | None = None, batch_size: int = 2000) -> SweepS
 
 
 def _expire_batch(*, now: datetime, batch_size: int, summary: SweepSummary) -> int:
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         batch = list(
             for_update(ReviewRequest.objects.all(), skip_locked=True)
             # The sweep reads a few columns; the packet stays in the database (the history
@@ -199,7 +199,7 @@ def send_reminders(*, now: datetime | None = None, batch_size: int = 500) -> Swe
     now = now or timezone.now()
     summary = SweepSummary()
     outbox: list[tuple[Reminder, str, str, list[str]]] = []
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         due = list(
             for_update(ReviewRequest.objects.all(), skip_locked=True, of=("self",))
             .select_related("queue__owner", "assignee")

@@ -76,7 +76,7 @@ def _enqueue(delivery_id: int) -> None:
 def webhook_deliver(*, delivery_id: int) -> WebhookDelivery | None:
     """Attempt one delivery if it is still pending and due (None when not attempted); a
     duplicate task finds it locked or already delivered and does nothing."""
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         delivery = (
             for_update(WebhookDelivery.objects.all(), skip_locked=True)
             .select_related("agent")
