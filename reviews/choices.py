@@ -6,7 +6,7 @@ field). The decision service, the guard (`reviews.selectors.guard`), the screens
 the resume instruction, the metrics and the evaluation capture all read it from here.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -268,8 +268,11 @@ def executing_choices() -> frozenset[str]:
     return frozenset(spec.value for spec in SPECS if spec.executes)
 
 
-def reason_hint() -> str:
-    """The reason box's hint, naming every choice that needs one."""
-    verbs = [spec.hint for spec in SPECS if spec.reason_required]
-    listed = ", ".join(verbs[:-1]) + (" or " + verbs[-1] if len(verbs) > 1 else verbs[0])
+def reason_hint(offered: Iterable[str] | None = None) -> str:
+    """The reason box's hint, naming the choices (of `offered`, by default all) that need one."""
+    wanted = set(SPEC_BY_VALUE) if offered is None else set(offered)
+    verbs = [spec.hint for spec in SPECS if spec.reason_required and spec.value in wanted]
+    if not verbs:
+        return "(optional)"
+    listed = ", ".join(verbs[:-1]) + " or " + verbs[-1] if len(verbs) > 1 else verbs[0]
     return f"(required to {listed}; optional otherwise)"

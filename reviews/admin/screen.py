@@ -168,7 +168,7 @@ def _choices_context(review: ReviewRequest, user) -> dict:
             None,
         ),
         "can_decide_any": bool(choices),
-        "reason_hint": reason_hint(),
+        "reason_hint": reason_hint(spec.value for spec in choices),
         # Why a choice is not offered to this person; one line when it is one reason.
         "not_offered": not_offered,
         "why_none": reasons.pop() if len(reasons) == 1 and not choices else "",

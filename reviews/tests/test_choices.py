@@ -80,3 +80,9 @@ def test_a_behaviour_that_needs_a_fallback_queue_is_refused_without_one():
         )
         with pytest.raises(ValidationError, match="needs a fallback queue"):
             queue.full_clean()
+
+
+def test_the_reason_hint_names_only_the_choices_on_the_screen():
+    assert reason_hint(["approve", "reject"]) == "(required to reject; optional otherwise)"
+    assert reason_hint(["approve"]) == "(optional)"
+    assert "guide" not in reason_hint(default_choices("approval"))
