@@ -12,7 +12,6 @@ from hitl.admin import (
     NoRevertHistoryAdmin,
     ReadOnlyHistoryAdmin,
     ServiceSaveMixin,
-    ValidatedModelAdmin,
     each_row,
     own_views,
 )
@@ -203,12 +202,16 @@ class EvaluationServiceMixin(ServiceSaveMixin):
 
 
 @admin.register(Dataset)
-class DatasetAdmin(EvaluationServiceMixin, ValidatedModelAdmin):
+class DatasetAdmin(EvaluationServiceMixin, NoRevertHistoryAdmin):
     list_display = ("slug", "name", "tenant", "all_tenants", "action_names", "created_at")
     list_filter = ("tenant",)
     prepopulated_fields = {"slug": ("name",)}
     inlines = (DatasetVersionInline,)
     actions = ("publish",)
+
+    def has_delete_permission(self, request, obj=None):
+        # Its published versions are what evaluations cite; a dataset is never deleted.
+        return False
 
     def get_readonly_fields(self, request, obj=None):
         # Mixing tenants' data is a platform admin's call, never a curator's.
@@ -241,6 +244,10 @@ class DatasetAdmin(EvaluationServiceMixin, ValidatedModelAdmin):
 @admin.register(TenantEvaluationSetting)
 class TenantEvaluationSettingAdmin(EvaluationServiceMixin, NoRevertHistoryAdmin):
     list_display = ("tenant", "allow_evaluation")
+
+    def has_delete_permission(self, request, obj=None):
+        # A missing row means "allowed": deleting an opt-out would turn capture back on.
+        return False
 
     def save_model(self, request, obj, form, change):
         tenant_evaluation_setting_save(actor=request.user, setting=obj)

@@ -105,6 +105,7 @@ class Dataset(models.Model):
         "then ignored).",
     )
     created_at = models.DateTimeField(default=timezone.now)
+    history = HistoricalRecords()
 
     def __str__(self) -> str:
         return self.name

@@ -8,6 +8,9 @@ from typing import Any
 from django.db.models import QuerySet, TextField
 from django.db.models.functions import Cast
 
+from reviews.choices import SPEC_BY_VALUE
+from reviews.selectors.metrics import ESCALATING
+
 from .models import DatasetItem, DatasetVersion, EvalCase
 
 FORMATS = ("generic", "chat")
@@ -30,14 +33,16 @@ def export_record(case: EvalCase) -> dict[str, Any]:
 
 
 def _expected(label: str, proposal: dict, correction: dict | None, reason: str) -> dict:
-    if label == "edit" and correction:
+    spec = SPEC_BY_VALUE.get(label)
+    kind = spec.correction if spec else ""
+    if kind == "edit" and correction:
         return {
-            "decision": "edit",
+            "decision": label,
             "arguments": correction.get("arguments") or proposal.get("arguments"),
             "content": correction.get("content") or proposal.get("content"),
         }
-    if label == "guide" and correction:
-        return {"decision": "guide", "guidance": correction.get("guidance")}
+    if kind == "reason" and correction:
+        return {"decision": label, "guidance": correction.get("guidance")}
     return {"decision": label, "reason": reason}
 
 
@@ -125,7 +130,7 @@ def disagreement(queryset: QuerySet[EvalCase] | None = None) -> dict[str, list[d
                     "cases": total,
                     "edit_rate": round(counts["edit"] / total, 4),
                     "rejection_rate": round(counts["reject"] / total, 4),
-                    "escalation_rate": round((counts["escalate"] + counts["take_over"]) / total, 4),
+                    "escalation_rate": round(sum(counts[c] for c in ESCALATING) / total, 4),
                     "labels": dict(counts),
                 }
             )

@@ -16,7 +16,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from hitl.db import for_update
-from hitl.kernel import Actor, stamp
+from hitl.kernel import Actor, as_actor, stamp
 from policies.models import Tenant
 from reviews.choices import SPEC_BY_VALUE, Choice, spec_for
 from reviews.models import Decision, ReviewState
@@ -405,6 +405,7 @@ def dataset_create(
     action_names: Iterable[str] = (),
     tenant: str = "",
     all_tenants: bool = False,
+    actor: AbstractBaseUser | Actor | None = None,
 ) -> Dataset:
     """A new, empty dataset of one tenant's cases (or, when an admin asks, every tenant's);
     publish a version to freeze cases into it."""
@@ -416,7 +417,7 @@ def dataset_create(
         all_tenants=all_tenants,
     )
     with transaction.atomic():
-        return _dataset_store(dataset)
+        return _dataset_store(dataset, as_actor(actor, system="evaluation"))
 
 
 def dataset_save(*, actor: AbstractBaseUser, dataset: Dataset) -> Dataset:
@@ -431,15 +432,16 @@ def dataset_save(*, actor: AbstractBaseUser, dataset: Dataset) -> Dataset:
             raise EvaluationError(
                 "Only a platform administrator decides whether a dataset mixes tenants' cases."
             )
-        return _dataset_store(dataset)
+        return _dataset_store(dataset, Actor.of_user(actor))
 
 
-def _dataset_store(dataset: Dataset) -> Dataset:
+def _dataset_store(dataset: Dataset, actor: Actor) -> Dataset:
     names = dataset.action_names
     if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
         raise ValidationError({"action_names": 'A list of action names: ["issue_refund"].'})
     dataset.action_names = sorted(set(names))
     dataset.full_clean()
+    stamp(dataset, actor, "settings changed" if dataset.pk else "created")
     dataset.save()
     return dataset
 

@@ -419,3 +419,15 @@ def test_a_bad_evaluation_setting_is_refused_and_not_saved(acme_queue, tenant):
         ("acme", True)
     ]
     assert TenantEvaluationSetting.history.count() == 1  # the setup's
+
+
+def test_a_dataset_change_is_in_its_history_with_who_and_why():
+    ml = UserFactory(username="ml")
+    dataset = dataset_save(actor=ml, dataset=Dataset(slug="refunds", name="Refunds"))
+    dataset.name = "Refunds (EU)"
+    dataset_save(actor=ml, dataset=dataset)
+    rows = list(dataset.history.order_by("history_date", "history_id"))
+    assert [(r.history_user, r.history_change_reason, r.name) for r in rows] == [
+        (ml, "created", "Refunds"),
+        (ml, "settings changed", "Refunds (EU)"),
+    ]

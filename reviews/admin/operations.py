@@ -6,7 +6,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from hitl.admin import ReadOnlyHistoryAdmin, ValidatedModelAdmin
+from hitl.admin import ReadOnlyHistoryAdmin, ServiceDeleteMixin, ValidatedModelAdmin
 from hitl.kernel import Actor
 from policies.models import PolicyActivation, PolicyVersion, Tenant
 from policies.selectors import active_version_for, routed_queues
@@ -22,12 +22,13 @@ from ..models import (
 )
 from ..services import agent_key_issue, agent_key_revoke, queue_save, tenant_create
 from ..services.agents import agent_update
+from ..services.queues import queue_delete
 from ..services.tenants import tenant_problems, tenant_rename
 from .base import ReviewServiceAdmin
 
 
 @admin.register(Queue)
-class QueueAdmin(ReviewServiceAdmin):
+class QueueAdmin(ServiceDeleteMixin, ReviewServiceAdmin):
     list_display = (
         "name",
         "slug",
@@ -90,6 +91,9 @@ class QueueAdmin(ReviewServiceAdmin):
         if db_field.name == "fallback":
             kwargs["queryset"] = selectors.queues_for(user=request.user)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def delete_model(self, request, obj):
+        queue_delete(actor=request.user, queue=obj)
 
     def save_model(self, request, obj, form, change):
         if not change and not request.user.is_superuser:

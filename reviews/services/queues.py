@@ -65,3 +65,23 @@ def _members_change(queue: Queue, members: list[AbstractBaseUser]) -> str:
         for verb, names in (("added", added), ("removed", removed))
         if names
     )
+
+
+def queue_delete(*, actor: AbstractBaseUser, queue: Queue) -> None:
+    """Delete a queue nobody depends on: one that holds reviews, or that another queue falls
+    back to, is refused (its history and its reviews' routing would lose their meaning)."""
+    with transaction.atomic():
+        locked = for_update(Queue.objects.all()).filter(pk=queue.pk).first()
+        if locked is None:
+            return
+        if locked.reviews.exists():
+            raise InvalidReviewInput(
+                f"{locked} holds reviews; it cannot be deleted. Remove its members instead."
+            )
+        leaning = list(Queue.objects.filter(fallback=locked).values_list("slug", flat=True))
+        if leaning:
+            raise InvalidReviewInput(
+                f"{locked} is the fallback of {', '.join(sorted(leaning))}; change those first."
+            )
+        stamp(locked, Actor.of_user(actor), "deleted")
+        locked.delete()

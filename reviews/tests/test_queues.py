@@ -108,3 +108,30 @@ def test_queue_fallback_cannot_loop():
     a.fallback = b
     with pytest.raises(ValidationError, match="loops"):
         a.full_clean()
+
+
+@pytest.mark.django_db
+def test_a_queue_is_deleted_only_when_nothing_depends_on_it():
+    from reviews.services.queues import queue_delete
+    from reviews.tests.factories import make_review
+
+    lead = UserFactory(username="lee")
+    busy, spare, leaning = QueueFactory(), QueueFactory(), QueueFactory()
+    make_review(queue=busy)
+    leaning.fallback = spare
+    leaning.save()
+    with pytest.raises(InvalidReviewInput, match="holds reviews"):
+        queue_delete(actor=lead, queue=busy)
+    with pytest.raises(InvalidReviewInput, match="is the fallback of"):
+        queue_delete(actor=lead, queue=spare)
+    assert Queue.objects.filter(pk__in=[busy.pk, spare.pk]).count() == 2
+    leaning.fallback = None
+    leaning.save()
+    queue_delete(actor=lead, queue=spare)
+    assert not Queue.objects.filter(pk=spare.pk).exists()
+    gone = Queue.history.filter(id=spare.pk).latest("history_date")
+    assert (gone.history_type, gone.history_user, gone.history_change_reason) == (
+        "-",
+        lead,
+        "deleted",
+    )
