@@ -7,10 +7,14 @@
     execution = client.claim(review_id, affected_resources=[...])
     client.report(review_id, succeeded=True, result={...})
 
+A model turn with several tool calls is one batch: `client.propose_batch(run_id=...,
+actions=[...], summary=...)` answers the run; `client.wait_until_resumable(run_id,
+timeout=...)` long-polls until every call is decided; `client.finish(run_id)` ends it.
 A restarted agent needs only its run id: `client.run(run_id)` returns the checkpoint it
-stored and what to do next for each review.
+stored and each call with its decision. Framework adapters live in submodules that import
+their framework: `hitl_client.langchain`.
 """
 
-from .client import HitlClient, HitlError, verify_signature
+from .client import HitlClient, HitlError, NotResumable, verify_signature
 
-__all__ = ["HitlClient", "HitlError", "verify_signature"]
+__all__ = ["HitlClient", "HitlError", "NotResumable", "verify_signature"]

@@ -5,13 +5,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 WAITING_STATES = {"pending", "escalated"}
+# The longest long-poll the platform accepts (GET /runs/<id>/?wait=SECONDS).
+MAX_WAIT_SECONDS = 30
 
 
 class HitlError(Exception):
@@ -22,6 +27,15 @@ class HitlError(Exception):
         self.body = body
         self.code = body.get("error", "error")
         super().__init__(f"{status} {self.code}: {body.get('detail', '')}")
+
+
+class NotResumable(Exception):
+    """The run cannot resume yet: some call of its latest batch is still undecided."""
+
+    def __init__(self, run: dict[str, Any], waiting: list[str]):
+        self.run = run
+        self.waiting = waiting
+        super().__init__(f"run {run.get('run_id')} is {run.get('status')}: waiting for {waiting}")
 
 
 class HitlClient:
@@ -39,12 +53,68 @@ class HitlClient:
         key = idempotency_key or str(uuid.uuid4())
         return self._call("POST", "/api/v1/actions/", proposal, {"Idempotency-Key": key})
 
+    def propose_batch(
+        self,
+        *,
+        run_id: str,
+        actions: Iterable[dict[str, Any]],
+        summary: str,
+        checkpoint: dict | None = None,
+        thread_id: str = "",
+        idempotency_key: str | None = None,
+        **fields: Any,
+    ) -> dict:
+        """Propose every tool call of one model turn at once (each with its `tool_call_id`);
+        the policy decides each call. Answers the run, as `run()` does."""
+        body: dict[str, Any] = {
+            "run_id": run_id,
+            "thread_id": thread_id,
+            "actions": list(actions),
+            "summary": summary,
+            **fields,
+        }
+        if checkpoint is not None:
+            body["checkpoint"] = checkpoint
+        return self.propose(body, idempotency_key=idempotency_key)
+
     def review(self, review_id: str) -> dict:
         return self._call("GET", f"/api/v1/reviews/{review_id}/")
 
-    def run(self, run_id: str) -> dict:
-        """The stored checkpoint and the resume instruction of every review of the run."""
-        return self._call("GET", f"/api/v1/runs/{run_id}/")
+    def run(self, run_id: str, *, wait: float = 0) -> dict:
+        """The run: its checkpoint, every call with its decision, and whether it may resume.
+        With `wait`, the platform answers as soon as the run is resumable (at most
+        MAX_WAIT_SECONDS later)."""
+        path = f"/api/v1/runs/{_segment(run_id)}/"
+        seconds = min(MAX_WAIT_SECONDS, math.ceil(max(wait, 0)))
+        if seconds:
+            path += f"?wait={seconds}"
+        return self._call("GET", path, timeout=self.timeout + seconds)
+
+    def wait_until_resumable(self, run_id: str, *, timeout: float) -> dict:
+        """Long-poll until every call of the run's latest batch is decided (or the run is no
+        longer waiting); raises TimeoutError after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.run(run_id, wait=deadline - time.monotonic())
+            if run.get("resumable") or run.get("status") != "waiting":
+                return run
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"run {run_id} is still waiting")
+
+    def save_checkpoint(self, run_id: str, checkpoint: dict, *, version: int) -> int:
+        """Replace the run's checkpoint if it is still at `version`; answers the new version.
+        Raises HitlError 409 'checkpoint_conflict' when another process saved first."""
+        body = {"checkpoint": checkpoint, "version": version}
+        answer = self._call("PUT", f"/api/v1/runs/{_segment(run_id)}/checkpoint/", body)
+        return answer["checkpoint_version"]
+
+    def finish(self, run_id: str, *, outcome: str = "completed", cancel_open: bool = False):
+        """End the run (completed or stopped) so no process resumes it again; finishing twice
+        is harmless. With open reviews: HitlError 409 unless `cancel_open` cancels them."""
+        body: dict[str, Any] = {"outcome": outcome}
+        if cancel_open:
+            body["cancel_open"] = True
+        return self._call("POST", f"/api/v1/runs/{_segment(run_id)}/finish/", body)
 
     def supply_evidence(self, review_id: str, evidence: list[dict], note: str = "") -> dict:
         body = {"evidence": evidence, "note": note}
@@ -89,7 +159,15 @@ class HitlClient:
 
     # --- plumbing ---
 
-    def _call(self, method: str, path: str, body: Any = None, headers: dict | None = None):
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict | None = None,
+        *,
+        timeout: float | None = None,
+    ):
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(  # noqa: S310 - the base URL is the caller's
             self.base_url + path,
@@ -103,7 +181,9 @@ class HitlClient:
             },
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+            with urllib.request.urlopen(  # noqa: S310 - the base URL is the caller's
+                request, timeout=timeout or self.timeout
+            ) as response:
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as exc:
             raw = exc.read()
@@ -112,6 +192,10 @@ class HitlClient:
             except ValueError:
                 payload = {"error": "http_error", "detail": raw.decode(errors="replace")[:500]}
             raise HitlError(exc.code, payload) from None
+
+
+def _segment(value: str) -> str:
+    return urllib.parse.quote(str(value), safe="")
 
 
 def verify_signature(

@@ -4,6 +4,7 @@ A new choice is one `ChoiceSpec` in `SPECS` (plus, if it needs a new target stat
 transition on `ReviewRequest` and the migration Django writes for the `Decision.choice`
 field). The decision service, the guard (`reviews.selectors.guard`), the screens, the API,
 the resume instruction, the metrics and the evaluation capture all read it from here.
+`narrow` keeps the choices an agent's framework can consume (its `allowed_decisions`).
 """
 
 from collections.abc import Callable, Iterable
@@ -20,6 +21,9 @@ if TYPE_CHECKING:
     from .models import Decision, ReviewRequest
 
 APPROVAL, EDIT, ESCALATION = "approval", "edit", "escalation"
+# The decisions an agent framework's human-in-the-loop step consumes (LangChain's
+# HumanInTheLoopMiddleware: approve, edit, reject, respond): what `allowed_decisions` names.
+FRAMEWORK_DECISIONS = ("approve", "edit", "reject", "respond")
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,11 @@ class ChoiceSpec:
     answer: str = ""
     # What the reviewer corrects (evaluation's `correction`): "edit", "reason" or "".
     correction: str = ""
-    # A button of its own on the decision card (an edit has its own form instead).
+    # The framework decision (FRAMEWORK_DECISIONS) the agent gets when this choice closes
+    # the review; "" for a choice that does not close it (the review stays with people).
+    framework_decision: str = ""
+    # A button of its own on the decision card (an edit and a response have their own
+    # blocks instead).
     button: bool = True
     # Labels that differ by review kind ("Accept as is" on an edit review).
     label_by_kind: dict[str, str] = field(default_factory=dict)
@@ -118,7 +126,7 @@ def _to_reviewer(review: "ReviewRequest", reviewer, reason: str) -> None:
     review.next_reminder_at = None
 
 
-def _guidance_is_the_content(review: "ReviewRequest", reviewer, reason: str) -> None:
+def _reason_is_the_content(review: "ReviewRequest", reviewer, reason: str) -> None:
     review.final_content = reason
 
 
@@ -130,6 +138,10 @@ def _continue_with_guidance(review: "ReviewRequest", last: "Decision | None") ->
     return {"action": "continue_with_guidance", "guidance": review.final_content}
 
 
+def _respond(review: "ReviewRequest", last: "Decision | None") -> dict:
+    return {"action": "respond", "message": review.final_content}
+
+
 SPECS: tuple[ChoiceSpec, ...] = (
     ChoiceSpec(
         value="approve",
@@ -138,6 +150,7 @@ SPECS: tuple[ChoiceSpec, ...] = (
         kinds=(APPROVAL, EDIT),
         executes=True,
         answer="yes",
+        framework_decision="approve",
         label_by_kind={EDIT: "Accept as is"},
         look="go",
         consequence=_approve_text,
@@ -152,6 +165,7 @@ SPECS: tuple[ChoiceSpec, ...] = (
         captured=True,
         answer="yes",
         correction="edit",
+        framework_decision="edit",
         button=False,
         look="change",
         consequence=_edit_text,
@@ -165,6 +179,7 @@ SPECS: tuple[ChoiceSpec, ...] = (
         hint="reject",
         captured=True,
         answer="no",
+        framework_decision="reject",
         look="stop",
         consequence=lambda review: (
             "Nothing runs. The agent's run stops and it is told your reason."
@@ -223,19 +238,53 @@ SPECS: tuple[ChoiceSpec, ...] = (
         needs_grant=True,
         captured=True,
         correction="reason",
+        # The agent reads guidance where a framework reads a person's response.
+        framework_decision="respond",
         look="ask",
         consequence=lambda review: (
             "The agent continues with your guidance and re-plans; nothing of this proposal runs."
         ),
         resume=_continue_with_guidance,
-        apply=_guidance_is_the_content,
+        apply=_reason_is_the_content,
+    ),
+    ChoiceSpec(
+        value="respond",
+        label="Respond",
+        # The person answers in the tool's place: the edited state, nothing to run.
+        transition="edit",
+        # Offered only when the agent marked the call answerable (see `narrow`).
+        kinds=(),
+        optional_for=(APPROVAL, EDIT),
+        reason_required=True,
+        hint="respond",
+        needs_grant=True,
+        captured=True,
+        correction="reason",
+        framework_decision="respond",
+        button=False,
+        look="ask",
+        consequence=lambda review: (
+            "The agent gets your answer as the tool's result; nothing of this proposal runs."
+        ),
+        resume=_respond,
+        apply=_reason_is_the_content,
     ),
 )
 
 # The order kinds list their choices in (the decision card's button order).
-_ORDER = ("take_over", "guide", "approve", "edit", "reject", "request_more_evidence", "escalate")
+_ORDER = (
+    "take_over",
+    "guide",
+    "approve",
+    "edit",
+    "respond",
+    "reject",
+    "request_more_evidence",
+    "escalate",
+)
 
 SPEC_BY_VALUE: dict[str, ChoiceSpec] = {spec.value: spec for spec in SPECS}
+RESPOND, REQUEST_MORE_EVIDENCE = "respond", "request_more_evidence"
 
 Choice = models.TextChoices(
     "Choice",
@@ -276,3 +325,38 @@ def reason_hint(offered: Iterable[str] | None = None) -> str:
         return "(optional)"
     listed = ", ".join(verbs[:-1]) + " or " + verbs[-1] if len(verbs) > 1 else verbs[0]
     return f"(required to {listed}; optional otherwise)"
+
+
+def narrow(
+    choices: Iterable[str],
+    *,
+    kind: str,
+    allowed_decisions: Iterable[str] | None = None,
+    answerable: bool = False,
+) -> list[str]:
+    """The choices of a review once its agent said what it can consume, in their order.
+
+    `choices` are what the policy offers a review of `kind`. `answerable`: the agent takes
+    a person's answer as the tool's result, so `respond` is added where the kind allows it
+    (and never offered otherwise). `allowed_decisions` (of FRAMEWORK_DECISIONS; None: any)
+    drops each choice that closes the review with a decision the agent cannot consume
+    (guide closes as a response), and `request_more_evidence` (a framework has no way to
+    supply evidence); the choices that keep the review with people stay. Empty when no
+    closing choice is left: nothing the agent could consume would ever come back.
+    """
+    offered = [value for value in dict.fromkeys(choices) if value != RESPOND]
+    if answerable and RESPOND in possible_choices(kind):
+        later = set(_ORDER[_ORDER.index(RESPOND) + 1 :])
+        at = next((i for i, value in enumerate(offered) if value in later), len(offered))
+        offered.insert(at, RESPOND)
+    if allowed_decisions is not None:
+        allowed = set(allowed_decisions)
+        offered = [
+            value
+            for value in offered
+            if value != REQUEST_MORE_EVIDENCE
+            and SPEC_BY_VALUE[value].framework_decision in (allowed | {""})
+        ]
+    if not any(SPEC_BY_VALUE[value].framework_decision for value in offered):
+        return []
+    return offered

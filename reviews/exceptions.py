@@ -105,3 +105,18 @@ class NoQueueForTenant(ReviewError):
 class IdempotencyConflict(ReviewError):
     code = "idempotency_conflict"
     http_status = 422
+
+
+class CheckpointConflict(ReviewError):
+    """The checkpoint changed since the version the agent read; `extra` carries the current
+    version. Nothing was written."""
+
+    code = "checkpoint_conflict"
+    http_status = 409
+
+
+class RunHasOpenReviews(ReviewError):
+    """A run with open reviews ends only if they are cancelled with it (`cancel_open`)."""
+
+    code = "run_has_open_reviews"
+    http_status = 409

@@ -3,7 +3,8 @@
 Safety rules that no policy can switch off: when nothing matches, a person reviews the
 action in the default queue; an action missing from the catalogue, or proposed for a
 target system other than the catalogue's, is never auto-executed (a matching
-``auto_execute`` rule becomes a ``human_review``).
+``auto_execute`` rule becomes a ``human_review``), and neither is an action that writes
+(any tool type but ``read``) when the agent gave no confidence.
 
 An action missing from the catalogue is never approved by a plain reviewer either. What
 happens to it is the policy's ``unknown_action`` setting: ``deny`` refuses it outright,
@@ -16,12 +17,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .proposal import Proposal
-from .rules import AUTO_EXECUTE, DENY, HUMAN_REVIEW, QUEUE_OWNER, _Rule
+from .rules import AUTO_EXECUTE, DENY, HUMAN_REVIEW, QUEUE_OWNER, READ, RISKS, _Rule
 from .snapshot import ActionInfo
 
 if TYPE_CHECKING:
@@ -289,12 +290,60 @@ def evaluate(compiled: CompiledPolicy, proposal: Proposal) -> PolicyDecision:
         tuple(facts) if facts else (),
     )
     plan = compiled._plans.get(key) or compiled.plan(key)
+    decision = plan.default
     for step in plan.steps:
         for test in step.tests:
             if not test(proposal):
                 break
         else:
-            if step.decision is not None:
-                return step.decision
-            return step.build(proposal)
-    return plan.default
+            decision = step.decision if step.decision is not None else step.build(proposal)
+            break
+    if proposal.confidence is None or proposal.estimated_cost_usd is None:
+        return _with_unknowns(compiled, proposal, decision)
+    return decision
+
+
+def _with_unknowns(
+    compiled: CompiledPolicy, proposal: Proposal, decision: PolicyDecision
+) -> PolicyDecision:
+    """Say which values the agent left unknown, and hold a write whose confidence is one.
+
+    A rule comparing an unknown value did not match (see ``rules._holds``); an
+    ``auto_execute`` for an action that writes (any tool type but ``read``) becomes a
+    review when the confidence is unknown: nothing vouches that the agent was sure.
+    """
+    unknown = [
+        name
+        for name, value in (
+            ("confidence", proposal.confidence),
+            ("estimated_cost_usd", proposal.estimated_cost_usd),
+        )
+        if value is None
+    ]
+    note = (
+        f" Unknown (not given): {' and '.join(unknown)}; a comparison on an unknown value "
+        "never holds."
+    )
+    info = compiled.catalogue.get(proposal.action_name)
+    if (
+        decision.outcome != AUTO_EXECUTE
+        or proposal.confidence is not None
+        or info is None
+        or info.tool_type == READ
+    ):
+        return replace(decision, explanation=decision.explanation + note)
+    action, kind, queue = proposal.action_name, info.default_review_kind, compiled.default_queue
+    why = f"{action} is a {info.tool_type} action and the agent gave no confidence"
+    return replace(
+        decision,
+        outcome=HUMAN_REVIEW,
+        # At least the risk of a review nobody routed (see _unmatched).
+        risk=decision.risk if RISKS.index(decision.risk) > RISKS.index("medium") else "medium",
+        review_kind=kind,
+        queue=queue,
+        required_approvals=1,
+        sla_minutes=None,
+        checks=(*decision.checks, Check("confidence_known", False, why)),
+        explanation=f"{decision.explanation} It would auto-execute, but {why}: "
+        f"{_KIND_TEXT[kind]} review in queue {queue!r} instead.{note}",
+    )

@@ -49,10 +49,6 @@ _STATIC_FIELDS = frozenset(
 # --- reading a proposal's dynamic values ---------------------------------------------
 
 
-def _money(value: Any) -> Decimal | None:
-    return value if value.__class__ is Decimal else to_decimal(value)
-
-
 def _read_cost(p: Proposal) -> Decimal | None:
     cost = p.estimated_cost_usd
     return cost if cost.__class__ is Decimal else to_decimal(cost)
@@ -76,7 +72,8 @@ def _dynamic_test(cond: _Condition, read: Callable[[Proposal], Any]) -> Callable
     if cond.field != "fact" and cond.op in _NUMERIC_OPS:
         compare, value = _COMPARE[cond.op], cond.value
         if cond.field == "confidence":
-            return lambda p: compare(p.confidence, value)
+            # Unknown (None) holds no comparison.
+            return lambda p: (got := p.confidence) is not None and compare(got, value)
         if cond.field == "estimated_cost_usd":
 
             def cost_test(p):
@@ -104,15 +101,6 @@ def _dynamic_test(cond: _Condition, read: Callable[[Proposal], Any]) -> Callable
         name, value = cond.name, cond.value
         return lambda p: p.facts.get(name) == value
     return lambda p: _holds(cond, read(p))
-
-
-def _value_text(cond: _Condition, read: Callable[[Proposal], Any]) -> Callable[[Proposal], str]:
-    """How a dynamic condition's value reads in its check's detail."""
-    if cond.field == "confidence":
-        return lambda p: str(p.confidence)
-    if cond.field == "estimated_cost_usd":
-        return lambda p: str(_money(p.estimated_cost_usd))
-    return lambda p: _show(read(p))
 
 
 # --- plans ---------------------------------------------------------------------------
@@ -263,7 +251,8 @@ def _remaining(
         else:
             read = _reader(cond, amount_path)
             tests.append(_dynamic_test(cond, read))
-            checks.append((cond.label, f"{cond.subject} is ", _value_text(cond, read)))
+            # The value as the check's detail shows it ("missing" for an unknown one).
+            checks.append((cond.label, f"{cond.subject} is ", lambda p, read=read: _show(read(p))))
             if cond.field != "fact" and cond.op in _NUMERIC_OPS:
                 what = (cond.field, cond.path or amount_path)
                 compared.append((what, read, _COMPARE[cond.op], cond.value))

@@ -2,7 +2,8 @@
 
 An agent's proposal carries more (summary, evidence, content); the policy reads only
 ``POLICY_KEYS``. ``proposal_input`` builds that part, ``parse_proposal`` checks it and
-returns the ``Proposal`` the engine decides.
+returns the ``Proposal`` the engine decides. ``confidence`` and ``estimated_cost_usd`` may
+be missing or null: the value is unknown, and no comparison on it holds (see ``decide``).
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ class Proposal:
     action_name: str
     target_system: str
     args: dict
-    confidence: float
-    estimated_cost_usd: Decimal | float
+    # None: the agent did not say (unknown).
+    confidence: float | None = None
+    estimated_cost_usd: Decimal | float | None = None
     audience: str = DEFAULT_AUDIENCE
     tenant: str = ""
     facts: dict = field(default_factory=dict)
@@ -50,13 +52,14 @@ def proposal_input(
     action_name: str,
     target_system: str = "",
     args: Mapping[str, Any] | None = None,
-    confidence: Any,
-    estimated_cost_usd: Any,
+    confidence: Any = None,
+    estimated_cost_usd: Any = None,
     audience: str = DEFAULT_AUDIENCE,
     tenant: str = "",
     facts: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The policy's part of a proposal (``POLICY_KEYS``), as ``parse_proposal`` accepts it."""
+    """The policy's part of a proposal (``POLICY_KEYS``), as ``parse_proposal`` accepts it;
+    a confidence or cost of None is unknown."""
     return {
         "action": {"name": action_name, "target_system": target_system, "args": dict(args or {})},
         "confidence": confidence,
@@ -166,23 +169,19 @@ def _read_action(data: Mapping[str, Any], err: _Err) -> dict[str, Any]:
 
 def _read_confidence(data: Mapping[str, Any], err: _Err) -> dict[str, Any]:
     confidence = data.get("confidence")
-    if confidence is None:
-        err("confidence", "is required: a number between 0 and 1")
-    elif not _is_number(confidence) or not 0 <= confidence <= 1:
+    if confidence is not None and (not _is_number(confidence) or not 0 <= confidence <= 1):
         err("confidence", f"must be a number between 0 and 1, got {_show_input(confidence)}")
     return {"confidence": confidence}
 
 
 def _read_cost(data: Mapping[str, Any], err: _Err) -> dict[str, Any]:
     cost = data.get("estimated_cost_usd")
-    value = None
     if cost is None:
-        err("estimated_cost_usd", "is required: a number of US dollars, 0 or more")
-    else:
-        value = to_decimal(cost) if not isinstance(cost, bool) else None
-        if value is None or value < 0:
-            shown = _show_input(cost)
-            err("estimated_cost_usd", f"must be a number of US dollars, 0 or more, got {shown}")
+        return {"estimated_cost_usd": None}
+    value = to_decimal(cost)
+    if value is None or value < 0:
+        shown = _show_input(cost)
+        err("estimated_cost_usd", f"must be a number of US dollars, 0 or more, got {shown}")
     return {"estimated_cost_usd": value}
 
 
@@ -233,8 +232,9 @@ def parse_proposal(data: Any) -> Proposal:
 
     Shape: ``{"action": {"name", "target_system", "args"}, "confidence",
     "estimated_cost_usd", "audience", "tenant", "facts"}`` (see ``proposal_input``).
-    ``action.name``, ``confidence`` and ``estimated_cost_usd`` are required; keys not
-    listed are ignored (the API may carry evidence and content alongside).
+    Only ``action.name`` is required (a missing or null ``confidence`` or
+    ``estimated_cost_usd`` is unknown); keys not listed are ignored (the API may carry
+    evidence and content alongside).
     """
     if not isinstance(data, Mapping):
         raise ProposalError({"proposal": [f"must be a JSON object, got {_json_type(data)}"]})
@@ -252,7 +252,7 @@ def parse_proposal(data: Any) -> Proposal:
         action_name=values["action_name"].strip(),
         target_system=values["target_system"].strip(),
         args=dict(values["args"]),
-        confidence=float(values["confidence"]),
+        confidence=None if values["confidence"] is None else float(values["confidence"]),
         estimated_cost_usd=values["estimated_cost_usd"],
         audience=values["audience"],
         tenant=values["tenant"],

@@ -18,8 +18,9 @@ Fields: ``action``, ``tool_type``, ``target_system``, ``audience``, ``tenant`` (
 proposal: a string, number, boolean or null). Operators: ``=``, ``!=``, ``in``,
 ``not_in`` (value is a list), ``<``, ``<=``, ``>``, ``>=`` (numbers only), ``missing``
 (value true or false). A value that is absent (an unknown action has no tool type, a fact
-not supplied or null, an amount that is not a number) satisfies no operator but
-``missing``: a rule never matches on information it does not have.
+not supplied or null, an amount that is not a number, a confidence or cost the agent did
+not give) satisfies no operator but ``missing``: a rule never matches on information it
+does not have.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any, NamedTuple
 from .proposal import AUDIENCES, SLUG_RE, _is_number, _json_type, _show_input, to_decimal
 
 TOOL_TYPES = ("read", "write", "payment", "message", "permission", "deploy", "delete")
+READ = "read"  # the one tool type that changes nothing
 REVIEW_KINDS = ("approval", "edit", "escalation")
 RISKS = ("low", "medium", "high", "critical")
 OUTCOMES = ("auto_execute", "human_review", "request_clarification", "deny")

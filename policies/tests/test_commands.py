@@ -57,7 +57,7 @@ def test_evaluate_policy_with_a_pinned_version(seeded, actor):
     ("proposal", "kwargs", "message"),
     [
         ("{not json", {}, "The proposal is not valid JSON"),
-        (json.dumps({"action": {"name": "search_docs"}}), {}, "confidence: is required"),
+        (json.dumps({"action": {"args": {}}}), {}, "action.name: is required"),
         (json.dumps(make_proposal(confidence="high")), {}, "confidence: must be a number"),
         (json.dumps(make_proposal("issue_refund", {"amount": -3})), {}, "action.args.amount"),
         (json.dumps(make_proposal()), {"version": "nope"}, "version: no policy version 'nope'"),

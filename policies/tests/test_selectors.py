@@ -76,6 +76,16 @@ def test_malformed_proposal_is_a_validation_error_with_messages(seeded):
     assert caught.value.messages == ['must be a number between 0 and 1, got "high"']
 
 
+def test_a_proposal_without_confidence_or_cost_is_decided_as_unknown(seeded):
+    proposal = make_proposal("issue_refund", {"amount": 900})
+    del proposal["confidence"], proposal["estimated_cost_usd"]
+    decision = selectors.evaluate_proposal(proposal=proposal)
+    # The low-confidence escalation needs a confidence; the write still reaches a person.
+    assert (decision.outcome, decision.rule) == ("human_review", "writes_need_review")
+    assert {c.name: c.passed for c in decision.checks}["schema_valid"] is True
+    assert "Unknown (not given): confidence and estimated_cost_usd" in decision.explanation
+
+
 def test_unknown_action_is_evaluated_but_not_executed(seeded):
     decision = selectors.evaluate_proposal(proposal=make_proposal("wire_money", {"to": "x"}))
     assert decision.outcome == "human_review"

@@ -209,6 +209,7 @@ class ReviewAdminBase(ReadOnlyHistoryAdmin):
         data = request.POST
         choice = data.get("choice", "")
         submitted = {
+            "choice": choice,
             "reason": data.get("reason", ""),
             "content": data.get("content"),
             "arguments_json": data.get("arguments"),

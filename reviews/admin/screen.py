@@ -1,6 +1,7 @@
 """The decision screen of one review: its packet, what this person may choose, and why."""
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 
 from django.core import signing
@@ -11,7 +12,7 @@ from django.utils.html import format_html
 from policies.selectors import important_arguments
 
 from .. import selectors
-from ..choices import SPEC_BY_VALUE, reason_hint
+from ..choices import SPEC_BY_VALUE, ChoiceSpec, reason_hint
 from ..exceptions import InvalidReviewInput
 from ..models import (
     Choice,
@@ -114,6 +115,7 @@ def packet_context(*, request, review: ReviewRequest, submitted: dict | None) ->
     last_edit = next((d for d in reversed(decisions) if d.diff), None)
     arguments = important_arguments(action_name=full.action_name, args=full.arguments)
     history = full.history.select_related("history_user").order_by("-history_date", "-history_id")
+    choices = _choices_context(full, request.user)
     return {
         "review": full,
         "now": now,
@@ -131,10 +133,10 @@ def packet_context(*, request, review: ReviewRequest, submitted: dict | None) ->
         "diff_lines": _diff_lines(last_edit.diff) if last_edit else [],
         "trace": selectors.run_trace(full),
         "history_rows": list(history[:20]),
-        **_choices_context(full, request.user),
+        **choices,
         "approvals_so_far": sum(1 for d in decisions if d.choice == Choice.APPROVE),
         "opened_at": _opening_signer(review, request.user).sign(now.isoformat()),
-        **_submitted_context(full, submitted or {}),
+        **_submitted_context(full, submitted or {}, bool(choices["respond_choice"])),
         "resume": selectors.resume_instruction(full),
         "can_claim": full.is_open
         and full.assignee_id != request.user.pk
@@ -158,28 +160,42 @@ def _choices_context(review: ReviewRequest, user) -> dict:
             for spec in choices
             if spec.button
         ],
-        # An edit has a form of its own (the arguments, or the text) rather than a button.
-        "edit_choice": next(
-            (
-                {"value": spec.value, "explanation": spec.consequence(review)}
-                for spec in choices
-                if spec.correction == "edit"
-            ),
-            None,
-        ),
+        # An edit has a form of its own (the arguments, or the text) rather than a button,
+        # and so has a response (the text the agent gets as the tool's result).
+        "edit_choice": _own_block(review, choices, lambda spec: spec.correction == "edit"),
+        "respond_choice": _own_block(review, choices, lambda spec: spec.value == Choice.RESPOND),
         "can_decide_any": bool(choices),
-        "reason_hint": reason_hint(spec.value for spec in choices),
+        # The shared reason box serves the buttons; a response has its own box.
+        "reason_hint": reason_hint(spec.value for spec in choices if spec.button),
         # Why a choice is not offered to this person; one line when it is one reason.
         "not_offered": not_offered,
         "why_none": reasons.pop() if len(reasons) == 1 and not choices else "",
     }
 
 
-def _submitted_context(review: ReviewRequest, submitted: dict) -> dict:
-    # A refused decision shows the screen again with what was typed: nothing is lost.
+def _own_block(
+    review: ReviewRequest, choices: list[ChoiceSpec], wanted: Callable[[ChoiceSpec], bool]
+) -> dict | None:
+    """The one offered choice with a block of its own on the screen, if offered."""
+    return next(
+        (
+            {"value": spec.value, "explanation": spec.consequence(review)}
+            for spec in choices
+            if wanted(spec)
+        ),
+        None,
+    )
+
+
+def _submitted_context(review: ReviewRequest, submitted: dict, respond_box: bool) -> dict:
+    # A refused decision shows the screen again with what was typed: nothing is lost, and
+    # a response goes back to its own box (to the reason box once it is no longer offered).
+    responded = respond_box and submitted.get("choice") == Choice.RESPOND
+    reason = submitted.get("reason", "")
     return {
         "submitted_content": submitted.get("content", review.final_content or review.content),
-        "submitted_reason": submitted.get("reason", ""),
+        "submitted_reason": "" if responded else reason,
+        "submitted_response": reason if responded else "",
         "submitted_arguments": submitted.get(
             "arguments_json",
             json.dumps(review.final_arguments or review.arguments, indent=2, sort_keys=True),

@@ -44,6 +44,10 @@ def _flatten(detail, prefix: str = "") -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     if isinstance(detail, dict):
         for key, value in detail.items():
+            if isinstance(key, int):
+                # DRF keys a list's item errors by index: named as the services name them.
+                out.update(_flatten(value, f"{prefix}[{key}]"))
+                continue
             name = str(key) if key != "non_field_errors" else (prefix or "body")
             path = f"{prefix}.{name}" if prefix and key != "non_field_errors" else name
             out.update(_flatten(value, path))

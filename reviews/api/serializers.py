@@ -3,18 +3,40 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from policies.engine import AUDIENCES, DEFAULT_AUDIENCE
+from policies.engine import AUDIENCES, DEFAULT_AUDIENCE, OUTCOMES
 
+from ..choices import FRAMEWORK_DECISIONS
 from ..models import Choice, Decision, Evidence, ReviewRequest
 from ..selectors import choice_verdicts, execution_of, execution_summary, resume_instruction
+from ..services.proposals import MAX_ACTIONS
 
 MAX_ITEMS = 50
+# The longest a GET of a run may wait for its decisions (?wait=).
+MAX_WAIT_SECONDS = 30
 
 
 class ActionIn(serializers.Serializer):
     name = serializers.CharField(max_length=100)
     target_system = serializers.CharField(max_length=200, allow_blank=True, default="")
     args = serializers.DictField(default=dict)
+    tool_call_id = serializers.CharField(
+        max_length=200,
+        allow_blank=True,
+        default="",
+        help_text="The framework's id of the call; unique in the run.",
+    )
+    allowed_decisions = serializers.ListField(
+        child=serializers.ChoiceField(choices=FRAMEWORK_DECISIONS),
+        min_length=1,
+        required=False,
+        help_text="The decisions the agent can consume; default: any.",
+    )
+    answerable = serializers.BooleanField(
+        default=False, help_text="The reviewer may answer in the tool's place (respond)."
+    )
+    description = serializers.CharField(
+        max_length=5000, allow_blank=True, default="", help_text="The framework's description."
+    )
 
 
 class EvidenceIn(serializers.Serializer):
@@ -40,17 +62,28 @@ class VersionsIn(serializers.Serializer):
 
 
 class ProposalIn(serializers.Serializer):
+    """One tool call (`action`) or a batch of them (`actions`), sharing the other fields."""
+
     run_id = serializers.CharField(max_length=200)
     thread_id = serializers.CharField(max_length=200, allow_blank=True, default="")
-    action = ActionIn()
+    action = ActionIn(required=False)
+    actions = ActionIn(many=True, required=False, min_length=1, max_length=MAX_ACTIONS)
     summary = serializers.CharField(max_length=2000)
     consequence = serializers.CharField(max_length=1000, allow_blank=True, default="")
     content = serializers.CharField(
         max_length=100_000, allow_blank=True, default="", trim_whitespace=False
     )
-    confidence = serializers.FloatField(min_value=0.0, max_value=1.0)
+    confidence = serializers.FloatField(
+        min_value=0.0, max_value=1.0, required=False, allow_null=True, help_text="Missing: unknown."
+    )
     estimated_cost_usd = serializers.DecimalField(
-        max_digits=14, decimal_places=4, min_value=0, coerce_to_string=False
+        max_digits=14,
+        decimal_places=4,
+        min_value=0,
+        coerce_to_string=False,
+        required=False,
+        allow_null=True,
+        help_text="Missing: unknown.",
     )
     audience = serializers.ChoiceField(choices=AUDIENCES, default=DEFAULT_AUDIENCE)
     tenant = serializers.CharField(max_length=100, allow_blank=True, default="")
@@ -69,6 +102,40 @@ class ProposalIn(serializers.Serializer):
     options_considered = serializers.ListField(
         child=serializers.CharField(max_length=500), default=list, max_length=MAX_ITEMS
     )
+
+    def validate(self, attrs):
+        if ("action" in attrs) == ("actions" in attrs):
+            raise serializers.ValidationError(
+                {"actions": ["Send one `action` or a list of `actions`: exactly one of them."]}
+            )
+        ids = [a["tool_call_id"] for a in attrs.get("actions", []) if a["tool_call_id"]]
+        if len(ids) != len(set(ids)):
+            raise serializers.ValidationError(
+                {"actions": ["Each tool_call_id may appear once in a batch."]}
+            )
+        return attrs
+
+
+class CheckpointIn(serializers.Serializer):
+    checkpoint = serializers.DictField()
+    version = serializers.IntegerField(
+        min_value=0, help_text="The checkpoint_version the agent read."
+    )
+
+
+class CheckpointOut(serializers.Serializer):
+    checkpoint_version = serializers.IntegerField()
+
+
+class FinishIn(serializers.Serializer):
+    outcome = serializers.ChoiceField(choices=["completed", "stopped"], default="completed")
+    cancel_open = serializers.BooleanField(
+        default=False, help_text="Cancel the run's open reviews with it."
+    )
+
+
+class RunWaitIn(serializers.Serializer):
+    wait = serializers.FloatField(min_value=0, max_value=MAX_WAIT_SECONDS, default=0)
 
 
 class EvidenceSupplyIn(serializers.Serializer):
@@ -251,24 +318,6 @@ class ReviewPacketOut(serializers.ModelSerializer):
         return execution_summary(execution) if execution is not None else None
 
 
-class ProposalOut(serializers.Serializer):
-    outcome = serializers.CharField()
-    review = ReviewPacketOut(allow_null=True)
-    execution = serializers.DictField(allow_null=True)
-    policy = serializers.DictField()
-
-
-class RunOut(serializers.Serializer):
-    run_id = serializers.CharField()
-    thread_id = serializers.CharField()
-    agent = serializers.CharField()
-    status = serializers.CharField()
-    checkpoint = serializers.DictField()
-    pending_tool_call = serializers.DictField(allow_null=True)
-    pending_reviews = serializers.ListField(child=serializers.CharField())
-    reviews = ReviewPacketOut(many=True)
-
-
 class CheckFailedOut(serializers.Serializer):
     check = serializers.CharField(
         help_text="expired, authority_revoked, arguments_invalid, policy_denies, "
@@ -296,6 +345,54 @@ class ExecutionOut(serializers.Serializer):
     blocked_reasons = serializers.ListField(child=serializers.CharField())
     blocked_checks = CheckFailedOut(many=True)
     next_step = NextStepOut(allow_null=True)
+
+
+class RunCallOut(serializers.Serializer):
+    tool_call_id = serializers.CharField()
+    action = serializers.CharField()
+    args = serializers.DictField()
+    review_id = serializers.CharField(allow_null=True)
+    outcome = serializers.ChoiceField(choices=OUTCOMES, help_text="What the policy decided.")
+    status = serializers.ChoiceField(
+        choices=["pending", "decided", "expired", "cancelled", "auto_executed", "denied"]
+    )
+    decision = serializers.CharField(allow_null=True, help_text="The deciding choice.")
+    final_arguments = serializers.DictField(allow_null=True, help_text="What to run with.")
+    reason = serializers.CharField(help_text="The reviewer's reason, guidance or response.")
+    response = serializers.CharField(
+        allow_null=True, help_text="For respond: the text that is the tool's result."
+    )
+    executed_by = serializers.ChoiceField(
+        choices=["agent", "platform"],
+        allow_null=True,
+        help_text="platform: a registered executor runs it; the agent's own tool must not.",
+    )
+    execution = ExecutionOut(allow_null=True)
+    resume = serializers.DictField()
+
+
+class RunOut(serializers.Serializer):
+    run_id = serializers.CharField()
+    thread_id = serializers.CharField()
+    agent = serializers.CharField()
+    status = serializers.CharField()
+    checkpoint = serializers.DictField()
+    checkpoint_version = serializers.IntegerField()
+    pending_tool_call = serializers.DictField(allow_null=True)
+    resumable = serializers.BooleanField(
+        help_text="Every call is decided: nothing of the run waits for a person."
+    )
+    calls = RunCallOut(many=True)
+    pending_reviews = serializers.ListField(child=serializers.CharField())
+    reviews = ReviewPacketOut(many=True)
+
+
+class ProposalOut(serializers.Serializer):
+    outcome = serializers.CharField()
+    review = ReviewPacketOut(allow_null=True)
+    execution = serializers.DictField(allow_null=True)
+    policy = serializers.DictField()
+    run = RunOut()
 
 
 class ErrorOut(serializers.Serializer):

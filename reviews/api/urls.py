@@ -33,5 +33,11 @@ urlpatterns = [
         name="execution-report",
     ),
     path("runs/<ident:run_id>/", views.RunDetailView.as_view(), name="run"),
+    path(
+        "runs/<ident:run_id>/checkpoint/",
+        views.RunCheckpointView.as_view(),
+        name="run-checkpoint",
+    ),
+    path("runs/<ident:run_id>/finish/", views.RunFinishView.as_view(), name="run-finish"),
     path("metrics/", metrics.MetricsView.as_view(), name="metrics"),
 ]

@@ -1,7 +1,13 @@
 """The agent and reviewer API. Views parse and answer; services do the work."""
 
+from django.http import Http404
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+)
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -9,11 +15,12 @@ from rest_framework.views import APIView
 from hitl.kernel import Actor
 
 from .. import selectors
-from ..models import Agent, AgentRun, ExecutionState, ReviewState
+from ..models import Agent, AgentRun, ExecutionState
 from ..selectors import execution_summary, resume_instruction, reviews_visible_to, sees_whole_run
 from ..services import review_cancel, review_decide, review_supply_evidence
 from ..services.execution import execution_claim, execution_report
 from ..services.proposals import action_propose, fingerprint, idempotent_call
+from ..services.runs import checkpoint_save, run_finish
 from . import serializers as s
 from .errors import reject_unstorable_json
 from .permissions import IsAgent, IsAgentOrReviewer, IsReviewer
@@ -49,6 +56,19 @@ def parse(serializer_class, request):
     return serializer.validated_data
 
 
+def parse_query(serializer_class, request):
+    serializer = serializer_class(data=request.query_params)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+PROPOSAL_ANSWER = PolymorphicProxySerializer(
+    component_name="ProposalAnswer",
+    serializers=[s.ProposalOut, s.RunOut],
+    resource_type_field_name=None,
+)
+
+
 class ActionsView(APIView):
     permission_classes = [IsAgent]
 
@@ -63,22 +83,29 @@ class ActionsView(APIView):
                 description="A retried POST with the same key returns the first answer.",
             )
         ],
-        responses={200: s.ProposalOut, 201: s.ProposalOut, 422: s.ErrorOut, **ERRORS},
+        responses={200: PROPOSAL_ANSWER, 201: PROPOSAL_ANSWER, 422: s.ErrorOut, **ERRORS},
     )
     def post(self, request):
-        """Propose an action: the policy decides; a review opens if a person must judge."""
+        """Propose a tool call (`action`) or a batch of them (`actions`): the policy decides
+        each; a review opens for each a person must judge. One action is answered with its
+        outcome, review and run; a batch with the run, as GET /runs/<id>/ answers it."""
         agent = request.user
 
         def produce():
             data = parse(s.ProposalIn, request)
             result = action_propose(agent=agent, proposal=data)
+            run = run_answer(result.run, request)
+            opened = any(call.review is not None for call in result.calls)
+            if "actions" in data:
+                return (201 if opened else 200), _jsonable(run)
             body = {
                 "outcome": result.outcome,
                 "review": s.ReviewPacketOut(result.review).data if result.review else None,
                 "execution": None,
                 "policy": result.decision.to_dict(),
+                "run": run,
             }
-            return (201 if result.review else 200), _jsonable(body)
+            return (201 if opened else 200), _jsonable(body)
 
         key = request.headers.get("Idempotency-Key")
         if key is None:
@@ -234,38 +261,99 @@ class ExecutionReportView(APIView):
         return Response(_jsonable(execution_summary(execution)))
 
 
+def visible_runs(request):
+    runs = AgentRun.objects.select_related("agent")
+    if isinstance(request.user, Agent):
+        # An agent sees its own runs only; people see a run through its reviews.
+        runs = runs.filter(agent=request.user)
+    return runs
+
+
+def run_answer(run: AgentRun, request) -> dict:
+    """The run as GET /runs/<id>/ answers it: the calls and the packets of its reviews the
+    reader may see (Http404 for a person who may see none of them)."""
+    reviews = list(visible_reviews(request).filter(run=run).order_by("created_at", "id"))
+    is_agent = isinstance(request.user, Agent)
+    if not is_agent and not reviews:
+        raise Http404
+    whole = is_agent or sees_whole_run(user=request.user, run=run)
+    body = selectors.run_body(run, reviews=reviews, whole=whole)
+    body["reviews"] = s.ReviewPacketOut(reviews, many=True).data
+    return body
+
+
 class RunDetailView(APIView):
     permission_classes = [IsAgentOrReviewer]
 
-    @extend_schema(operation_id="get_run", responses={200: s.RunOut, **ERRORS})
+    @extend_schema(
+        operation_id="get_run",
+        parameters=[
+            OpenApiParameter(
+                "wait",
+                float,
+                OpenApiParameter.QUERY,
+                description=f"Wait up to this many seconds (0 to {s.MAX_WAIT_SECONDS}) for "
+                "the run to stop waiting for people: answered as soon as it is resumable or "
+                "no longer waiting, else after the time with the run as it is.",
+            )
+        ],
+        responses={200: s.RunOut, **ERRORS},
+    )
     def get(self, request, run_id):
-        """Everything a restarted agent needs to resume: checkpoint, reviews, instructions."""
-        runs = AgentRun.objects.select_related("agent")
-        if isinstance(request.user, Agent):
-            runs = runs.filter(agent=request.user)
-        run = get_object_or_404(runs, run_id=run_id)
-        reviews = visible_reviews(request).filter(run=run).order_by("created_at", "id")
-        if not isinstance(request.user, Agent) and not reviews.exists():
-            return Response({"error": "not_found", "detail": "Not found.", "fields": {}}, 404)
-        packets = s.ReviewPacketOut(reviews, many=True).data
-        whole = isinstance(request.user, Agent) or sees_whole_run(user=request.user, run=run)
-        body = {
-            "run_id": run.run_id,
-            "thread_id": run.thread_id,
-            "agent": run.agent.name,
-            "status": run.status,
-            # People see the run's private state only if they may see all of its reviews.
-            "checkpoint": run.checkpoint if whole else {},
-            "pending_tool_call": run.pending_tool_call if whole else None,
-            "pending_reviews": [
-                p["review_id"]
-                for p in packets
-                if p["state"]
-                in (ReviewState.PENDING, ReviewState.ESCALATED, ReviewState.AWAITING_EVIDENCE)
-            ],
-            "reviews": packets,
-        }
-        return Response(body)
+        """Everything a restarted agent needs to resume: checkpoint, each call with its
+        decision, reviews, instructions."""
+        wait = parse_query(s.RunWaitIn, request)["wait"]
+        run = get_object_or_404(visible_runs(request), run_id=run_id)
+        if wait:
+            person = not isinstance(request.user, Agent)
+            if person and not visible_reviews(request).filter(run=run).exists():
+                raise Http404  # nobody waits on a run they may not see
+            run = selectors.run_wait(run, seconds=wait)
+        return Response(run_answer(run, request))
+
+
+class RunCheckpointView(APIView):
+    permission_classes = [IsAgent]
+
+    @extend_schema(
+        operation_id="save_checkpoint",
+        request=s.CheckpointIn,
+        responses={200: s.CheckpointOut, **ERRORS},
+    )
+    def put(self, request, run_id):
+        """Replace the run's checkpoint if it is still at `version` (the checkpoint_version
+        you read); a stale version answers 409 checkpoint_conflict with the current one."""
+        get_object_or_404(visible_runs(request), run_id=run_id)
+        data = parse(s.CheckpointIn, request)
+        run = checkpoint_save(
+            run_id=run_id,
+            agent=request.user,
+            checkpoint=data["checkpoint"],
+            version=data["version"],
+        )
+        return Response({"checkpoint_version": run.checkpoint_version})
+
+
+class RunFinishView(APIView):
+    permission_classes = [IsAgent]
+
+    @extend_schema(
+        operation_id="finish_run",
+        request=s.FinishIn,
+        responses={200: s.RunOut, **ERRORS},
+    )
+    def post(self, request, run_id):
+        """End the run (completed, or stopped): later proposals on it are refused. A run with
+        open reviews answers 409 run_has_open_reviews unless `cancel_open` cancels them."""
+        get_object_or_404(visible_runs(request), run_id=run_id)
+        data = parse(s.FinishIn, request)
+        run = run_finish(
+            run_id=run_id,
+            agent=request.user,
+            outcome=data["outcome"],
+            cancel_open=data["cancel_open"],
+        )
+        return Response(run_answer(run, request))
 
 
 def _jsonable(data):

@@ -1,4 +1,5 @@
-"""Queues, agent runs, review requests with their state machine, evidence and decisions."""
+"""Queues, agent runs and their tool calls, review requests with their state machine,
+evidence and decisions."""
 
 import secrets
 from datetime import timedelta
@@ -41,6 +42,7 @@ def optional_person(related_name: str, **options):
 
 from ..choices import Choice  # noqa: E402
 from ..expiry import ExpiryBehaviour  # noqa: E402
+from .calls import RunCall  # noqa: E402
 from .delivery import (  # noqa: E402
     DeliveryStatus,
     Execution,
@@ -104,6 +106,7 @@ __all__ = [
     "ReviewRequest",
     "ReviewState",
     "Risk",
+    "RunCall",
     "RunStatus",
     "StateMachineMixin",
     "WebhookDelivery",

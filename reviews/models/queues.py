@@ -168,6 +168,9 @@ class AgentRun(models.Model):
     model_version = models.CharField(max_length=100, blank=True, default="")
     prompt_version = models.CharField(max_length=100, blank=True, default="")
     checkpoint = models.JSONField(default=dict, blank=True)
+    # Raised by each write of the checkpoint, so two processes cannot overwrite each other;
+    # the database default keeps rows written by raw SQL (the ingest benchmark) valid.
+    checkpoint_version = models.PositiveIntegerField(default=0, db_default=0)
     pending_tool_call = models.JSONField(null=True, blank=True)
     status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.RUNNING)
     created_at = models.DateTimeField(default=timezone.now)

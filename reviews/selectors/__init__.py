@@ -24,6 +24,7 @@ from .packets import (
     resume_instruction,
     run_trace,
 )
+from .runs import call_view, run_body, run_wait
 
 __all__ = [
     "ChoiceVerdict",
@@ -31,6 +32,7 @@ __all__ = [
     "available_choices",
     "blocked_checks",
     "blocked_next_step",
+    "call_view",
     "can_decide",
     "choice_consequences",
     "choice_verdict",
@@ -45,7 +47,9 @@ __all__ = [
     "queues_for",
     "resume_instruction",
     "reviews_visible_to",
+    "run_body",
     "run_trace",
+    "run_wait",
     "sees_whole_run",
     "tenants_of",
     "works_in",

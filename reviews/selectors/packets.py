@@ -30,7 +30,7 @@ def packet_queryset() -> QuerySet[ReviewRequest]:
 def resume_instruction(review: ReviewRequest) -> dict:
     """What the agent should do next about this review, in terms a program can act on."""
     state = review.state
-    last = _last_decision(review)
+    last = last_decision(review)
     reason = last.reason if last else ""
     if state == ReviewState.PENDING:
         return {"action": "wait", "detail": "waiting for a reviewer"}
@@ -42,19 +42,14 @@ def resume_instruction(review: ReviewRequest) -> dict:
     if state == ReviewState.CANCELLED:
         return {"action": "cancelled"}
     if state == ReviewState.EXPIRED:
-        behaviour = review.expiry_action or review.queue.expiry_behaviour
-        instruction = {
-            "action": "expired",
-            "expiry_behaviour": behaviour,
-            "what_happened": ExpiryBehaviour(behaviour).label,
-        }
-        if review.rerouted_to_id:
-            instruction["rerouted_to"] = review.rerouted_to.review_id
-        return instruction
+        return _expired_instruction(review)
     spec = spec_for(last.choice) if last is not None else None
     if spec is not None and spec.resume is not None:
         # Closed by a choice that runs nothing (a rejection, guidance): the spec says what now.
         return spec.resume(review, last)
+    if state not in (ReviewState.APPROVED, ReviewState.EDITED) or not (spec and spec.executes):
+        # Closed without a choice that lets the action run: there is nothing to execute.
+        return {"action": "stop", "reason": reason}
     execution = execution_of(review)
     if execution is not None:
         summary = execution_summary(execution)
@@ -86,6 +81,18 @@ def resume_instruction(review: ReviewRequest) -> dict:
     if state == ReviewState.EDITED:
         instruction["content"] = review.final_content
         instruction["reason"] = reason
+    return instruction
+
+
+def _expired_instruction(review: ReviewRequest) -> dict:
+    behaviour = review.expiry_action or review.queue.expiry_behaviour
+    instruction = {
+        "action": "expired",
+        "expiry_behaviour": behaviour,
+        "what_happened": ExpiryBehaviour(behaviour).label,
+    }
+    if review.rerouted_to_id:
+        instruction["rerouted_to"] = review.rerouted_to.review_id
     return instruction
 
 
@@ -174,7 +181,8 @@ def execution_of(review: ReviewRequest) -> Execution | None:
         return None
 
 
-def _last_decision(review: ReviewRequest) -> Decision | None:
+def last_decision(review: ReviewRequest) -> Decision | None:
+    """The review's latest decision (read from the prefetched ones when they are loaded)."""
     decisions = prefetched(review, "decisions")
     if decisions is not None:
         return list(decisions)[-1] if decisions else None

@@ -4,7 +4,8 @@ Each service is one complete change: keyword-only, it runs in one transaction, l
 row it changes, checks who is acting, moves the state machine, records the decision and
 the history row (`history_user` or the acting agent, and a change reason), and queues
 follow-up work only after commit. One module per part of the workflow: creation,
-decisions, lifecycle (evidence, withdrawal, expiry, run status), assignment, queues.
+decisions, lifecycle (evidence, withdrawal, expiry), assignment, queues; the run status rule
+is `_common.run_status_after`.
 """
 
 from .agents import agent_create, agent_key_issue, agent_key_revoke, key_digest
@@ -22,6 +23,7 @@ from .decisions import (
 )
 from .lifecycle import review_cancel, review_expire, review_supply_evidence
 from .queues import queue_save
+from .runs import checkpoint_save, run_finish
 from .tenants import tenant_create
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "agent_create",
     "agent_key_issue",
     "agent_key_revoke",
+    "checkpoint_save",
     "key_digest",
     "queue_save",
     "review_approve",
@@ -44,5 +47,6 @@ __all__ = [
     "review_request_more_evidence",
     "review_supply_evidence",
     "review_take_over",
+    "run_finish",
     "tenant_create",
 ]

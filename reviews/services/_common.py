@@ -19,7 +19,8 @@ from ..exceptions import (
     ReviewExpired,
     TransitionNotAllowed,
 )
-from ..models import AgentRun, ReviewRequest, ReviewState, RunStatus
+from ..models import OPEN_STATES, AgentRun, ReviewRequest, ReviewState, RunStatus
+from .webhooks import run_webhook_queue
 
 
 def lock_review(review_id: str) -> ReviewRequest:
@@ -62,8 +63,9 @@ def check_agent_owns(review: ReviewRequest, actor: Actor) -> None:
         raise NotAuthorized("Only the agent that proposed this action may do that.")
 
 
-# Reviews that keep a run waiting for a person.
-OPEN_FOR_RUN = (ReviewState.PENDING, ReviewState.ESCALATED)
+# Reviews that keep a run waiting: every open one, a question for evidence too (the agent
+# answers it, but has no decision to resume with until a person decides).
+OPEN_FOR_RUN = OPEN_STATES
 
 
 def run_status_after(
@@ -98,6 +100,8 @@ def refresh_run_status(run: AgentRun, actor: Actor, review: ReviewRequest) -> No
         locked.status = status
         stamp(locked, actor, f"review {review.review_id} is {review.state}")
         locked.save()
+        if status == RunStatus.RESUMABLE:
+            run_webhook_queue(run=locked, event="run.resumable")
 
 
 def summarise(errors: Mapping[str, list[str]]) -> str:
@@ -119,14 +123,15 @@ def policy_input(
     review: ReviewRequest, arguments: Mapping[str, Any], fresh_facts: Mapping[str, Any] | None
 ) -> dict[str, Any]:
     """The proposal as the policy sees it, rebuilt from the review with other arguments
-    (an edit, the final arguments) and, when given, fresher facts."""
+    (an edit, the final arguments) and, when given, fresher facts. A confidence or cost the
+    agent did not give stays unknown: the policy must not see a certainty nobody claimed."""
     given = review.policy.get("input", {}) if isinstance(review.policy, dict) else {}
     return proposal_input(
         action_name=review.action_name,
         target_system=review.target_system,
         args=arguments,
-        confidence=review.confidence if review.confidence is not None else 1.0,
-        estimated_cost_usd=given.get("estimated_cost_usd", 0),
+        confidence=review.confidence,
+        estimated_cost_usd=given.get("estimated_cost_usd"),
         audience=given.get("audience", DEFAULT_AUDIENCE),
         tenant=review.tenant,
         facts={**(given.get("facts") or {}), **dict(fresh_facts or {})},

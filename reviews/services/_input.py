@@ -1,4 +1,5 @@
-"""Cleaning what agents send: enum values, offered choices, evidence rows, resources."""
+"""Cleaning what agents send: enum values, offered choices, evidence rows, resources, and
+its word on each tool call."""
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -8,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from ..choices import default_choices, possible_choices
+from ..choices import FRAMEWORK_DECISIONS, default_choices, possible_choices
 from ..models import (
     Evidence,
 )
@@ -104,3 +105,21 @@ def clean_resources(
             }
         )
     return cleaned
+
+
+def clean_call(call: Any, path: str, errors: dict[str, list[str]]) -> None:
+    """Check the agent's word on one tool call (a CallDraft); `path` names it in errors."""
+    if not isinstance(call.tool_call_id, str) or len(call.tool_call_id) > 200:
+        errors.setdefault(f"{path}.tool_call_id", []).append(
+            "must be text of 200 characters or fewer."
+        )
+    if not isinstance(call.description, str):
+        errors.setdefault(f"{path}.description", []).append("must be text.")
+    if not isinstance(call.answerable, bool):
+        errors.setdefault(f"{path}.answerable", []).append("must be true or false.")
+    wrong = [d for d in call.allowed_decisions if d not in FRAMEWORK_DECISIONS]
+    if wrong:
+        errors.setdefault(f"{path}.allowed_decisions", []).append(
+            f"not decisions an agent consumes: {', '.join(map(str, wrong))} "
+            f"(one of {', '.join(FRAMEWORK_DECISIONS)})."
+        )

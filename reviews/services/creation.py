@@ -1,4 +1,5 @@
-"""Opening a review: the proposal checked, the run paused, the packet ready to show."""
+"""Opening a review: the proposal checked, the run paused, the call recorded, the packet
+ready to show."""
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -6,12 +7,12 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from hitl.db import for_update
 from hitl.internals import cache_related, set_prefetched
 from hitl.kernel import Actor
+from policies.engine import HUMAN_REVIEW
 
 from ..exceptions import (
     InvalidReviewInput,
@@ -24,7 +25,7 @@ from ..models import (
     ReviewKind,
     ReviewRequest,
     Risk,
-    RunStatus,
+    RunCall,
 )
 from ._common import (
     create_with_history,
@@ -32,7 +33,8 @@ from ._common import (
     stamp,
     summarise,
 )
-from ._input import clean_evidence, clean_resources, enum_value, validate_choices
+from ._input import clean_call, clean_evidence, clean_resources, enum_value, validate_choices
+from .runs import calls_record, run_lock
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,14 @@ class ReviewDraft:
     expires_at: datetime | None = None
     versions: Mapping[str, str] = field(default_factory=dict)
 
+    def pending_tool_call(self) -> dict[str, Any]:
+        """The call the run waits on while the review is open."""
+        return {
+            "action": self.action_name,
+            "target_system": self.target_system,
+            "args": dict(self.arguments or {}),
+        }
+
 
 # Draft fields a review stores as they are (the others are cleaned first).
 _AS_GIVEN = (
@@ -74,6 +84,42 @@ _AS_GIVEN = (
 )
 
 
+@dataclass(frozen=True)
+class CallDraft:
+    """The agent's own word on one tool call: its id, what it is, what it can consume."""
+
+    tool_call_id: str = ""
+    description: str = ""
+    # The decisions the agent can consume (FRAMEWORK_DECISIONS); empty: any.
+    allowed_decisions: tuple[str, ...] = ()
+    # The reviewer may answer in the tool's place.
+    answerable: bool = False
+
+    def row(
+        self,
+        *,
+        action_name: str,
+        target_system: str,
+        args: Mapping[str, Any],
+        outcome: str,
+        explanation: str = "",
+        review: ReviewRequest | None = None,
+    ) -> RunCall:
+        """The call's row, for `calls_record`."""
+        return RunCall(
+            tool_call_id=self.tool_call_id,
+            description=self.description,
+            allowed_decisions=list(self.allowed_decisions),
+            answerable=self.answerable,
+            action_name=action_name,
+            target_system=target_system,
+            args=dict(args),
+            outcome=outcome,
+            explanation=explanation,
+            review=review,
+        )
+
+
 def review_create(
     *,
     agent: Agent,
@@ -84,46 +130,62 @@ def review_create(
     thread_id: str = "",
     checkpoint: Mapping[str, Any] | None = None,
     proposed_by_user: AbstractBaseUser | None = None,
+    call: CallDraft | None = None,
 ) -> ReviewRequest:
-    """Open a review for an agent's proposal, pausing its run until a person decides."""
+    """Open a review for an agent's proposal, pausing its run until a person decides; the
+    run records the call (`call`: the agent's word on it)."""
     actor = Actor.of_agent(agent)
     tenant = agent.tenant if tenant is None else tenant
     now = timezone.now()
     cleaned = _cleaned(draft, run_id=run_id, queue=queue, tenant=tenant, now=now)
-    pause = {
-        "status": RunStatus.WAITING,
-        "pending_tool_call": {
-            "action": draft.action_name,
-            "target_system": draft.target_system,
-            "args": cleaned["arguments"],
-        },
-    }
-    if checkpoint is not None:
-        pause["checkpoint"] = dict(checkpoint)
+    call = call or CallDraft()
+    errors: dict[str, list[str]] = {}
+    clean_call(call, "call", errors)
+    if errors:
+        raise InvalidReviewInput(summarise(errors), field_errors=errors)
     with transaction.atomic():
-        run = _pause_run(
+        run = run_lock(
             run_id=run_id,
             agent=agent,
             tenant=tenant,
             thread_id=thread_id,
             versions=cleaned["versions"],
             actor=actor,
-            pause=pause,
             reason=f"paused for a review of {draft.action_name}",
+            pending_tool_call=draft.pending_tool_call(),
+            checkpoint=checkpoint,
         )
-        review = ReviewRequest(
-            run=run,
-            queue=queue,
-            tenant=tenant,
-            proposed_by=actor.label,
-            proposed_by_user=proposed_by_user,
-            created_at=now,
-            next_reminder_at=queue.first_reminder_at(cleaned["due_at"]),
-            **{name: getattr(draft, name) for name in _AS_GIVEN},
-            **{name: value for name, value in cleaned.items() if name != "evidence"},
-        )
-        _insert(review, cleaned["evidence"], actor=actor, now=now)
+        review = _insert(run, queue, draft, cleaned, actor=actor, now=now, user=proposed_by_user)
+        calls_record(run=run, calls=[_call_row(call, review)], actor=actor)
     return review
+
+
+def review_open(
+    *,
+    run: AgentRun,
+    queue: Queue,
+    draft: ReviewDraft,
+    call: CallDraft,
+    proposed_by_user: AbstractBaseUser | None = None,
+) -> tuple[ReviewRequest, RunCall]:
+    """Open a review in a run the caller locked and paused (a proposal of several calls),
+    and the call's row for the caller to record with the others."""
+    actor = Actor.of_agent(run.agent)
+    now = timezone.now()
+    cleaned = _cleaned(draft, run_id=run.run_id, queue=queue, tenant=run.tenant, now=now)
+    review = _insert(run, queue, draft, cleaned, actor=actor, now=now, user=proposed_by_user)
+    return review, _call_row(call, review)
+
+
+def _call_row(call: CallDraft, review: ReviewRequest) -> RunCall:
+    return call.row(
+        action_name=review.action_name,
+        target_system=review.target_system,
+        args=review.arguments,
+        outcome=HUMAN_REVIEW,
+        explanation=str((review.policy or {}).get("explanation") or ""),
+        review=review,
+    )
 
 
 def _cleaned(
@@ -167,15 +229,35 @@ def _cleaned(
     }
 
 
-def _insert(review: ReviewRequest, evidence_rows: list[dict], *, actor: Actor, now) -> None:
+def _insert(
+    run: AgentRun,
+    queue: Queue,
+    draft: ReviewDraft,
+    cleaned: dict[str, Any],
+    *,
+    actor: Actor,
+    now: datetime,
+    user: AbstractBaseUser | None,
+) -> ReviewRequest:
     """Validate and save a new review with its evidence, ready to show without a query."""
+    review = ReviewRequest(
+        run=run,
+        queue=queue,
+        tenant=run.tenant,
+        proposed_by=actor.label,
+        proposed_by_user=user,
+        created_at=now,
+        next_reminder_at=queue.first_reminder_at(cleaned["due_at"]),
+        **{name: getattr(draft, name) for name in _AS_GIVEN},
+        **{name: value for name, value in cleaned.items() if name != "evidence"},
+    )
     full_clean_or_refuse(review, exclude=["run", "queue", "review_id", "state"])
     stamp(review, actor, f"created by {actor.label}: {review.action_name}")
     review.save()
     items = create_with_history(
         [
             Evidence(review=review, position=position, supplied_at=now, **row)
-            for position, row in enumerate(evidence_rows)
+            for position, row in enumerate(cleaned["evidence"])
         ],
         actor=actor,
         reason="supplied with the proposal",
@@ -184,55 +266,4 @@ def _insert(review: ReviewRequest, evidence_rows: list[dict], *, actor: Actor, n
     set_prefetched(review, "evidence", items)
     set_prefetched(review, "decisions", [])
     cache_related(review, "execution", None)  # none yet
-
-
-def _pause_run(
-    *,
-    run_id: str,
-    agent: Agent,
-    tenant: str,
-    thread_id: str,
-    versions: Mapping[str, str],
-    actor: Actor,
-    pause: Mapping[str, Any],
-    reason: str,
-) -> AgentRun:
-    """The run, locked, set to `pause`; a run's first proposal creates it so, in one write."""
-    run = for_update(AgentRun.objects.all()).filter(run_id=run_id).first()
-    if run is None:
-        run = AgentRun(
-            run_id=run_id,
-            agent=agent,
-            tenant=tenant,
-            thread_id=thread_id,
-            agent_version=versions.get("agent", ""),
-            model_version=versions.get("model", ""),
-            prompt_version=versions.get("prompt", ""),
-            **pause,
-        )
-        # The agent is the authenticated one: no need to look it up again.
-        full_clean_or_refuse(run, validate_unique=False, exclude=["agent"])
-        try:
-            with transaction.atomic():
-                stamp(run, actor, f"run started, {reason}")
-                run.save()
-            return run
-        except IntegrityError:
-            # The same run's first proposal arrived twice at once; the other one created it.
-            run = for_update(AgentRun.objects.all()).get(run_id=run_id)
-    if run.agent_id != agent.pk or run.tenant != tenant:
-        # A run id is the agent's own; another agent or tenant never writes into it.
-        raise InvalidReviewInput(
-            f"run {run_id} belongs to another agent or tenant.",
-            field_errors={"run_id": ["This run belongs to another agent or tenant."]},
-        )
-    if run.status in (RunStatus.COMPLETED, RunStatus.STOPPED, RunStatus.HANDED_OVER):
-        raise InvalidReviewInput(
-            f"run {run_id} is {run.status}; start a new run.",
-            field_errors={"run_id": [f"This run is {run.status}."]},
-        )
-    for name, value in pause.items():
-        setattr(run, name, value)
-    stamp(run, actor, reason)
-    run.save()
-    return run
+    return review

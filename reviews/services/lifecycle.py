@@ -87,15 +87,21 @@ def review_cancel(*, review_id: str, actor: Actor, reason: str) -> ReviewRequest
         )
     with transaction.atomic(durable=True):
         review = lock_review(review_id)
-        check_agent_owns(review, actor)
-        if review.state in FINAL_STATES:
-            raise AlreadyDecided(f"This review is already {review.get_state_display().lower()}.")
-        move(review, "cancel")
-        review.decided_at = timezone.now()
-        stamp(review, actor, f"cancelled: {reason}")
-        save_transition(review)
+        cancel_locked(review, actor=actor, reason=reason)
         refresh_run_status(review.run, actor, review)
     return review
+
+
+def cancel_locked(review: ReviewRequest, *, actor: Actor, reason: str) -> None:
+    """Cancel a review the caller locked, in the caller's transaction; the caller sets the
+    run's status (a cancel, or the run's end)."""
+    check_agent_owns(review, actor)
+    if review.state in FINAL_STATES:
+        raise AlreadyDecided(f"This review is already {review.get_state_display().lower()}.")
+    move(review, "cancel")
+    review.decided_at = timezone.now()
+    stamp(review, actor, f"cancelled: {reason}")
+    save_transition(review)
 
 
 def review_expire(*, review_id: str, actor: Actor | None = None) -> ReviewRequest:

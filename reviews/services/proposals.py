@@ -1,4 +1,5 @@
-"""An agent's proposal: the policy decides, and a review opens when a person must judge."""
+"""An agent's proposal of one or more tool calls: the policy decides each, a review opens
+for each a person must judge, and the run records them all."""
 
 import hashlib
 import json
@@ -13,13 +14,13 @@ from django.utils import timezone
 
 from hitl.db import for_update
 from hitl.kernel import Actor
-from policies.engine import POLICY_KEYS, PolicyDecision
+from policies.engine import HUMAN_REVIEW, POLICY_KEYS, PolicyDecision
 from policies.exceptions import PolicyInputError
 from policies.selectors import action_type_for, default_queue, evaluate_proposal
 from policies.selectors import render_consequence as catalogue_consequence
 from policies.services import evaluation_record
 
-from ..choices import Choice, default_choices, possible_choices
+from ..choices import Choice, default_choices, narrow, possible_choices
 from ..exceptions import (
     IdempotencyConflict,
     InvalidReviewInput,
@@ -28,93 +29,231 @@ from ..exceptions import (
 )
 from ..models import (
     Agent,
+    AgentRun,
     IdempotencyRecord,
     Queue,
     ReviewRequest,
+    RunCall,
 )
-from .creation import ReviewDraft, review_create
+from ._common import summarise
+from ._input import clean_call
+from .creation import CallDraft, ReviewDraft, review_open
+from .runs import calls_record, run_lock
+
+# The most calls one proposal may carry (a model's turn rarely has more than a few).
+MAX_ACTIONS = 20
 
 
 @dataclass(frozen=True)
-class ProposalResult:
-    """What the platform answered to one proposal."""
+class CallResult:
+    """What the platform answered about one call of a proposal."""
 
     decision: PolicyDecision
     review: ReviewRequest | None
+    call: RunCall
 
     @property
     def outcome(self) -> str:
         return self.decision.outcome
 
 
+@dataclass(frozen=True)
+class ProposalResult:
+    """What the platform answered to one proposal: its run, and each call in order (the
+    first is the whole answer to a proposal of one `action`)."""
+
+    run: AgentRun
+    calls: tuple[CallResult, ...]
+
+    @property
+    def decision(self) -> PolicyDecision:
+        return self.calls[0].decision
+
+    @property
+    def review(self) -> ReviewRequest | None:
+        return self.calls[0].review
+
+    @property
+    def outcome(self) -> str:
+        return self.calls[0].outcome
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """One action of a proposal, decided by the policy, before anything is written."""
+
+    path: str
+    action: Mapping[str, Any]
+    decision: PolicyDecision
+    policy_input: dict[str, Any]
+    call: CallDraft
+    queue: Queue | None = None
+    draft: ReviewDraft | None = None
+
+
 def action_propose(*, agent: Agent, proposal: Mapping[str, Any]) -> ProposalResult:
-    """Decide an agent's proposal by policy; open a review when it needs a person."""
+    """Decide each action of an agent's proposal (one `action`, or a batch of `actions`)
+    by policy on its own, open a review for each that needs a person, and record every
+    call in the run: all of it, or nothing."""
     tenant = proposal.get("tenant") or agent.tenant
     if tenant != agent.tenant:
         # An agent acts for its own tenant only (the default one when it has none).
         raise NotAuthorized(
             f"Agent {agent.name} proposes for tenant '{agent.tenant or 'default'}' only."
         )
-    principal = None
-    if proposal.get("on_behalf_of"):
-        principal = get_user_model().objects.filter(username=proposal["on_behalf_of"]).first()
-        if principal is None:
-            raise InvalidReviewInput(
-                f"No user {proposal['on_behalf_of']!r} to act on behalf of.",
-                field_errors={"on_behalf_of": ["Unknown user."]},
+    principal = _principal(proposal)
+    planned = [_plan(proposal, path, action, tenant) for path, action in _actions(proposal)]
+    actor = Actor.of_agent(agent)
+    reviewed = [item.draft for item in planned if item.draft is not None]
+    with transaction.atomic():
+        for item in planned:
+            evaluation_record(
+                proposal=json.loads(json.dumps(item.policy_input, default=str)),
+                decision=item.decision,
+                actor_label=actor.label,
             )
-    policy_input = {key: proposal[key] for key in POLICY_KEYS if key in proposal}
-    policy_input["tenant"] = tenant
+        run = run_lock(
+            run_id=proposal.get("run_id") or "",
+            agent=agent,
+            tenant=tenant,
+            thread_id=proposal.get("thread_id") or "",
+            versions=dict(proposal.get("versions") or {}),
+            actor=actor,
+            reason=_run_reason(planned),
+            pending_tool_call=reviewed[-1].pending_tool_call() if reviewed else None,
+            checkpoint=proposal.get("checkpoint"),
+        )
+        opened = [_open(run, item, principal) for item in planned]
+        calls = calls_record(
+            run=run,
+            calls=[row for _review, row in opened],
+            actor=actor,
+            paths=[item.path for item in planned],
+        )
+    return ProposalResult(
+        run=run,
+        calls=tuple(
+            CallResult(decision=item.decision, review=review, call=call)
+            for item, (review, _row), call in zip(planned, opened, calls, strict=True)
+        ),
+    )
+
+
+def _principal(proposal: Mapping[str, Any]):
+    """The person the agent acts for, if it names one."""
+    if not proposal.get("on_behalf_of"):
+        return None
+    principal = get_user_model().objects.filter(username=proposal["on_behalf_of"]).first()
+    if principal is None:
+        raise InvalidReviewInput(
+            f"No user {proposal['on_behalf_of']!r} to act on behalf of.",
+            field_errors={"on_behalf_of": ["Unknown user."]},
+        )
+    return principal
+
+
+def _actions(proposal: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """Each action with the name it has in the request (`action`, `actions[1]`)."""
+    single, batch = proposal.get("action"), proposal.get("actions")
+    if (single is None) == (batch is None):
+        raise InvalidReviewInput(
+            "Send one `action` or a list of `actions`: exactly one of them.",
+            field_errors={"actions": ["Exactly one of action and actions."]},
+        )
+    if single is not None:
+        return [("action", single)]
+    if not isinstance(batch, list) or not 1 <= len(batch) <= MAX_ACTIONS:
+        raise InvalidReviewInput(
+            f"actions must be a list of 1 to {MAX_ACTIONS} actions.",
+            field_errors={"actions": [f"1 to {MAX_ACTIONS} actions."]},
+        )
+    return [(f"actions[{index}]", action) for index, action in enumerate(batch)]
+
+
+def _plan(
+    proposal: Mapping[str, Any], path: str, action: Mapping[str, Any], tenant: str
+) -> _Planned:
+    """One action decided by the policy, with its review's draft when a person decides."""
+    shared = {key: proposal[key] for key in POLICY_KEYS if proposal.get(key) is not None}
+    policy_input = {**shared, "action": action, "tenant": tenant}
     try:
         decision = evaluate_proposal(proposal=policy_input)
     except PolicyInputError as exc:
-        raise InvalidReviewInput(exc.one_line(), field_errors=exc.message_dict) from exc
-
-    with transaction.atomic():
-        evaluation_record(
-            proposal=json.loads(json.dumps(policy_input, default=str)),
-            decision=decision,
-            actor_label=f"agent:{agent.name}",
+        # The policy names an action's fields `action.*`; a batch names each one's place.
+        errors = {
+            path + key.removeprefix("action") if key.startswith("action") else key: messages
+            for key, messages in exc.message_dict.items()
+        }
+        raise InvalidReviewInput(summarise(errors), field_errors=errors) from exc
+    call = _call_draft(action, path)
+    if decision.outcome != HUMAN_REVIEW:
+        return _Planned(path, action, decision, policy_input, call)
+    proposal = {**proposal, "action": action}
+    kind, action_type = _review_kind(proposal, decision)
+    draft = _draft(proposal, decision, kind, action_type, call)
+    if not draft.choices:
+        raise InvalidReviewInput(
+            f"{path}: a person must decide this call, and none of its allowed_decisions can "
+            "be offered for its review.",
+            field_errors={f"{path}.allowed_decisions": ["No choice of its review is allowed."]},
         )
-        review = None
-        if decision.outcome == "human_review":
-            review = _open_review(
-                agent=agent,
-                proposal=proposal,
-                tenant=tenant,
-                decision=decision,
-                principal=principal,
-            )
-    return ProposalResult(decision=decision, review=review)
+    return _Planned(
+        path,
+        action,
+        decision,
+        policy_input,
+        call,
+        queue=_routed_queue(proposal, tenant, decision),
+        draft=draft,
+    )
 
 
-def _open_review(
-    *,
-    agent: Agent,
-    proposal: Mapping[str, Any],
-    tenant: str,
-    decision: PolicyDecision,
-    principal=None,
-) -> ReviewRequest:
-    """A review for a proposal the policy sent to people, in the queue it names."""
-    action = proposal["action"]
-    action_type = action_type_for(action["name"])
+def _call_draft(action: Mapping[str, Any], path: str) -> CallDraft:
+    call = CallDraft(
+        tool_call_id=action.get("tool_call_id") or "",
+        description=action.get("description") or "",
+        allowed_decisions=tuple(action.get("allowed_decisions") or ()),
+        answerable=action.get("answerable", False),
+    )
+    errors: dict[str, list[str]] = {}
+    clean_call(call, path, errors)
+    if errors:
+        raise InvalidReviewInput(summarise(errors), field_errors=errors)
+    return call
+
+
+def _review_kind(proposal: Mapping[str, Any], decision: PolicyDecision) -> tuple[str, Any]:
+    """The kind of review the action gets (an edit needs the generated content)."""
+    action_type = action_type_for(proposal["action"]["name"])
     kind = decision.review_kind or (action_type.default_review_kind if action_type else "approval")
     if kind == "edit" and not (proposal.get("content") or "").strip():
         raise InvalidReviewInput(
             "This action is reviewed as an edit of its content; send the generated content.",
             field_errors={"content": ["Required for an edit review."]},
         )
-    return review_create(
-        agent=agent,
-        run_id=proposal["run_id"],
-        thread_id=proposal.get("thread_id") or "",
-        queue=_routed_queue(proposal, tenant, decision),
-        draft=_draft(proposal, decision, kind, action_type),
-        tenant=tenant,
-        checkpoint=proposal.get("checkpoint"),
-        proposed_by_user=principal,
+    return kind, action_type
+
+
+def _open(run: AgentRun, item: _Planned, principal) -> tuple[ReviewRequest | None, RunCall]:
+    """The review an action opens (none unless a person decides) and its call's row."""
+    if item.draft is None:
+        return None, item.call.row(
+            action_name=str(item.action["name"]).strip(),
+            target_system=item.action.get("target_system") or "",
+            args=item.action.get("args") or {},
+            outcome=item.decision.outcome,
+            explanation=item.decision.explanation,
+        )
+    return review_open(
+        run=run, queue=item.queue, draft=item.draft, call=item.call, proposed_by_user=principal
     )
+
+
+def _run_reason(planned: list[_Planned]) -> str:
+    names = ", ".join(dict.fromkeys(item.action["name"] for item in planned))
+    if any(item.draft is not None for item in planned):
+        return f"paused for a review of {names}"
+    return f"proposed {names}"
 
 
 def _routed_queue(proposal: Mapping[str, Any], tenant: str, decision: PolicyDecision) -> Queue:
@@ -132,9 +271,10 @@ def _routed_queue(proposal: Mapping[str, Any], tenant: str, decision: PolicyDeci
 
 
 def _draft(
-    proposal: Mapping[str, Any], decision: PolicyDecision, kind: str, action_type
+    proposal: Mapping[str, Any], decision: PolicyDecision, kind: str, action_type, call: CallDraft
 ) -> ReviewDraft:
-    """The review's packet: the agent's proposal with what the policy decided about it."""
+    """The review's packet: the agent's proposal with what the policy decided about it,
+    offering the choices both the policy and the agent's framework allow."""
     action = proposal["action"]
     args = dict(action.get("args") or {})
     # The catalogue's sentence is trusted; the agent's own is only a fallback.
@@ -148,7 +288,14 @@ def _draft(
     # a review that needs several approvers is not one person's to rewrite.
     editable = bool((schema or {}).get("properties")) and decision.required_approvals == 1
     offered = set(default_choices(kind)) | ({Choice.EDIT.value} if editable else set())
+    choices = narrow(
+        [c for c in possible_choices(kind) if c in offered],
+        kind=kind,
+        allowed_decisions=call.allowed_decisions or None,
+        answerable=call.answerable,
+    )
     sla = decision.sla_minutes
+    cost = proposal.get("estimated_cost_usd")
     return ReviewDraft(
         kind=kind,
         action_name=action["name"],
@@ -167,12 +314,12 @@ def _draft(
             **decision.to_dict(),
             "version": decision.policy_version,
             "input": {
-                "estimated_cost_usd": str(proposal.get("estimated_cost_usd")),
+                "estimated_cost_usd": None if cost is None else str(cost),
                 "audience": proposal.get("audience") or "internal",
                 "facts": dict(proposal.get("facts") or {}),
             },
         },
-        choices=[c for c in possible_choices(kind) if c in offered],
+        choices=choices,
         required_approvals=decision.required_approvals,
         due_at=timezone.now() + timedelta(minutes=sla) if sla else None,
         versions={**dict(proposal.get("versions") or {}), "policy": decision.policy_version or ""},

@@ -29,10 +29,11 @@ from ..models import (
     ReminderKind,
     ReviewRequest,
     ReviewState,
+    RunCall,
     RunStatus,
 )
 from ._common import OPEN_FOR_RUN, run_status_after
-from .webhooks import webhook_queue
+from .webhooks import run_webhook_queue, webhook_queue
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +124,7 @@ def expire_reviews(
         )
         reason = STRATEGY_BY_VALUE[action].reason(successor)
         _copy_to_history(reviews, now=now, actor=actor, reason=reason)
+    _calls_follow(successors, now, actor)
     _refresh_runs(set(runs), now, actor)
     for review in batch:
         if review.run.agent.callback_url:
@@ -158,6 +160,23 @@ def _copy_to_history(
         cursor.execute(f"INSERT INTO {quote(history._meta.db_table)} ({target}) {select}", params)
 
 
+def _calls_follow(successors: dict[int, ReviewRequest], now: datetime, actor: Actor) -> None:
+    """A rerouted review's call is decided by its successor from now on."""
+    if not successors:
+        return
+    calls = list(RunCall.objects.filter(review_id__in=list(successors)))
+    for call in calls:
+        call.review = successors[call.review_id]
+        set_change_reason(call, f"its review was rerouted to {call.review.review_id}")
+    RunCall.objects.bulk_update(calls, ["review"])
+    RunCall.history.bulk_history_create(
+        calls,
+        update=True,
+        default_date=now,
+        custom_historical_attrs={"history_actor": actor.label},
+    )
+
+
 def _refresh_runs(run_ids: set[int], now: datetime, actor: Actor) -> None:
     """The runs' statuses after a batch expired, in a fixed number of queries."""
     # EXISTS stops at a run's first open review; a DISTINCT over the batch's runs would read
@@ -166,6 +185,7 @@ def _refresh_runs(run_ids: set[int], now: datetime, actor: Actor) -> None:
     changed = []
     for run in (
         for_update(AgentRun.objects.all(), of=("self",))
+        .select_related("agent")
         .filter(pk__in=run_ids)
         .exclude(status__in=(RunStatus.COMPLETED, RunStatus.STOPPED))
         .annotate(waiting=Exists(still_open))
@@ -188,6 +208,9 @@ def _refresh_runs(run_ids: set[int], now: datetime, actor: Actor) -> None:
         default_date=now,
         custom_historical_attrs={"history_actor": actor.label},
     )
+    for run in changed:
+        if run.status == RunStatus.RESUMABLE:
+            run_webhook_queue(run=run, event="run.resumable")
 
 
 # --- reminders --------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from django.utils import timezone
 from hitl.db import for_update
 
 from .. import selectors
-from ..models import DeliveryStatus, ReviewRequest, WebhookDelivery
+from ..models import Agent, AgentRun, DeliveryStatus, ReviewRequest, WebhookDelivery
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,28 @@ def webhook_queue(*, review: ReviewRequest, event: str, data: dict[str, Any] | N
         return
     if data is None:
         data = {"state": review.state, "resume": selectors.resume_instruction(review)}
+    payload = {"event": event, "review_id": review.review_id, "run_id": review.run.run_id}
+    _record(agent=agent, review=review, event=event, payload={**payload, "data": data})
+
+
+def run_webhook_queue(*, run: AgentRun, event: str) -> None:
+    """Record a run's event (`run.resumable`) for its agent, carrying the run as GET
+    /runs/<id>/ shows it without the review packets, and send it after commit."""
+    agent = run.agent
+    if not agent.callback_url:
+        return
+    body = selectors.run_body(run, reviews=selectors.packet_queryset().filter(run=run))
+    _record(
+        agent=agent,
+        review=None,
+        event=event,
+        payload={"event": event, "run_id": run.run_id, "run": body},
+    )
+
+
+def _record(
+    *, agent: Agent, review: ReviewRequest | None, event: str, payload: dict[str, Any]
+) -> None:
     delivery = WebhookDelivery.objects.create(
         agent=agent,
         review=review,
@@ -52,17 +74,7 @@ def webhook_queue(*, review: ReviewRequest, event: str, data: dict[str, Any] | N
         url=agent.callback_url,
         # Stored as the JSON it is sent as: an execution's times become ISO strings here,
         # not a TypeError in the caller's transaction.
-        payload=json.loads(
-            json.dumps(
-                {
-                    "event": event,
-                    "review_id": review.review_id,
-                    "run_id": review.run.run_id,
-                    "data": data,
-                },
-                cls=DjangoJSONEncoder,
-            )
-        ),
+        payload=json.loads(json.dumps(payload, cls=DjangoJSONEncoder)),
     )
     transaction.on_commit(lambda: _enqueue(delivery.pk))
 

@@ -372,6 +372,37 @@ def test_a_refused_decision_keeps_what_was_typed(client, desk):
 
 
 @pytest.mark.django_db
+def test_an_answerable_call_has_a_response_box_of_its_own(client, desk):
+    from reviews.choices import default_choices, narrow
+
+    client.force_login(desk["reviewer"])
+    assert 'id="hitl-response"' not in client.get(screen_url(desk_review("refund-17"))).text
+    review = make_review(
+        queue=Queue.objects.get(slug="operations", tenant=""),
+        choices=narrow(default_choices("approval"), kind="approval", answerable=True),
+    )
+    page = client.get(screen_url(review)).text
+    assert 'id="hitl-response"' in page and 'form="respond-form"' in page
+    assert "Send as the tool's result" in page
+    # The shared reason box's hint is for the buttons; the response box says its own.
+    assert "(required to reject, ask for evidence or escalate; optional otherwise)" in page
+    # A refused response comes back in its own box, not in the reason box.
+    typed = "Shipped on Monday\x00"
+    refused = client.post(screen_url(review, "decide"), {"choice": "respond", "reason": typed})
+    assert "Cannot store this decision" in refused.text
+    box = re.search(r'<textarea id="hitl-response"[^>]*>([^<]*)</textarea>', refused.text)
+    assert box and "Shipped on Monday" in box.group(1)
+    reason_box = re.search(r'<textarea id="hitl-reason"[^>]*>([^<]*)</textarea>', refused.text)
+    assert reason_box and reason_box.group(1) == ""
+    answered = client.post(
+        screen_url(review, "decide"), {"choice": "respond", "reason": "Shipped on Monday."}
+    )
+    assert answered.status_code == 302
+    review.refresh_from_db()
+    assert (review.state, review.final_content) == (ReviewState.EDITED, "Shipped on Monday.")
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [

@@ -8,7 +8,10 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 
-from reviews.models import Decision, ReviewRequest, ReviewState
+from reviews.choices import default_choices, narrow
+from reviews.models import Decision, Queue, ReviewRequest, ReviewState
+from reviews.selectors import resume_instruction
+from reviews.tests.factories import make_review
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(settings.BASE_DIR) / "artifacts" / "screenshots"
@@ -112,6 +115,29 @@ def test_a_reviewer_works_three_kinds_and_cannot_open_another_queue(browser_page
     assert page.locator("button[value=take_over]").count() == 1
     assert page.locator("button[value=guide]").count() == 1
     page.screenshot(path=str(ARTIFACTS / "escalation.png"), full_page=True)
+
+    # A call the agent marked answerable: the reviewer answers in the tool's place, in a
+    # box of its own; an empty answer is refused.
+    asked = make_review(
+        queue=Queue.objects.get(slug="operations", tenant=""),
+        run_id="browser-answerable-5",
+        summary="Refund order 5 if it never shipped.",
+        choices=narrow(default_choices("approval"), kind="approval", answerable=True),
+    )
+    page.goto(f"{base}/admin/reviews/approvalreview/{asked.pk}/change/")
+    assert "the tool's result" in page.inner_text("#respond")
+    page.click("button[value=respond]")
+    page.wait_for_selector(".messagelist .error")
+    assert "reason is required to respond" in page.inner_text(".messagelist")
+    answer = "Order 5 shipped on Monday; no refund is due."
+    page.fill("#hitl-response", answer)
+    page.screenshot(path=str(ARTIFACTS / "respond.png"), full_page=True)
+    page.click("button[value=respond]")
+    page.wait_for_selector(".hitl-state-edited")
+    assert "Recorded: respond" in page.inner_text(".messagelist")
+    asked.refresh_from_db()
+    assert (asked.state, asked.final_content) == (ReviewState.EDITED, answer)
+    assert resume_instruction(asked) == {"action": "respond", "message": answer}
 
     # Another queue's review is refused, by URL too.
     other = review("demo-perm-77")

@@ -7,7 +7,17 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ValidationError
 
-from reviews.choices import _ORDER, SPECS, Choice, default_choices, possible_choices, reason_hint
+from reviews.choices import (
+    _ORDER,
+    FRAMEWORK_DECISIONS,
+    SPECS,
+    Choice,
+    default_choices,
+    narrow,
+    possible_choices,
+    reason_hint,
+)
+from reviews.exceptions import ChoiceNotOffered, ReasonRequired
 from reviews.expiry import STRATEGIES, ExpiryBehaviour
 from reviews.models import Decision, Queue, ReviewKind, ReviewRequest, ReviewState
 from reviews.selectors import available_choices, choice_consequences, resume_instruction
@@ -86,3 +96,125 @@ def test_the_reason_hint_names_only_the_choices_on_the_screen():
     assert reason_hint(["approve", "reject"]) == "(required to reject; optional otherwise)"
     assert reason_hint(["approve"]) == "(optional)"
     assert "guide" not in reason_hint(default_choices("approval"))
+
+
+def test_every_framework_decision_is_one_closing_choice():
+    closing = {spec.framework_decision: spec.value for spec in SPECS if spec.framework_decision}
+    assert set(closing) == set(FRAMEWORK_DECISIONS)
+    # 1:1 where the names agree; guide closes as a response too.
+    assert all(closing[d] == d or d == "respond" for d in FRAMEWORK_DECISIONS)
+    assert {s.value for s in SPECS if s.framework_decision == "respond"} == {"guide", "respond"}
+
+
+APPROVAL_WITH_EDIT = ["approve", "edit", "reject", "request_more_evidence", "escalate"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "choices", "allowed", "answerable", "expected"),
+    [
+        pytest.param("approval", APPROVAL_WITH_EDIT, None, False, APPROVAL_WITH_EDIT, id="as-is"),
+        pytest.param(
+            "approval",
+            APPROVAL_WITH_EDIT,
+            None,
+            True,
+            ["approve", "edit", "respond", "reject", "request_more_evidence", "escalate"],
+            id="answerable-adds-respond-in-order",
+        ),
+        pytest.param(
+            "edit",
+            ["approve", "edit", "reject", "escalate"],
+            None,
+            True,
+            ["approve", "edit", "respond", "reject", "escalate"],
+            id="edit-reviews-too",
+        ),
+        pytest.param(
+            "approval",
+            ["approve", "respond", "reject"],
+            None,
+            False,
+            ["approve", "reject"],
+            id="respond-only-when-answerable",
+        ),
+        pytest.param(
+            "escalation",
+            ["take_over", "guide", "reject"],
+            None,
+            True,
+            ["take_over", "guide", "reject"],
+            id="no-respond-on-escalations",
+        ),
+        pytest.param(
+            "approval",
+            APPROVAL_WITH_EDIT,
+            ["approve", "reject"],
+            True,
+            ["approve", "reject", "escalate"],
+            id="allowed-decisions-drop-what-the-agent-cannot-consume",
+        ),
+        pytest.param(
+            "approval",
+            APPROVAL_WITH_EDIT,
+            list(FRAMEWORK_DECISIONS),
+            True,
+            ["approve", "edit", "respond", "reject", "escalate"],
+            id="no-evidence-requests-for-a-framework",
+        ),
+        pytest.param(
+            "escalation",
+            ["take_over", "guide", "reject"],
+            ["approve", "edit", "reject"],
+            False,
+            ["take_over", "reject"],
+            id="guide-needs-respond",
+        ),
+        pytest.param(
+            "escalation",
+            ["take_over", "guide", "reject"],
+            ["reject", "respond"],
+            False,
+            ["take_over", "guide", "reject"],
+            id="guide-with-respond",
+        ),
+        pytest.param(
+            "approval",
+            APPROVAL_WITH_EDIT,
+            ["respond"],
+            False,
+            [],
+            id="nothing-left-to-close-the-review",
+        ),
+    ],
+)
+def test_narrow(kind, choices, allowed, answerable, expected):
+    got = narrow(choices, kind=kind, allowed_decisions=allowed, answerable=answerable)
+    assert got == expected
+    assert set(got) <= set(possible_choices(kind))
+
+
+@pytest.mark.django_db
+def test_respond_closes_the_review_with_the_tool_result_and_runs_nothing(queue, reviewer):
+    choices = narrow(default_choices("approval"), kind="approval", answerable=True)
+    review = make_review(queue=queue, choices=choices)
+    with pytest.raises(ReasonRequired, match="reason is required to respond"):
+        review_decide(review_id=review.review_id, reviewer=reviewer, choice="respond")
+    answer = "Order 17 was already refunded on Monday."
+    decision = review_decide(
+        review_id=review.review_id, reviewer=reviewer, choice="respond", reason=answer
+    )
+    review.refresh_from_db()
+    assert (decision.choice, review.state) == ("respond", ReviewState.EDITED)
+    assert (review.final_content, review.final_arguments) == (answer, None)
+    assert resume_instruction(review) == {"action": "respond", "message": answer}
+    assert not hasattr(review, "execution") or review.execution is None
+
+
+@pytest.mark.django_db
+def test_respond_is_not_offered_unless_the_call_is_answerable(queue, reviewer):
+    review = make_review(queue=queue)
+    assert "respond" not in available_choices(review=review, user=reviewer)
+    with pytest.raises(ChoiceNotOffered):
+        review_decide(
+            review_id=review.review_id, reviewer=reviewer, choice="respond", reason="an answer"
+        )

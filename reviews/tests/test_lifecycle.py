@@ -39,7 +39,8 @@ def test_more_evidence_round_trip(review, reviewer):
     review_request_more_evidence(
         review_id=review.review_id, reviewer=reviewer, reason="Photo of the damage?"
     )
-    assert AgentRun.objects.get(pk=review.run_id).status == RunStatus.RESUMABLE
+    # A question is not a decision: the agent has nothing to resume with yet.
+    assert AgentRun.objects.get(pk=review.run_id).status == RunStatus.WAITING
     review_supply_evidence(
         review_id=review.review_id,
         actor=agent_actor(),
@@ -50,6 +51,26 @@ def test_more_evidence_round_trip(review, reviewer):
     assert review.state == ReviewState.PENDING
     assert [e.evidence_id for e in review.evidence.all()] == ["order-17", "photo-1"]
     assert AgentRun.objects.get(pk=review.run_id).status == RunStatus.WAITING
+
+
+@pytest.mark.django_db
+def test_a_review_awaiting_evidence_keeps_its_run_waiting(queue, reviewer):
+    from reviews.models import ReviewRequest
+    from reviews.services.sweeps import expire_due
+
+    asked, approved, late = (make_review(queue=queue, run_id="run-two") for _ in range(3))
+    review_request_more_evidence(review_id=asked.review_id, reviewer=reviewer, reason="Photo?")
+    review_approve(review_id=approved.review_id, reviewer=reviewer)
+    assert AgentRun.objects.get(run_id="run-two").status == RunStatus.WAITING
+    # The sweep's refresh follows the same rule: the last pending sibling expiring does
+    # not make the run resumable while the question is open.
+    now = timezone.now()
+    ReviewRequest.objects.filter(pk=late.pk).update(expires_at=now - timedelta(minutes=1))
+    assert expire_due(now=now).processed == 1
+    assert (state_of(late), state_of(asked)) == (ReviewState.EXPIRED, "awaiting_evidence")
+    assert AgentRun.objects.get(run_id="run-two").status == RunStatus.WAITING
+    review_cancel(review_id=asked.review_id, actor=agent_actor(), reason="not needed")
+    assert AgentRun.objects.get(run_id="run-two").status == RunStatus.RESUMABLE
 
 
 @pytest.mark.django_db
@@ -93,3 +114,18 @@ def test_taken_over_reviews_do_not_expire_and_the_run_takes_no_proposals(queue, 
         make_review(queue=queue, run_id="run-taken")
     review_guide(review_id=review.review_id, reviewer=reviewer, reason="Go on with a voucher")
     assert AgentRun.objects.get(run_id="run-taken").status == RunStatus.RESUMABLE
+
+
+@pytest.mark.django_db
+def test_the_policy_reads_a_review_as_the_agent_gave_it(queue):
+    from policies.engine import parse_proposal
+    from reviews.services._common import policy_input
+
+    unsure = make_review(queue=queue, confidence=None)
+    proposal = parse_proposal(policy_input(unsure, unsure.arguments, None))
+    # What the agent did not say stays unknown on an edit's or an execution's re-check.
+    assert (proposal.confidence, proposal.estimated_cost_usd) == (None, None)
+    given = make_review(queue=queue, policy={"input": {"estimated_cost_usd": "0.02"}})
+    proposal = parse_proposal(policy_input(given, given.arguments, {"tier": "gold"}))
+    assert (proposal.confidence, str(proposal.estimated_cost_usd)) == (0.96, "0.02")
+    assert proposal.facts == {"tier": "gold"}

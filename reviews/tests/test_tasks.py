@@ -70,6 +70,8 @@ def test_webhooks_are_delivered_and_retried(clock):
     with Receiver(status=503) as receiver:
         agent_create(actor=Actor.system("t"), name="hooked", callback_url=receiver.url)
         review = make_review(queue=QueueFactory(), agent="hooked", reviewers=[reviewer])
+        # A sibling keeps the run waiting: the decision is the one event (no run.resumable).
+        make_review(queue=review.queue, agent="hooked", run_id=review.run.run_id)
         review_approve(review_id=review.review_id, reviewer=reviewer)
         delivery = WebhookDelivery.objects.get(event="review.decided")
         assert tasks.deliver_webhook(delivery.pk) == DeliveryStatus.PENDING  # 503: retry later

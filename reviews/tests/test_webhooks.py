@@ -59,6 +59,8 @@ def receiver():
 def decided_review(receiver, queue, reviewer, django_capture_on_commit_callbacks):
     agent, _ = agent_create(actor=Actor.system("t"), name="hooked", callback_url=receiver.url)
     review = make_review(queue=queue, agent="hooked")
+    # A sibling keeps the run waiting: the decision is the one event (no run.resumable).
+    make_review(queue=queue, agent="hooked", run_id=review.run.run_id)
     with django_capture_on_commit_callbacks(execute=False):
         review_approve(review_id=review.review_id, reviewer=reviewer)
     return agent, review
@@ -140,7 +142,7 @@ def test_an_unreachable_receiver_is_logged_not_raised(
     review = make_review(queue=queue, agent="gone")
     with django_capture_on_commit_callbacks(execute=False):
         review_approve(review_id=review.review_id, reviewer=reviewer)
-    delivery = WebhookDelivery.objects.get()
+    delivery = WebhookDelivery.objects.get(event="review.decided")
     webhook_deliver(delivery_id=delivery.pk)
     delivery.refresh_from_db()
     assert delivery.status == "pending"
