@@ -6,8 +6,8 @@ over HTTP, as a TLS-terminating proxy would forward it (`X-Forwarded-Proto: http
 server runs with DEBUG off). `manage.py shell` is used only to set up what has no HTTP
 entry point (a queue's timings, the worker's schedule) and to read what the worker left in
 the database (evaluation cases, reminders, django-q2 tasks). Standard library only: the
-harness is smoke_http.py, the checks smoke_api.py (over the API) and smoke_worker.py (what
-the worker did).
+harness is smoke_http.py, the checks smoke_api.py (over the API), smoke_worker.py (what
+the worker did) and smoke_frameworks.py (the LangChain and OpenAI Agents SDK examples).
 
 Exits 1 with `FAIL: ...` on the first check that does not hold.
 """
@@ -25,7 +25,8 @@ from smoke_api import (
     propose_all,
     register_agent,
 )
-from smoke_http import CheckFailed, Webhooks, passed
+from smoke_frameworks import check_frameworks
+from smoke_http import WAIT, CheckFailed, Webhooks, passed
 from smoke_worker import (
     check_capture,
     check_executor,
@@ -55,6 +56,7 @@ def run() -> None:
     check_reminders(reviews["remind"], deadline)
     check_sweeps()
     check_webhooks(hooks, secret, reviews, deadline)
+    check_frameworks(reviewer, time.monotonic() + WAIT)
     check_no_failures()
 
 

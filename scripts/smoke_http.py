@@ -217,3 +217,42 @@ def until(deadline: float, what: str, probe, interval: float = 2.0):
         if time.monotonic() > deadline:
             raise CheckFailed(f"{what}: not within {WAIT:.0f} s")
         time.sleep(interval)
+
+
+class TlsProxy:
+    """The pretend TLS proxy in front of gunicorn, for programs that speak plain HTTP (the
+    example agents): it forwards each request with `X-Forwarded-Proto: https`, as the
+    deployment's proxy does."""
+
+    def __init__(self):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                headers["X-Forwarded-Proto"] = "https"
+                conn = http.client.HTTPConnection(HOST, PORT, timeout=60)
+                try:
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    response = conn.getresponse()
+                    raw = response.read()
+                finally:
+                    conn.close()
+                self.send_response(response.status)
+                for key, value in response.getheaders():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _forward
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((HOST, 0), Handler)
+        self.url = f"http://{HOST}:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
