@@ -75,6 +75,11 @@ class ChoiceSpec:
     def label_for(self, kind: str) -> str:
         return self.label_by_kind.get(kind, self.label)
 
+    @property
+    def approves(self) -> bool:
+        """Counts toward a review's required approvals: lets the action run as proposed."""
+        return self.executes and self.correction != "edit"
+
 
 # --- what each choice does ----------------------------------------------------------------
 
@@ -310,11 +315,6 @@ def possible_choices(kind: str) -> list[str]:
         for value in _ORDER
         if kind in SPEC_BY_VALUE[value].kinds or kind in SPEC_BY_VALUE[value].optional_for
     ]
-
-
-def executing_choices() -> frozenset[str]:
-    """The choices after which the action (as approved or edited) may run."""
-    return frozenset(spec.value for spec in SPECS if spec.executes)
 
 
 def reason_hint(offered: Iterable[str] | None = None) -> str:

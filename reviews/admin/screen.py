@@ -179,7 +179,7 @@ def _own_block(
     """The one offered choice with a block of its own on the screen, if offered."""
     return next(
         (
-            {"value": spec.value, "explanation": spec.consequence(review)}
+            {"value": spec.value, "explanation": spec.consequence(review), "look": spec.look}
             for spec in choices
             if wanted(spec)
         ),

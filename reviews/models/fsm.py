@@ -3,7 +3,7 @@
 from contextvars import ContextVar
 
 from django.db import models
-from django_fsm import ConcurrentTransitionMixin
+from django_fsm import ConcurrentTransition, ConcurrentTransitionMixin
 
 from hitl.internals import IdsIn, fsm_state_fields, instance_from_db_row, remember_fsm_state
 
@@ -47,13 +47,19 @@ class ReviewQuerySet(models.QuerySet):
             raise TypeError("ReviewRequest.state changes only through reviews.services.")
         return super().bulk_update(objs, fields, *args, **kwargs)
 
-    def update_transitioned(self, objs, **values):
-        """One UPDATE for rows the FSM just moved to the same new values (bulk expiry)."""
+    def update_transitioned(self, objs, *, sources, **values):
+        """One UPDATE for rows the FSM just moved from one of `sources` to the same new
+        values (bulk expiry). Raises ConcurrentTransition, writing nothing the caller's
+        transaction keeps, if any row left `sources` meanwhile (no row lock on SQLite)."""
         objs = list(objs)
         if not all(getattr(o, "_moved_by_fsm", False) for o in objs):
             raise TypeError("ReviewRequest.state changes only through reviews.services.")
         token = _writing_transitioned_rows.set(True)
         try:
-            return self.filter(pk__ids_in=[o.pk for o in objs]).update(**values)
+            rows = self.filter(pk__ids_in=[o.pk for o in objs], state__in=sources)
+            updated = rows.update(**values)
         finally:
             _writing_transitioned_rows.reset(token)
+        if updated != len(objs):
+            raise ConcurrentTransition("A review changed state while it was being expired.")
+        return updated

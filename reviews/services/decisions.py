@@ -200,7 +200,7 @@ def _final_version(
 def _partial_approval(review: ReviewRequest, reviewer: AbstractBaseUser, spec: ChoiceSpec) -> str:
     """The change reason of an approval that does not yet reach the approvals the review
     needs ("" when this decision closes the round)."""
-    if not (spec.executes and spec.correction != "edit") or review.required_approvals <= 1:
+    if not spec.approves or review.required_approvals <= 1:
         return ""
     approvers = _approvers_this_round(review)
     if reviewer.pk in approvers:
@@ -331,7 +331,7 @@ def _approvers_this_round(review: ReviewRequest) -> set[int]:
     for choice, reviewer_id in review.decisions.order_by("decided_at", "id").values_list(
         "choice", "reviewer_id"
     ):
-        if choice == Choice.APPROVE:
+        if spec_for(choice).approves:
             approvers.add(reviewer_id)
         else:
             approvers.clear()

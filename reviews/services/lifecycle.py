@@ -5,6 +5,7 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from django_fsm import ConcurrentTransition
 
 from hitl.kernel import Actor
 
@@ -115,6 +116,9 @@ def review_expire(*, review_id: str, actor: Actor | None = None) -> ReviewReques
             raise AlreadyDecided(f"This review is already {review.get_state_display().lower()}.")
         if not review.is_past_expiry():
             raise TransitionNotAllowed("This review has not reached its expiry time.")
-        expire_reviews([review], now=timezone.now(), actor=actor, behaviour=CANCEL)
+        try:
+            expire_reviews([review], now=timezone.now(), actor=actor, behaviour=CANCEL)
+        except ConcurrentTransition as exc:
+            raise AlreadyDecided("Someone else changed this review first.") from exc
     review.refresh_from_db()
     return review

@@ -13,7 +13,7 @@ from datetime import datetime
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, OuterRef, Value
+from django.db.models import Exists, IntegerField, OuterRef, Value
 from django.utils import timezone
 
 from hitl.db import for_update
@@ -116,6 +116,7 @@ def expire_reviews(
             summary.count(action, len(reviews))
         ReviewRequest.objects.update_transitioned(
             reviews,
+            sources=OPEN_STATES,
             state=ReviewState.EXPIRED,
             decided_at=now,
             updated_at=now,
@@ -141,7 +142,14 @@ def _copy_to_history(
     rows = (
         ReviewRequest.objects.filter(pk__ids_in=[r.pk for r in reviews])
         .order_by()
-        .values_list(*columns, Value(actor.label), Value(now), Value(reason), Value("~"))
+        .values_list(
+            *columns,
+            Value(actor.user.pk if actor.user else None, output_field=IntegerField()),
+            Value(actor.label),
+            Value(now),
+            Value(reason),
+            Value("~"),
+        )
     )
     select, params = queryset_sql(rows)
     quote = connection.ops.quote_name
@@ -149,6 +157,7 @@ def _copy_to_history(
         quote(c)
         for c in [
             *columns,
+            "history_user_id",
             "history_actor",
             "history_date",
             "history_change_reason",
@@ -173,6 +182,7 @@ def _calls_follow(successors: dict[int, ReviewRequest], now: datetime, actor: Ac
         calls,
         update=True,
         default_date=now,
+        default_user=actor.user,
         custom_historical_attrs={"history_actor": actor.label},
     )
 
@@ -206,6 +216,7 @@ def _refresh_runs(run_ids: set[int], now: datetime, actor: Actor) -> None:
         changed,
         update=True,
         default_date=now,
+        default_user=actor.user,
         custom_historical_attrs={"history_actor": actor.label},
     )
     for run in changed:

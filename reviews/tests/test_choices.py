@@ -218,3 +218,14 @@ def test_respond_is_not_offered_unless_the_call_is_answerable(queue, reviewer):
         review_decide(
             review_id=review.review_id, reviewer=reviewer, choice="respond", reason="an answer"
         )
+
+
+def test_every_choice_that_closes_a_review_without_running_it_says_what_now():
+    from reviews.models import FINAL_STATES
+
+    field = ReviewRequest._meta.get_field("state")
+    target = {t.name: t.target for t in field.get_all_transitions(ReviewRequest)}
+    for spec in SPECS:
+        if target[spec.transition] in FINAL_STATES and not spec.executes:
+            # Without its own resume the agent would be sent down the execute path.
+            assert spec.resume is not None, spec.value

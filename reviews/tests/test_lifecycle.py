@@ -129,3 +129,20 @@ def test_the_policy_reads_a_review_as_the_agent_gave_it(queue):
     proposal = parse_proposal(policy_input(given, given.arguments, {"tier": "gold"}))
     assert (proposal.confidence, str(proposal.estimated_cost_usd)) == (0.96, "0.02")
     assert proposal.facts == {"tier": "gold"}
+
+
+@pytest.mark.django_db
+def test_a_single_expiry_names_the_person_who_expired_it(queue, reviewer):
+    from reviews.services import review_expire
+
+    review = make_review(queue=queue)
+    run = AgentRun.objects.get(pk=review.run_id)
+    with time_machine.travel(review.expires_at + timedelta(minutes=1), tick=False):
+        review_expire(review_id=review.review_id, actor=Actor.of_user(reviewer))
+    latest = review.history.latest("history_date")
+    assert (latest.state, latest.history_user, latest.history_actor) == (
+        ReviewState.EXPIRED,
+        reviewer,
+        "user:rita",
+    )
+    assert run.history.latest("history_date").history_user == reviewer
