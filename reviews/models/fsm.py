@@ -1,6 +1,8 @@
 """The state machine's plumbing: django-fsm's concurrency guard, bulk-safe querysets."""
 
+import operator
 from contextvars import ContextVar
+from functools import reduce
 
 from django.db import models
 from django_fsm import ConcurrentTransition, ConcurrentTransitionMixin
@@ -56,7 +58,9 @@ class ReviewQuerySet(models.QuerySet):
             raise TypeError("ReviewRequest.state changes only through reviews.services.")
         token = _writing_transitioned_rows.set(True)
         try:
-            rows = self.filter(pk__ids_in=[o.pk for o in objs], state__in=sources)
+            # States ORed rather than IN (...): the sweep's UPDATE keeps one array parameter.
+            left = reduce(operator.or_, (models.Q(state=source) for source in sources))
+            rows = self.filter(left, pk__ids_in=[o.pk for o in objs])
             updated = rows.update(**values)
         finally:
             _writing_transitioned_rows.reset(token)
