@@ -12,13 +12,24 @@ from hitl.admin import (
     NoRevertHistoryAdmin,
     ReadOnlyHistoryAdmin,
     ServiceSaveMixin,
+    ValidatedModelAdmin,
     each_row,
     own_views,
 )
 from policies.models import Tenant
+from reviews.models import ReviewRequest
 
 from . import selectors
-from .models import CaseStatus, Dataset, DatasetVersion, EvalCase, TenantEvaluationSetting
+from .models import (
+    CaseStatus,
+    Dataset,
+    DatasetVersion,
+    EvalCase,
+    RegressionResult,
+    RegressionRun,
+    TenantEvaluationSetting,
+)
+from .regressions import compare_runs
 from .services import (
     EvaluationError,
     case_accept,
@@ -160,13 +171,15 @@ class EvalCaseAdmin(ReadOnlyHistoryAdmin):
         tenant = request.GET.get("tenant", "")
         if tenant not in {slug for slug, _ in tenants}:
             tenant = ""
-        cases = EvalCase.objects.filter(tenant=tenant)
         context = {
             **self.admin_site.each_context(request),
             "title": "Where reviewers disagree with the agent",
             "opts": self.opts,
-            "tables": selectors.disagreement(cases),
-            "candidates": cases.filter(status=CaseStatus.CANDIDATE).count(),
+            # Over every decided review: the captured cases sample the approvals.
+            "tables": selectors.disagreement(ReviewRequest.objects.filter(tenant=tenant)),
+            "candidates": EvalCase.objects.filter(
+                tenant=tenant, status=CaseStatus.CANDIDATE
+            ).count(),
             "tenants": tenants,
             "tenant": tenant,
         }
@@ -251,3 +264,64 @@ class TenantEvaluationSettingAdmin(EvaluationServiceMixin, NoRevertHistoryAdmin)
 
     def save_model(self, request, obj, form, change):
         tenant_evaluation_setting_save(actor=request.user, setting=obj)
+
+
+COMPARED = {
+    "fixed": "Fixed",
+    "broken": "Broken",
+    "still_failing": "Still failing",
+    "new": "Not in the earlier run",
+}
+
+
+class RegressionResultInline(admin.TabularInline):
+    model = RegressionResult
+    fields = ("case_id", "label", "action", "passed", "reason")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(RegressionRun)
+class RegressionRunAdmin(ValidatedModelAdmin):
+    """Regression runs, read-only (run_regression makes them); two compare side by side."""
+
+    list_display = ("__str__", "agent_version", "started_at", "passed", "failed")
+    list_filter = ("version__dataset",)
+    list_select_related = ("version__dataset",)
+    readonly_fields = (
+        "version", "agent", "agent_version", "started_at", "finished_at", "passed", "failed"
+    )  # fmt: skip
+    inlines = [RegressionResultInline]
+    actions = ["compare"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Compare two runs of the same dataset", permissions=["view"])
+    def compare(self, request, queryset):
+        runs = list(queryset.select_related("version").order_by("started_at", "id"))
+        try:
+            if len(runs) != 2:
+                raise ValueError("Select exactly two runs to compare.")
+            changes = compare_runs(*runs)
+        except ValueError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Compare regression runs",
+            "before": runs[0],
+            "after": runs[1],
+            "changes": [(COMPARED[name], rows) for name, rows in changes.items()],
+        }
+        return TemplateResponse(request, "admin/evaluation/regression_compare.html", context)

@@ -13,7 +13,7 @@ from reviews.api.permissions import IsStaffPerson
 from reviews.api.views import ERRORS
 
 from .models import DatasetVersion
-from .selectors import FORMATS, export_lines, version_for
+from .selectors import EXPORT_FORMATS, export_lines, version_for
 
 app_name = "evaluation_api"
 
@@ -21,7 +21,14 @@ app_name = "evaluation_api"
 class ExportQuery(serializers.Serializer):
     version = serializers.IntegerField(required=False, min_value=1)
     # Not "format": DRF reserves that query parameter for choosing a renderer.
-    records = serializers.ChoiceField(choices=FORMATS, default="generic")
+    records = serializers.ChoiceField(
+        choices=list(EXPORT_FORMATS),
+        default="generic",
+        error_messages={
+            "invalid_choice": f'"{{input}}" is not an export format: use one of '
+            f"{', '.join(EXPORT_FORMATS)}."
+        },
+    )
 
 
 class DatasetExportView(APIView):
@@ -31,7 +38,14 @@ class DatasetExportView(APIView):
         operation_id="export_dataset",
         parameters=[
             OpenApiParameter("version", int, description="Version number; latest by default."),
-            OpenApiParameter("records", str, enum=list(FORMATS)),
+            OpenApiParameter(
+                "records",
+                str,
+                enum=list(EXPORT_FORMATS),
+                description="; ".join(
+                    f"{f.name}: {f.description}" for f in EXPORT_FORMATS.values()
+                ),
+            ),
         ],
         responses={200: OpenApiResponse(OpenApiTypes.STR, description="JSON Lines"), **ERRORS},
     )
@@ -45,11 +59,11 @@ class DatasetExportView(APIView):
             version = version_for(slug=slug, number=query.validated_data.get("version"))
         except DatasetVersion.DoesNotExist as exc:
             raise NotFound(str(exc) or "No such dataset version.") from None
-        fmt = query.validated_data["records"]
+        fmt = EXPORT_FORMATS[query.validated_data["records"]]
         response = StreamingHttpResponse(
-            export_lines(version=version, fmt=fmt), content_type="application/jsonl"
+            export_lines(version=version, fmt=fmt.name), content_type=fmt.content_type
         )
-        name = f"{slug}-v{version.number}-{fmt}.jsonl"
+        name = f"{slug}-v{version.number}-{fmt.name}.jsonl"
         response["Content-Disposition"] = f'attachment; filename="{name}"'
         return response
 

@@ -162,3 +162,43 @@ class DatasetItem(models.Model):
         if not self._state.adding:
             raise ValueError("A published dataset version is frozen.")
         super().save(*args, **kwargs)
+
+
+class RegressionRun(models.Model):
+    """One run of a frozen dataset version against an agent, with its counts."""
+
+    version = models.ForeignKey(
+        DatasetVersion, on_delete=models.PROTECT, related_name="regression_runs"
+    )
+    agent = models.CharField(max_length=200, help_text="The agent under test (MODULE:CALLABLE).")
+    agent_version = models.CharField(max_length=100, blank=True, default="")
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    passed = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.version} with {self.agent} {self.agent_version}".rstrip()
+
+
+class RegressionResult(models.Model):
+    """One case of a regression run: passed or failed, and why."""
+
+    run = models.ForeignKey(RegressionRun, on_delete=models.CASCADE, related_name="results")
+    case_id = models.CharField(max_length=100)
+    label = models.CharField(max_length=30, blank=True, default="")
+    action = models.CharField(max_length=200, blank=True, default="")
+    passed = models.BooleanField()
+    reason = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["run", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "case_id"], name="regression_result_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.case_id}: {'passed' if self.passed else 'failed'}"

@@ -26,7 +26,7 @@ from hitl.admin import (
     refusal_text,
 )
 from hitl.internals import adopt_identity, missing_object_redirect
-from policies import selectors, services
+from policies import gates, selectors, services
 from policies.forms import ActionTypeForm, ReviewerGrantForm, RuleForm, SimulationForm
 from policies.models import (
     ActionType,
@@ -177,14 +177,18 @@ class RuleSetAdmin(ServiceHistoryAdmin):
         for rule_set in queryset:
             self._publish(request, rule_set)
 
-    def _publish(self, request: HttpRequest, rule_set: RuleSet) -> None:
+    def _publish(
+        self, request: HttpRequest, rule_set: RuleSet, why: str = ""
+    ) -> gates.GateRefused | None:
         try:
-            version = services.rule_set_publish(actor=request.user, rule_set=rule_set)
+            version = services.rule_set_publish(
+                actor=request.user, rule_set=rule_set, check_gates=True, danger_override_reason=why
+            )
         except ValidationError as exc:
             self.message_user(
                 request, f"{rule_set.name} was not published: {refusal_text(exc)}", messages.ERROR
             )
-            return
+            return exc if isinstance(exc, gates.GateRefused) else None
         self.log_change(request, rule_set, f"Published version {version.content_hash}")
         tenant = rule_set.tenant or "the default tenant"
         self.message_user(
@@ -193,6 +197,7 @@ class RuleSetAdmin(ServiceHistoryAdmin):
             f"published and now decides for {tenant}.",
             messages.SUCCESS,
         )
+        return None
 
     def publish_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         if request.method != "POST":
@@ -204,8 +209,18 @@ class RuleSetAdmin(ServiceHistoryAdmin):
             self.has_publish_permission(request) and self.has_view_permission(request, rule_set)
         ):
             raise PermissionDenied
-        self._publish(request, rule_set)
-        return HttpResponseRedirect(reverse("admin:policies_ruleset_change", args=[rule_set.pk]))
+        # Danger is published only over a ticked box and a reason, both sent with the report.
+        confirmed = request.POST.get("confirm_danger") == "on"
+        reason = request.POST.get("danger_reason", "").strip()
+        refused = self._publish(request, rule_set, reason if confirmed else "")
+        if refused is None:
+            return HttpResponseRedirect(reverse("admin:policies_ruleset_change", args=[object_id]))
+        context = self.admin_site.each_context(request) | {
+            **{"opts": self.opts, "original": rule_set, "title": f"Publish {rule_set.name}?"},
+            **{"reports": refused.reports, "confirmed": confirmed, "reason": reason},
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/policies/ruleset/publish.html", context)
 
     # --- simulation ------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from hitl.db import for_update
 from hitl.kernel import Actor, as_actor, stamp
-from policies import engine
+from policies import engine, gates
 from policies.engine import PolicyDecision
 from policies.models import (
     ActionType,
@@ -235,12 +235,19 @@ def rule_set_publish(
     rule_set: RuleSet,
     activate: bool = True,
     note: str = "",
+    check_gates: bool = False,
+    danger_override_reason: str = "",
 ) -> PolicyVersion:
-    """Freeze a draft into an immutable version (reused if the content exists) and activate it."""
+    """Freeze a draft into an immutable version (reused if the content exists) and activate it.
+
+    With ``check_gates`` the registered gate checks run first: danger refuses the publish
+    (``GateRefused``, carrying the reports) unless ``danger_override_reason`` says why to
+    go on, and that reason is recorded in the rule set's history."""
     who = _who(actor)
     with transaction.atomic():
         locked = for_update(RuleSet.objects.all()).get(pk=rule_set.pk)
         snapshot = draft_snapshot(locked)
+        overridden = check_gates and _gate(locked, snapshot, danger_override_reason)
         digest = engine.content_hash(snapshot)
         version = PolicyVersion.objects.filter(content_hash=digest).first()
         if version is None:
@@ -258,9 +265,28 @@ def rule_set_publish(
             except IntegrityError:
                 # Another rule set published the same content a moment ago: same version.
                 version = PolicyVersion.objects.get(content_hash=digest)
+        if overridden:
+            locked.updated_at = timezone.now()
+            stamp(
+                locked,
+                who,
+                f"published {version.short_hash} despite gate danger: "
+                f"{danger_override_reason.strip()}",
+            )
+            locked.save(update_fields=["updated_at"])
         if activate:
             version_activate(actor=who, version=version, tenant=locked.tenant)
         return version
+
+
+def _gate(rule_set: RuleSet, snapshot: dict, reason: str) -> bool:
+    """Run the gate checks; True when they found danger a reason overrides."""
+    reports = gates.run_checks(rule_set, snapshot)
+    if not gates.danger_count(reports):
+        return False
+    if not reason.strip():
+        raise gates.GateRefused(reports)
+    return True
 
 
 def version_activate(

@@ -20,7 +20,7 @@ from django.urls import reverse
 from django_q.models import Failure, Schedule, Success
 from django_q.tasks import async_task, schedule
 
-from evaluation.models import TenantEvaluationSetting
+from evaluation.models import DatasetVersion, RegressionRun, TenantEvaluationSetting
 from evaluation.services import capture_decision, dataset_create
 from hitl.admin import ValidatedChangelistMixin
 from hitl.kernel import Actor
@@ -211,7 +211,9 @@ def seeded(db, frozen):
         reason="The order was already refunded by the finance team last week.",
     )
     assert capture_decision(decision_id=decision.pk) is not None
-    dataset_create(slug="refunds", name="Refunds", action_names=["issue_refund"])
+    dataset = dataset_create(slug="refunds", name="Refunds", action_names=["issue_refund"])
+    version = DatasetVersion.objects.create(dataset=dataset, number=1)
+    RegressionRun.objects.create(version=version, agent="agent:decide")
     TenantEvaluationSetting.objects.create(tenant="globex", allow_evaluation=True)
 
     schedule("math.floor", 1.5, name="nightly", schedule_type=Schedule.DAILY)

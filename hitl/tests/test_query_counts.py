@@ -22,6 +22,7 @@ from django_q.tasks import async_task, schedule
 from rest_framework.test import APIClient
 
 from evaluation.models import Dataset, TenantEvaluationSetting
+from evaluation.regressions import regression_run
 from evaluation.services import case_accept, dataset_create, dataset_publish
 from evaluation.tests.factories import evaluation_role_groups, make_case
 from hitl.kernel import Actor
@@ -159,7 +160,12 @@ class World:
         agent_create(actor=Actor.system("test"), name=f"{tenant}-agent-{n}", tenant=tenant)
         granted = UserFactory(username=f"{tenant}-granted-{n}", grant=False)
         grant_create(actor=self.admin, user=granted, tenants=[tenant], action_names=["send_email"])
-        dataset_create(slug=f"{tenant}-set-{n}", name=f"{tenant} set {n}", tenant=tenant)
+        dataset = dataset_create(slug=f"{tenant}-set-{n}", name=f"{tenant} set {n}", tenant=tenant)
+        regression_run(
+            version=dataset_publish(dataset=dataset, actor=self.ml),
+            agent=lambda case_input: None,
+            agent_name="agents:idle",
+        )
 
     def _platform_round(self) -> None:
         n = self.rounds

@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
-from policies import selectors, services
+from policies import gates, selectors, services
 from policies.models import ActionType, PolicyVersion, ReviewerGrant, Rule, RuleSet
 from policies.tests.factories import ActionTypeFactory, UserFactory, make_proposal
 
@@ -373,3 +373,109 @@ def test_a_deleted_action_types_history_stays_readable_and_cannot_be_reverted(ad
     assert not ActionType.objects.filter(name="orphan").exists()
     missing = reverse("admin:policies_actiontype_history", args=[orphan.pk + 1000])
     assert admin_client.get(missing).status_code == 404
+
+
+# --- the publish gate ----------------------------------------------------------------
+
+
+@pytest.fixture
+def dangerous_gate():
+    """A registered gate check that finds one dangerous case in any draft."""
+
+    def check(rule_set, snapshot):
+        return {
+            "title": "Stub gate",
+            "danger": [
+                {
+                    "review_id": "01REJECTED",
+                    "action": "issue_refund",
+                    "tenant": "",
+                    "arguments": {"order_id": "o-1", "amount": "50.00"},
+                    "verdict": "reject",
+                    "reason": "Already refunded",
+                    "decided_at": "2026-01-01T00:00:00+00:00",
+                    "draft_rule": "refunds_run_at_once",
+                    "draft_outcome": "auto_execute",
+                }
+            ],
+            "friction": [
+                {"kind": "ran_unattended", "action": "search_docs", "rule": "r", "proposals": 30}
+            ],
+            "replayed": 7,
+        }
+
+    gates.register(check)
+    yield check
+    gates.unregister(check)
+
+
+def _changed_draft(actor, seeded):
+    rule = seeded.rule_set.rules.get(name="reads_auto_execute")
+    services.rule_update(actor=actor, rule=rule, fields={"risk": "medium"})
+
+
+def test_publish_with_danger_shows_the_report_and_publishes_nothing(
+    admin_client, actor, seeded, dangerous_gate
+):
+    _changed_draft(actor, seeded)
+    url = reverse("admin:policies_ruleset_publish", args=[seeded.rule_set_id])
+    response = admin_client.post(url)
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert "Stub gate" in content
+    assert "01REJECTED" in content and "Already refunded" in content
+    assert "30 ran unattended until now" in content
+    assert 'name="confirm_danger"' in content and 'name="danger_reason"' in content
+    assert PolicyVersion.objects.count() == 1
+
+    ticked_without_reason = admin_client.post(url, {"confirm_danger": "on", "danger_reason": " "})
+    assert ticked_without_reason.status_code == 200
+    assert (
+        "Say why this draft should be published anyway." in ticked_without_reason.content.decode()
+    )
+    reason_without_tick = admin_client.post(url, {"danger_reason": "I checked"})
+    assert reason_without_tick.status_code == 200
+    assert PolicyVersion.objects.count() == 1
+
+
+def test_publish_with_danger_and_a_reason_publishes_and_records_it(
+    admin_client, actor, seeded, dangerous_gate
+):
+    _changed_draft(actor, seeded)
+    response = admin_client.post(
+        reverse("admin:policies_ruleset_publish", args=[seeded.rule_set_id]),
+        {"confirm_danger": "on", "danger_reason": "Refund fraud is handled by billing now"},
+    )
+    assert response.status_code == 302
+    version = PolicyVersion.objects.get(number=2)
+    assert selectors.active_version_for("") == version
+    last = seeded.rule_set.history.order_by("-history_date", "-history_id").first()
+    assert last.history_user.username == "admin"
+    assert last.history_change_reason == (
+        f"published {version.short_hash} despite gate danger: "
+        "Refund fraud is handled by billing now"
+    )
+
+
+def test_the_publish_action_refuses_danger_and_points_to_the_page(
+    admin_client, actor, seeded, dangerous_gate
+):
+    _changed_draft(actor, seeded)
+    response = admin_client.post(
+        reverse("admin:policies_ruleset_changelist"),
+        {"action": "publish_selected", "_selected_action": [seeded.rule_set_id]},
+        follow=True,
+    )
+    assert "efault was not published: the gate found 1 dangerous case(s)" in (
+        response.content.decode()
+    )
+    assert PolicyVersion.objects.count() == 1
+
+
+def test_the_service_refuses_danger_without_a_reason(actor, seeded, dangerous_gate):
+    _changed_draft(actor, seeded)
+    with pytest.raises(gates.GateRefused) as refused:
+        services.rule_set_publish(actor=actor, rule_set=seeded.rule_set, check_gates=True)
+    assert refused.value.reports[-1]["replayed"] == 7
+    # Ungated callers (the seed, commands) publish as before.
+    assert services.rule_set_publish(actor=actor, rule_set=seeded.rule_set).number == 2

@@ -6,11 +6,11 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from evaluation.models import DatasetVersion
-from evaluation.selectors import FORMATS, export_lines, version_for
+from evaluation.selectors import EXPORT_FORMATS, export_lines, version_for
 
 
 class Command(BaseCommand):
-    help = "Write a dataset version as JSON Lines (generic records or chat-format evals)."
+    help = "Write a dataset version as JSON Lines in one of the export formats (see --format)."
 
     def create_parser(self, prog_name, subcommand, **kwargs):
         # Our --version names a dataset version; it replaces Django's "print my version".
@@ -20,7 +20,12 @@ class Command(BaseCommand):
         parser.add_argument("slug")
         parser.add_argument("--version", type=int, help="Version number (default: latest).")
         parser.add_argument("--out", required=True, help="File to write, or - for stdout.")
-        parser.add_argument("--format", choices=FORMATS, default="generic")
+        parser.add_argument(
+            "--format",
+            choices=list(EXPORT_FORMATS),
+            default="generic",
+            help="; ".join(f"{f.name}: {f.description}" for f in EXPORT_FORMATS.values()),
+        )
 
     def handle(self, *args, slug, version, out, format, **options):
         try:
