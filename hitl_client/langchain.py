@@ -76,8 +76,7 @@ def forward_interrupt(
     if not interrupts:
         raise ValueError("nothing to forward: the graph is not paused")
     entries, actions = [], []
-    for pause in interrupts:
-        requests = _requests(pause, messages)
+    for pause, requests in _in_model_order(interrupts, messages):
         entries.append(
             {
                 "id": pause.id,
@@ -302,6 +301,20 @@ def _pending(source: Any) -> tuple[list[Interrupt], list]:
         state = getattr(source, "values", None)
     messages = state.get("messages", []) if isinstance(state, Mapping) else []
     return list(getattr(source, "interrupts", ()) or ()), list(messages)
+
+
+def _in_model_order(interrupts: list, messages: list) -> list[tuple[Interrupt, list[dict]]]:
+    """Each pause with its requests, in the order the model asked for the calls: per_call
+    pauses come back in whatever order their tool nodes ran."""
+    last = next((m for m in reversed(messages) if isinstance(m, AIMessage) and m.tool_calls), None)
+    order = {call.get("id"): i for i, call in enumerate(last.tool_calls if last else [])}
+    pairs = [(pause, _requests(pause, messages)) for pause in interrupts]
+    return sorted(
+        pairs,
+        key=lambda pair: min(
+            (order.get(r["tool_call_id"], len(order)) for r in pair[1]), default=len(order)
+        ),
+    )
 
 
 def _is_per_call(value: Any) -> bool:

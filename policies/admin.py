@@ -26,7 +26,7 @@ from hitl.admin import (
     refusal_text,
 )
 from hitl.internals import adopt_identity, missing_object_redirect
-from policies import gates, selectors, services
+from policies import admin_suggestions, gates, selectors, services
 from policies.forms import ActionTypeForm, ReviewerGrantForm, RuleForm, SimulationForm
 from policies.models import (
     ActionType,
@@ -87,7 +87,7 @@ class RuleInline(admin.TabularInline):
 
 
 @admin.register(RuleSet)
-class RuleSetAdmin(ServiceHistoryAdmin):
+class RuleSetAdmin(admin_suggestions.SuggestionsMixin, ServiceHistoryAdmin):
     list_display = [
         "name",
         "tenant_label",
