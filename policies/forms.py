@@ -48,6 +48,13 @@ class RuleForm(forms.ModelForm):
         help_text=Rule._meta.get_field("conditions").help_text,
     )
 
+    audit_sample_rate = forms.FloatField(
+        required=False,
+        initial=0,
+        help_text="Auto-execute only: the share of its actions (0 to 1) a person audits "
+        "afterwards; the action runs at once either way.",
+    )
+
     class Meta:
         model = Rule
         fields = list(RULE_FIELDS)
@@ -56,6 +63,11 @@ class RuleForm(forms.ModelForm):
         # An emptied textarea means "no conditions", not JSON null.
         value = self.cleaned_data.get("conditions")
         return [] if value in (None, "") else value
+
+    def clean_audit_sample_rate(self):
+        # Left empty: no audit, as on a rule that never had the setting.
+        value = self.cleaned_data.get("audit_sample_rate")
+        return 0 if value is None else value
 
 
 class TenantListField(forms.CharField):

@@ -8,7 +8,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.core.validators import MinValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -218,6 +218,9 @@ class Rule(models.Model):
     sla_minutes = models.PositiveIntegerField(
         null=True, blank=True, help_text="Overrides the queue's SLA for reviews this rule makes."
     )
+    audit_sample_rate = models.FloatField(
+        default=0, validators=[MinValueValidator(0), MaxValueValidator(1)]
+    )
     history = HistoricalRecords()
 
     class Meta:
@@ -252,6 +255,8 @@ class Rule(models.Model):
                     errors.setdefault(fname, []).append(
                         f"Only applies to human review, not {self.outcome.replace('_', ' ')}."
                     )
+        if self.audit_sample_rate and self.outcome != engine.AUTO_EXECUTE:
+            errors.setdefault("audit_sample_rate", []).append("Only applies to auto execute.")
         if self.required_approvals and self.required_approvals > engine.MAX_REQUIRED_APPROVALS:
             errors.setdefault("required_approvals", []).append(
                 f"At most {engine.MAX_REQUIRED_APPROVALS}."

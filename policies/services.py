@@ -58,6 +58,7 @@ RULE_FIELDS = (
     "risk",
     "required_approvals",
     "sla_minutes",
+    "audit_sample_rate",
     "description",
 )
 _Editable = TypeVar("_Editable", ActionType, RuleSet)

@@ -80,6 +80,7 @@ _KEPT = (
     "choices",
     "required_approvals",
     "versions",
+    "audit",
     "proposed_by",
     "proposed_by_user",
 )

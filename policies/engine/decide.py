@@ -54,6 +54,8 @@ class PolicyDecision:
     explanation: str
     # QUEUE_OWNER: only the queue's owner (or a superuser) may approve or edit the review.
     escalate_to: str | None = None
+    # The share of auto-executions a person audits afterwards; the caller draws the sample.
+    audit_sample_rate: float = 0
 
     @property
     def needs_review(self) -> bool:
@@ -76,6 +78,7 @@ class PolicyDecision:
             ],
             "explanation": self.explanation,
             "escalate_to": self.escalate_to,
+            "audit_sample_rate": self.audit_sample_rate,
         }
 
     @classmethod
@@ -96,6 +99,7 @@ class PolicyDecision:
             ),
             explanation=data.get("explanation", ""),
             escalate_to=data.get("escalate_to"),
+            audit_sample_rate=data.get("audit_sample_rate", 0),
         )
 
 
@@ -236,6 +240,7 @@ def _final_fields(rule: _Rule, head: str) -> dict[str, Any]:
         "sla_minutes": None,
         "explanation": f"{head}. Outcome: {rule.outcome}.",
         "escalate_to": None,
+        "audit_sample_rate": rule.audit_sample_rate if rule.outcome == AUTO_EXECUTE else 0,
     }
 
 
@@ -343,6 +348,7 @@ def _with_unknowns(
         queue=queue,
         required_approvals=1,
         sla_minutes=None,
+        audit_sample_rate=0,
         checks=(*decision.checks, Check("confidence_known", False, why)),
         explanation=f"{decision.explanation} It would auto-execute, but {why}: "
         f"{_KIND_TEXT[kind]} review in queue {queue!r} instead.{note}",

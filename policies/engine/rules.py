@@ -266,15 +266,30 @@ def validate_rule(rule: Mapping[str, Any]) -> dict:
         "sla_minutes": rule.get("sla_minutes"),
     }
     messages.extend(_settings_errors(**settings))
+    rate = rule.get("audit_sample_rate") or 0
+    messages.extend(_audit_rate_errors(rate, settings["outcome"]))
     if messages:
         raise RuleError(messages)
+    if isinstance(rate, float) and rate.is_integer():
+        rate = int(rate)  # 1 and 1.0 are one rule, as in conditions
     return {
         "name": name,
         "priority": priority,
         "description": str(rule.get("description") or ""),
         "conditions": conditions,
         **settings,
+        # Written only when set, so the versions published before it existed keep their hash.
+        **({"audit_sample_rate": rate} if rate else {}),
     }
+
+
+def _audit_rate_errors(rate: Any, outcome: Any) -> list[str]:
+    """What is wrong with a rule's audit sample rate (the share of auto-executions audited)."""
+    if not _is_number(rate) or not 0 <= rate <= 1:
+        return [f"audit sample rate must be a number between 0 and 1, got {_show_input(rate)}"]
+    if rate and outcome in OUTCOMES and outcome != AUTO_EXECUTE:
+        return [f"audit sample rate only applies to auto_execute, not {outcome}"]
+    return []
 
 
 def _identity_errors(name: Any, priority: Any) -> list[str]:
@@ -369,6 +384,7 @@ class _Rule(NamedTuple):
     sla_minutes: int | None
     conditions: tuple[_Condition, ...]
     summary: str
+    audit_sample_rate: float = 0
 
 
 _NUMERIC_OPS = ("<", "<=", ">", ">=")
@@ -451,4 +467,5 @@ def _compile_rule(rule: Mapping[str, Any]) -> _Rule:
         sla_minutes=rule.get("sla_minutes"),
         conditions=conditions,
         summary=summary,
+        audit_sample_rate=rule.get("audit_sample_rate", 0),
     )

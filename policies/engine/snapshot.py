@@ -11,7 +11,9 @@
                                                # action type's default kind)
      "queue": "operations",                    # "" = the default queue
      "risk": "medium",                         # low | medium | high | critical
-     "required_approvals": 1, "sla_minutes": null},
+     "required_approvals": 1, "sla_minutes": null,
+     "audit_sample_rate": 0.1},               # auto_execute only: the share of its actions
+                                               # a person audits afterwards; absent = 0
   ],
   "catalogue": {                              # the action types, as they were at publish
     "issue_refund": {"tool_type": "payment", "target_system": "billing",

@@ -1,6 +1,7 @@
 """The pure engine: the seed policy's branches and boundaries, operators, safety, errors."""
 
 import json
+import re
 from decimal import Decimal
 
 import pytest
@@ -1076,3 +1077,49 @@ def test_seed_refunds_outside_the_window_are_denied(facts, expected):
 def test_seed_drafts_route_by_topic(facts, expected):
     decision = decide(seed_compiled(), "draft_reply", {"ticket_id": "t-1"}, facts=facts)
     assert (decision.review_kind, decision.queue, decision.rule) == expected
+
+
+def test_an_auto_execute_rule_carries_its_audit_sample_rate_to_the_decision():
+    named = [{"field": "action", "op": "in", "value": ["search_docs", "send_email"]}]
+    compiled = policy(
+        {"conditions": named, "outcome": "auto_execute", "audit_sample_rate": 0.25},
+        {"conditions": [], "outcome": "human_review"},
+    )
+    read = decide(compiled, "search_docs", confidence=0.9)
+    assert (read.outcome, read.audit_sample_rate) == ("auto_execute", 0.25)
+    assert read.to_dict()["audit_sample_rate"] == 0.25
+    assert PolicyDecision.from_dict(read.to_dict()) == read
+    # A review, or an auto-execution held for want of a confidence, is never audit-sampled.
+    assert decide(compiled, "issue_refund").audit_sample_rate == 0
+    held = decide(compiled, "send_email", confidence=None)
+    assert (held.outcome, held.audit_sample_rate) == ("human_review", 0)
+    # Same rule, same answer: the engine draws no sample itself.
+    assert decide(compiled, "search_docs", confidence=0.9) == read
+
+
+def test_an_unset_audit_sample_rate_leaves_the_snapshot_and_its_hash_as_they_were():
+    rule = {"name": "reads", "priority": 1, "outcome": "auto_execute"}
+    plain = engine.build_snapshot([rule], CATALOGUE)
+    zero = engine.build_snapshot([{**rule, "audit_sample_rate": 0}], CATALOGUE)
+    assert "audit_sample_rate" not in plain["rules"][0]
+    assert engine.content_hash(zero) == engine.content_hash(plain)
+    one = engine.validate_rule({**rule, "audit_sample_rate": 1.0})
+    assert one["audit_sample_rate"] == 1 and isinstance(one["audit_sample_rate"], int)
+
+
+@pytest.mark.parametrize(
+    ("rate", "outcome", "message"),
+    [
+        (1.5, "auto_execute", "audit sample rate must be a number between 0 and 1, got 1.5"),
+        (-0.1, "auto_execute", "audit sample rate must be a number between 0 and 1"),
+        ("x", "auto_execute", 'audit sample rate must be a number between 0 and 1, got "x"'),
+        (True, "auto_execute", "audit sample rate must be a number between 0 and 1"),
+        (float("nan"), "auto_execute", "audit sample rate must be a number between 0 and 1"),
+        (0.5, "human_review", "audit sample rate only applies to auto_execute, not human_review"),
+    ],
+)
+def test_a_bad_audit_sample_rate_is_refused_with_a_clear_message(rate, outcome, message):
+    with pytest.raises(RuleError, match=re.escape(message)):
+        engine.validate_rule(
+            {"name": "x", "priority": 1, "outcome": outcome, "audit_sample_rate": rate}
+        )

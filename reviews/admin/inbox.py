@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from hitl.admin import ReadOnlyHistoryAdmin, each_row, own_views
@@ -51,6 +52,13 @@ class AssignForm(ActionForm):
         required=False,
         label="Assign to",
     )
+
+
+# An after-the-fact check of an action that already ran: deciding it changes nothing.
+_AUDIT_BADGE = mark_safe(
+    '<span class="hitl-badge hitl-badge-audit" '
+    'title="Already auto-executed: approve, or reject saying why it was wrong">audit</span>'
+)
 
 
 class ReviewAdminBase(ReadOnlyHistoryAdmin):
@@ -114,8 +122,9 @@ class ReviewAdminBase(ReadOnlyHistoryAdmin):
     @admin.display(description="action", ordering="action_name")
     def action(self, review):
         return format_html(
-            "<code>{}</code><br><span class='hitl-muted'>{}</span>",
+            "<code>{}</code>{}<br><span class='hitl-muted'>{}</span>",
             review.action_name,
+            _AUDIT_BADGE if review.audit else "",
             review.target_system,
         )
 

@@ -83,6 +83,9 @@ class ReviewRequest(StateMachineMixin, models.Model):
     # When the reminder sweep should look at this review next (None: no more reminders).
     next_reminder_at = models.DateTimeField(null=True, blank=True)
     versions = models.JSONField(default=dict, blank=True)
+    # An after-the-fact check of an action that already auto-executed: its decision
+    # executes nothing and its run never waits for it.
+    audit = models.BooleanField(default=False)
     proposed_by = models.CharField(max_length=200)
     proposed_by_user = optional_person(
         "+", help_text="The person the agent acted for, who may never decide this review."

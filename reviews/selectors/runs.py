@@ -45,7 +45,7 @@ def run_body(run: AgentRun, *, reviews: Iterable[ReviewRequest], whole: bool = T
         for call in RunCall.objects.filter(run=run).order_by("created_at", "id")
         if whole or call.review_id in by_pk
     ]
-    pending = [review.review_id for review in reviews if review.state in OPEN_STATES]
+    pending = [r.review_id for r in reviews if r.state in OPEN_STATES and not r.audit]
     return {
         "run_id": run.run_id,
         "thread_id": run.thread_id,

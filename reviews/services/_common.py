@@ -85,10 +85,12 @@ def run_status_after(
 
 
 def refresh_run_status(run: AgentRun, actor: Actor, review: ReviewRequest) -> None:
+    if review.audit:
+        return  # an audit looks back at what already ran: the run never waits for it
     locked = for_update(AgentRun.objects.all()).get(pk=run.pk)
     status = run_status_after(
         current=locked.status,
-        has_open_reviews=locked.reviews.filter(state__in=OPEN_FOR_RUN).exists(),
+        has_open_reviews=locked.reviews.filter(state__in=OPEN_FOR_RUN, audit=False).exists(),
         taken_over=(
             review.state == ReviewState.ESCALATED
             and bool(review.assignee_id)

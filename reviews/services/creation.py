@@ -60,6 +60,7 @@ class ReviewDraft:
     due_at: datetime | None = None
     expires_at: datetime | None = None
     versions: Mapping[str, str] = field(default_factory=dict)
+    audit: bool = False
 
     def pending_tool_call(self) -> dict[str, Any]:
         """The call the run waits on while the review is open."""
@@ -81,6 +82,7 @@ _AS_GIVEN = (
     "uncertainty",
     "risk",
     "required_approvals",
+    "audit",
 )
 
 

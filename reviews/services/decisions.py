@@ -145,7 +145,7 @@ def _decide(
         )
         refresh_run_status(review.run, actor, review)
         if not partial_reason:
-            if spec.executes:
+            if spec.executes and not review.audit:
                 queue_executor_on_commit(review)
             webhook_queue(review=review, event="review.decided")
         _send_decided_on_commit(review.review_id, decision.pk)

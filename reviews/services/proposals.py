@@ -4,7 +4,7 @@ for each a person must judge, and the run records them all."""
 import hashlib
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from hitl.db import for_update
 from hitl.kernel import Actor
-from policies.engine import HUMAN_REVIEW, POLICY_KEYS, PolicyDecision
+from policies.engine import AUTO_EXECUTE, HUMAN_REVIEW, POLICY_KEYS, PolicyDecision
 from policies.exceptions import PolicyInputError
 from policies.selectors import action_type_for, default_queue, evaluate_proposal
 from policies.selectors import render_consequence as catalogue_consequence
@@ -89,6 +89,8 @@ class _Planned:
     call: CallDraft
     queue: Queue | None = None
     draft: ReviewDraft | None = None
+    # An auto-executed action's after-the-fact review, opened if the sample draws it.
+    audit: ReviewDraft | None = None
 
 
 def action_propose(*, agent: Agent, proposal: Mapping[str, Any]) -> ProposalResult:
@@ -186,9 +188,13 @@ def _plan(
         }
         raise InvalidReviewInput(summarise(errors), field_errors=errors) from exc
     call = _call_draft(action, path)
+    proposal = {**proposal, "action": action}
+    if decision.outcome == AUTO_EXECUTE and decision.audit_sample_rate:
+        audit = _audit_draft(proposal, decision, call)
+        queue = _routed_queue(proposal, tenant, decision)
+        return _Planned(path, action, decision, policy_input, call, queue=queue, audit=audit)
     if decision.outcome != HUMAN_REVIEW:
         return _Planned(path, action, decision, policy_input, call)
-    proposal = {**proposal, "action": action}
     kind, action_type = _review_kind(proposal, decision)
     draft = _draft(proposal, decision, kind, action_type, call)
     if not draft.choices:
@@ -237,6 +243,20 @@ def _review_kind(proposal: Mapping[str, Any], decision: PolicyDecision) -> tuple
 def _open(run: AgentRun, item: _Planned, principal) -> tuple[ReviewRequest | None, RunCall]:
     """The review an action opens (none unless a person decides) and its call's row."""
     if item.draft is None:
+        if item.audit is not None and audit_sampled(
+            run_id=run.run_id,
+            call_key=item.call.tool_call_id or item.path,
+            action_name=str(item.action["name"]),
+            rate=item.decision.audit_sample_rate,
+        ):
+            # Not the call's review: the agent runs the call now, whatever the audit finds.
+            review_open(
+                run=run,
+                queue=item.queue,
+                draft=item.audit,
+                call=item.call,
+                proposed_by_user=principal,
+            )
         return None, item.call.row(
             action_name=str(item.action["name"]).strip(),
             target_system=item.action.get("target_system") or "",
@@ -246,6 +266,29 @@ def _open(run: AgentRun, item: _Planned, principal) -> tuple[ReviewRequest | Non
         )
     return review_open(
         run=run, queue=item.queue, draft=item.draft, call=item.call, proposed_by_user=principal
+    )
+
+
+def audit_sampled(*, run_id: str, call_key: str, action_name: str, rate: float) -> bool:
+    """Whether an auto-executed call is audited: a stable draw from its run and call, so
+    the same proposal is always in or out of the sample, whoever replays it."""
+    digest = hashlib.sha256(f"{run_id}\x1f{call_key}\x1f{action_name}".encode()).hexdigest()
+    return int(digest[:8], 16) / 2**32 < rate
+
+
+def _audit_draft(
+    proposal: Mapping[str, Any], decision: PolicyDecision, call: CallDraft
+) -> ReviewDraft:
+    """The after-the-fact approval of an auto-executed action: approve, or reject saying
+    why the auto-execution was wrong; it neither executes nor holds the run."""
+    action_type = action_type_for(proposal["action"]["name"])
+    draft = _draft(proposal, decision, "approval", action_type, call)
+    return replace(
+        draft,
+        choices=[Choice.APPROVE.value, Choice.REJECT.value],
+        required_approvals=1,
+        due_at=None,
+        audit=True,
     )
 
 

@@ -159,9 +159,9 @@ def run_finish(
         run = _lock_own(run_id, agent)
         if run.status in FINISHED:
             return run
-        still_open = ReviewRequest.objects.filter(run=run, state__in=OPEN_STATES).exclude(
-            pk__in=[review.pk for review in reviews]
-        )
+        still_open = ReviewRequest.objects.filter(
+            run=run, state__in=OPEN_STATES, audit=False
+        ).exclude(pk__in=[review.pk for review in reviews])
         open_ids = list(still_open.values_list("review_id", flat=True))
         if open_ids:
             raise RunHasOpenReviews(
@@ -188,6 +188,6 @@ def _lock_open_reviews(run_id: str, agent: Agent) -> Iterable[ReviewRequest]:
     return list(
         for_update(ReviewRequest.objects.all(), of=("self",))
         .select_related("run")
-        .filter(run__run_id=run_id, run__agent=agent, state__in=OPEN_STATES)
+        .filter(run__run_id=run_id, run__agent=agent, state__in=OPEN_STATES, audit=False)
         .order_by("id")
     )

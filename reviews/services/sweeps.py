@@ -73,7 +73,7 @@ def _expire_batch(*, now: datetime, batch_size: int, summary: SweepSummary) -> i
             for_update(ReviewRequest.objects.all(), skip_locked=True)
             # The sweep reads a few columns; the packet stays in the database (the history
             # copy and a reroute read it there), which is most of the cost saved.
-            .only("id", "review_id", "state", "expires_at", "queue_id", "run_id")
+            .only("id", "review_id", "state", "expires_at", "queue_id", "run_id", "audit")
             .filter(state__in=OPEN_STATES, expires_at__lte=now)
             .order_by("expires_at", "id")[:batch_size]
         )
@@ -126,7 +126,7 @@ def expire_reviews(
         reason = STRATEGY_BY_VALUE[action].reason(successor)
         _copy_to_history(reviews, now=now, actor=actor, reason=reason)
     _calls_follow(successors, now, actor)
-    _refresh_runs(set(runs), now, actor)
+    _refresh_runs({r.run_id for r in batch if not r.audit}, now, actor)
     for review in batch:
         if review.run.agent.callback_url:
             webhook_queue(review=review, event="review.expired")
@@ -191,7 +191,9 @@ def _refresh_runs(run_ids: set[int], now: datetime, actor: Actor) -> None:
     """The runs' statuses after a batch expired, in a fixed number of queries."""
     # EXISTS stops at a run's first open review; a DISTINCT over the batch's runs would read
     # all of them, and a run can hold thousands.
-    still_open = ReviewRequest.objects.filter(run_id=OuterRef("pk"), state__in=OPEN_FOR_RUN)
+    still_open = ReviewRequest.objects.filter(
+        run_id=OuterRef("pk"), state__in=OPEN_FOR_RUN, audit=False
+    )
     changed = []
     for run in (
         for_update(AgentRun.objects.all(), of=("self",))
