@@ -165,7 +165,10 @@ def person_spans(text: str) -> list[tuple[int, int]]:
         if lead == len(words):
             continue
         start = run.start() + words[lead].start()
-        before = text[:start].rstrip().rstrip(",.").split()[-1:]
+        gap = text[:start]
+        # "Hi,\n\nYour refund ...": a greeting on an earlier line introduces nobody.
+        same_line = "\n" not in gap[len(gap.rstrip()) :]
+        before = gap.rstrip().rstrip(",.").split()[-1:] if same_line else []
         titled = any(word.lower() in _TITLES | _GREETINGS for word in before)
         if titled or (_CUE.search(text[:start]) and len(words) - lead >= 2):
             spans.append((start, run.end()))

@@ -180,3 +180,11 @@ def test_no_planted_name_or_address_reaches_an_export(
                              ensure_ascii=False)  # fmt: skip
         leaked = [value for value in planted if value in exported or value in decoded]
         assert leaked == [], (fmt, leaked)
+
+
+def test_a_greeting_on_its_own_line_introduces_nobody():
+    from evaluation.privacy import Redactor
+
+    text = "Hi,\n\nYour refund was issued on Monday; expect it within 3-5 days.\n\nSupport"
+    assert Redactor().text(text) == text
+    assert "<PERSON_1>" in Redactor().text("Hi Anna, your refund was issued on Monday.")
