@@ -5,6 +5,7 @@ import json
 import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
+from django.utils import timezone
 
 from policies import gates, selectors, services
 from policies.models import ActionType, PolicyVersion, ReviewerGrant, Rule, RuleSet
@@ -393,7 +394,8 @@ def dangerous_gate():
                     "arguments": {"order_id": "o-1", "amount": "50.00"},
                     "verdict": "reject",
                     "reason": "Already refunded",
-                    "decided_at": "2026-01-01T00:00:00+00:00",
+                    # On the test clock, like every date the suite builds.
+                    "decided_at": timezone.now().isoformat(),
                     "draft_rule": "refunds_run_at_once",
                     "draft_outcome": "auto_execute",
                 }

@@ -258,7 +258,8 @@ def _series(rows, escalated, filters: MetricsFilter, now) -> list[dict[str, Any]
     return series
 
 
-def _normalise(reason: str) -> str:
+def normalise_reason(reason: str) -> str:
+    """A reason as counted among the top reasons: case, spacing and end marks folded."""
     return " ".join(reason.lower().strip(" .!").split())[:120]
 
 
@@ -266,7 +267,7 @@ def _top_reasons(decisions: list[dict]) -> list[dict[str, Any]]:
     counts: Counter = Counter()
     for d in decisions:
         if d["choice"] != Choice.APPROVE and d["reason"].strip():
-            counts[(d["choice"], _normalise(d["reason"]))] += 1
+            counts[(d["choice"], normalise_reason(d["reason"]))] += 1
     return [
         {"choice": choice, "reason": reason, "count": count}
         for (choice, reason), count in counts.most_common(10)

@@ -117,7 +117,8 @@ def gate_report(
     return {"danger": danger, "friction": friction, "replayed": replayed}
 
 
-def _in_tenant(queryset: QuerySet, tenant: str | None) -> QuerySet:
+def in_tenant(queryset: QuerySet, tenant: str | None) -> QuerySet:
+    """Rows of one tenant (None: every tenant), shared by the gate and the suggestions."""
     if tenant is None:
         return queryset
     if tenant:
@@ -129,14 +130,14 @@ def _in_tenant(queryset: QuerySet, tenant: str | None) -> QuerySet:
 def _decided_reviews(since: datetime, tenant: str | None) -> Iterable[ReviewRequest]:
     recent = Decision.objects.filter(decided_at__gte=since).values("review_id")
     ordered = Decision.objects.order_by("decided_at", "id")
-    return _in_tenant(ReviewRequest.objects.filter(pk__in=recent), tenant).prefetch_related(
+    return in_tenant(ReviewRequest.objects.filter(pk__in=recent), tenant).prefetch_related(
         Prefetch("decisions", queryset=ordered)
     )
 
 
 def _auto_executed(since: datetime, tenant: str | None) -> Iterable[tuple[str, Any]]:
     logged = PolicyEvaluation.objects.filter(outcome=engine.AUTO_EXECUTE, created_at__gte=since)
-    return _in_tenant(logged, tenant).values_list("action_name", "proposal").iterator()
+    return in_tenant(logged, tenant).values_list("action_name", "proposal").iterator()
 
 
 def _replay(compiled: engine.CompiledPolicy, proposal: Any) -> engine.PolicyDecision | None:

@@ -24,8 +24,8 @@ from policies.models import RuleSet
 
 from ..choices import spec_for
 from ..models import Decision, ReviewRequest
-from .metrics import _normalise
-from .policy_gate import DEFAULT_DAYS, _in_tenant
+from .metrics import normalise_reason
+from .policy_gate import DEFAULT_DAYS, in_tenant
 
 AUTO_MIN_REVIEWS = 200
 AUTO_APPROVED_RATE = 0.99
@@ -67,7 +67,7 @@ def rule_figures(*, tenant: str | None, since: datetime) -> list[RuleFigures]:
     """The figures of every rule that sent a review decided since ``since``."""
     recent = Decision.objects.filter(decided_at__gte=since).values("review_id")
     reviews = (
-        _in_tenant(ReviewRequest.objects.filter(pk__in=recent), tenant)
+        in_tenant(ReviewRequest.objects.filter(pk__in=recent), tenant)
         .only("pk", "created_at", "policy")
         .prefetch_related(Prefetch("decisions", queryset=Decision.objects.order_by("id")))
     )
@@ -99,7 +99,7 @@ def _figures(rule: str, reviews: Iterable[ReviewRequest]) -> RuleFigures:
         counts["rejected"] += rejection is not None
         counts["escalated"] += escalated
         if rejection is not None and rejection.reason.strip():
-            reasons[_normalise(rejection.reason)] += 1
+            reasons[normalise_reason(rejection.reason)] += 1
         last = decisions[-1]
         spent = last.time_spent or (last.decided_at - review.created_at)
         seconds.append(spent.total_seconds())
