@@ -74,6 +74,7 @@ _KEPT = (
     "affected_resources",
     "confidence",
     "uncertainty",
+    "question",
     "options_considered",
     "policy",
     "risk",

@@ -93,6 +93,12 @@ class ProposalIn(serializers.Serializer):
     checkpoint = serializers.DictField(required=False)
     versions = VersionsIn(default=dict)
     uncertainty = serializers.CharField(max_length=5000, allow_blank=True, default="")
+    question = serializers.CharField(
+        max_length=5000,
+        allow_blank=True,
+        default="",
+        help_text="What the agent asks the person (an escalation shows it first).",
+    )
     on_behalf_of = serializers.CharField(
         max_length=150,
         allow_blank=True,
@@ -256,6 +262,7 @@ class ReviewPacketOut(serializers.ModelSerializer):
             "affected_resources",
             "confidence",
             "uncertainty",
+            "question",
             "options_considered",
             "risk",
             "policy",

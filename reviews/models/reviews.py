@@ -67,6 +67,8 @@ class ReviewRequest(StateMachineMixin, models.Model):
         null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
     )
     uncertainty = models.TextField(blank=True, default="")
+    # What the agent asks a specialist, in its own words (an escalation shows it first).
+    question = models.TextField(blank=True, default="")
     options_considered = models.JSONField(default=list, blank=True)
     policy = models.JSONField(default=dict, blank=True)
     risk = models.CharField(max_length=10, choices=Risk.choices, default=Risk.MEDIUM)

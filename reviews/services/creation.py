@@ -52,6 +52,7 @@ class ReviewDraft:
     affected_resources: Iterable[Mapping[str, Any]] = ()
     confidence: float | None = None
     uncertainty: str = ""
+    question: str = ""
     options_considered: Iterable[Any] = ()
     risk: str = Risk.MEDIUM
     policy: Mapping[str, Any] = field(default_factory=dict)
@@ -80,6 +81,7 @@ _AS_GIVEN = (
     "content",
     "confidence",
     "uncertainty",
+    "question",
     "risk",
     "required_approvals",
     "audit",

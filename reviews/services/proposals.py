@@ -351,6 +351,7 @@ def _draft(
         affected_resources=proposal.get("affected_resources") or [],
         confidence=proposal.get("confidence"),
         uncertainty=proposal.get("uncertainty") or "",
+        question=proposal.get("question") or "",
         options_considered=proposal.get("options_considered") or [],
         risk=decision.risk,
         policy={
