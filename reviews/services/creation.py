@@ -27,6 +27,7 @@ from ..models import (
     Risk,
     RunCall,
 )
+from ..signals import review_opened, send_on_commit
 from ._common import (
     create_with_history,
     full_clean_or_refuse,
@@ -270,4 +271,5 @@ def _insert(
     set_prefetched(review, "evidence", items)
     set_prefetched(review, "decisions", [])
     cache_related(review, "execution", None)  # none yet
+    send_on_commit(review_opened, review_id=review.review_id)
     return review

@@ -2,7 +2,6 @@
 
 import difflib
 import json
-import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,7 +29,7 @@ from ..models import (
     ReviewKind,
     ReviewRequest,
 )
-from ..signals import review_decided
+from ..signals import review_decided, send_on_commit
 from ..validation import json_problem
 from ._common import (
     lock_review,
@@ -44,8 +43,6 @@ from ._common import (
 from ._input import enum_value
 from .execution import queue_executor_on_commit
 from .webhooks import webhook_queue
-
-logger = logging.getLogger(__name__)
 
 
 def review_decide(
@@ -339,16 +336,4 @@ def _approvers_this_round(review: ReviewRequest) -> set[int]:
 
 
 def _send_decided_on_commit(review_id: str, decision_id: int) -> None:
-    def send() -> None:
-        for receiver, result in review_decided.send_robust(
-            sender=ReviewRequest, review_id=review_id, decision_id=decision_id
-        ):
-            if isinstance(result, Exception):
-                logger.error(
-                    "review_decided receiver %r failed for %s",
-                    receiver,
-                    review_id,
-                    exc_info=result,
-                )
-
-    transaction.on_commit(send)
+    send_on_commit(review_decided, review_id=review_id, decision_id=decision_id)
