@@ -1,0 +1,187 @@
+"""Retention: what is past its window is archived (JSONL + manifest) and then deleted, per
+table and per tenant; open work and what is inside its window stay."""
+
+import hashlib
+import json
+from datetime import timedelta
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from policies.models import PolicyEvaluation
+from policies.selectors import evaluate_proposal
+from policies.services import evaluation_record
+from reviews.models import (
+    Agent,
+    DeliveryStatus,
+    Evidence,
+    IdempotencyRecord,
+    ReviewRequest,
+    ReviewState,
+    WebhookDelivery,
+)
+from reviews.services.retention import retention_apply, retention_windows
+from reviews.services.sweeps import expire_due
+from reviews.tests.factories import QueueFactory, make_review
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WINDOWS = {
+    "review_history": 365,
+    "policy_evaluations": 90,
+    "idempotency_records": 30,
+    "webhook_deliveries": 30,
+    # Globex keeps its reviews' history for good.
+    "tenants": {"globex": {"review_history": None}},
+}
+
+
+def _history(review):
+    return ReviewRequest.history.model.objects.filter(id=review.pk)
+
+
+@pytest.fixture
+def aged(clock, settings, tmp_path):
+    """Two tenants' reviews made 400 days ago: closed ones and one still open, with the
+    logs around them; then the clock moves to today."""
+    settings.HITL_RETENTION = WINDOWS
+    settings.HITL_ARCHIVE_DIR = str(tmp_path / "archive")
+    acme_agent = Agent.objects.create(name="acme-bot")
+    globex_agent = Agent.objects.create(name="globex-bot", tenant="globex")
+    acme_queue, globex_queue = QueueFactory(), QueueFactory(tenant="globex")
+    closed = make_review(queue=acme_queue, agent="acme-bot")
+    still_open = make_review(
+        queue=acme_queue, agent="acme-bot", expires_at=timezone.now() + timedelta(days=1000)
+    )
+    globex_closed = make_review(queue=globex_queue, agent="globex-bot", tenant="globex")
+    proposal = {"action": {"name": "search_docs"}, "tenant": ""}
+    evaluation_record(
+        proposal=proposal,
+        decision=evaluate_proposal(proposal=proposal),
+        actor_label="agent:acme-bot",
+    )
+    IdempotencyRecord.objects.create(agent=acme_agent, key="k1", fingerprint="f" * 64)
+    for status in (DeliveryStatus.DELIVERED, DeliveryStatus.PENDING):
+        WebhookDelivery.objects.create(
+            agent=globex_agent,
+            event="review.decided",
+            url="https://x.test/h",
+            payload={},
+            status=status,
+        )
+    clock.shift(timedelta(days=30))
+    expire_due()
+    clock.shift(timedelta(days=370))
+    return {"closed": closed, "open": still_open, "globex": globex_closed}
+
+
+def test_a_dry_run_counts_what_would_go_and_changes_nothing(aged, tmp_path):
+    before = _history(aged["closed"]).count()
+    report = retention_apply(actor=None, dry_run=True)
+    by_scope = {(s.target, s.tenants): s.rows for s in report.scopes}
+    assert by_scope[("review_history", "all but globex")] == before
+    # Globex keeps its history: no scope for it at all.
+    assert ("review_history", "globex") not in by_scope
+    assert by_scope[("policy_evaluations", "globex")] == 0  # globex logged nothing
+    assert by_scope[("idempotency_records", "all but globex")] == 1
+    assert by_scope[("webhook_deliveries", "globex")] == 1  # the pending one stays
+    assert _history(aged["closed"]).count() == before
+    assert not (tmp_path / "archive").exists()
+
+
+def test_the_purge_archives_then_deletes_only_closed_work_past_its_window(aged, tmp_path):
+    closed_rows = list(_history(aged["closed"]).order_by("pk").values_list("pk", flat=True))
+    open_before = _history(aged["open"]).count()
+    globex_before = _history(aged["globex"]).count()
+    assert ReviewRequest.objects.get(pk=aged["closed"].pk).state == ReviewState.EXPIRED
+
+    report = retention_apply(actor=None)
+
+    assert _history(aged["closed"]).count() == 0
+    assert _history(aged["open"]).count() == open_before  # still open: kept
+    assert _history(aged["globex"]).count() == globex_before  # its tenant keeps it
+    assert ReviewRequest.objects.filter(pk=aged["closed"].pk).exists()
+    assert PolicyEvaluation.objects.count() == 0
+    assert IdempotencyRecord.objects.count() == 0
+    assert list(WebhookDelivery.objects.values_list("status", flat=True)) == ["pending"]
+
+    folder = Path(report.archive)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    rows = {(s["target"], s["tenants"]): s["rows"] for s in manifest["scopes"]}
+    assert manifest["rows"] == report.total == sum(rows.values())
+    assert rows[("review_history", "all but globex")] == len(closed_rows)
+    # The closed review's evidence and call history went with it; the open one's stayed.
+    evidence_history = Evidence.history.model.objects
+    assert not evidence_history.filter(review_id=aged["closed"].pk).exists()
+    assert evidence_history.filter(review_id=aged["open"].pk).exists()
+    assert rows[("evidence_history", "all but globex")] == 1
+    assert rows[("call_history", "all but globex")] >= 1
+    assert (
+        rows[("policy_evaluations", "all but globex")],
+        rows[("webhook_deliveries", "globex")],
+    ) == (1, 1)
+    history_scope = next(s for s in manifest["scopes"] if s["target"] == "review_history")
+    archived = (folder / history_scope["file"]).read_bytes()
+    assert hashlib.sha256(archived).hexdigest() == history_scope["sha256"]
+    lines = [json.loads(line) for line in archived.splitlines()]
+    assert [row["history_id"] for row in lines] == closed_rows
+    assert {row["id"] for row in lines} == {aged["closed"].pk}
+
+    # A second run finds nothing more and archives nothing twice.
+    assert retention_apply(actor=None).total == 0
+
+
+def test_the_command_says_what_would_go_and_refuses_a_bad_configuration(aged, settings):
+    out = StringIO()
+    call_command("apply_retention", "--dry-run", stdout=out)
+    text = out.getvalue()
+    assert "review_history (all but globex, older than 365 days" in text
+    assert "would archive and delete" in text
+    assert _history(aged["closed"]).exists()
+
+    settings.HITL_RETENTION = {"reviews": 30, "policy_evaluations": 0}
+    with pytest.raises(CommandError) as refused:
+        call_command("apply_retention", "--dry-run", stdout=StringIO())
+    assert "unknown target 'reviews'" in str(refused.value)
+    assert "policy_evaluations must be at least 1 day" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"review_history": "a year"}, "whole number of days or null"),
+        ({"tenants": ["globex"]}, "must map tenant slugs"),
+        ({"tenants": {"globex": {"nope": 3}}}, "HITL_RETENTION.tenants.globex: unknown target"),
+    ],
+)
+def test_windows_name_what_is_wrong(config, message):
+    with pytest.raises(Exception, match=message):
+        retention_windows(config)
+
+
+@pytest.mark.postgres
+def test_a_second_purge_at_the_same_time_refuses_to_start(aged):
+    import psycopg
+    from django.db import connection
+
+    from reviews.services.retention import _ADVISORY_LOCK, RetentionBusy
+
+    params = connection.get_connection_params()
+    other = psycopg.connect(
+        dbname=params["dbname"],
+        user=params.get("user"),
+        host=params.get("host"),
+        port=params.get("port"),
+        autocommit=True,
+    )
+    try:
+        other.execute("SELECT pg_advisory_lock(%s)", [_ADVISORY_LOCK])
+        with pytest.raises(RetentionBusy, match="Another retention purge is running"):
+            retention_apply(actor=None)
+        assert _history(aged["closed"]).exists()  # nothing went
+    finally:
+        other.close()
+    assert retention_apply(actor=None).total > 0
