@@ -70,6 +70,28 @@ def fill_reviews(*, n: int, run_id: int, queue_ids: list[int], open_share: float
         cursor.execute("ANALYZE reviews_reviewrequest")
 
 
+def history_copy_sql(
+    history: dict[str, str], *, source: str = "reviews_reviewrequest", extra_from: str = ""
+) -> str:
+    """INSERT ... SELECT of the reviews in `source` (the table, or a CTE of its rows) into
+    their history table: each history column from the review's column of the same name, the
+    history's own columns from `history` (SQL expressions). Built from the models, so a new
+    field needs no edit here."""
+    from reviews.models import ReviewRequest
+
+    columns = [
+        f.column
+        for f in ReviewRequest.history.model._meta.concrete_fields
+        if f.column != "history_id"
+    ]
+    values = [history.get(column, f"{source}.{column}") for column in columns]
+    sources = source + (f", {extra_from}" if extra_from else "")
+    return (
+        f"INSERT INTO reviews_historicalreviewrequest ({', '.join(columns)}) "  # noqa: S608
+        f"SELECT {', '.join(values)} FROM {sources}"
+    )
+
+
 def clear_reviews() -> None:
     with connection.cursor() as cursor:
         cursor.execute(

@@ -5,28 +5,21 @@ import time
 
 from .common import emit
 
-RAW = """
+EXPIRE = """
 WITH expired AS (
     UPDATE reviews_reviewrequest SET state = 'expired', decided_at = now(),
         expiry_action = 'cancel', updated_at = now()
     WHERE state IN ('pending', 'escalated', 'awaiting_evidence') AND expires_at <= now()
     RETURNING *
 )
-INSERT INTO reviews_historicalreviewrequest (
-    id, history_actor, review_id, kind, tenant, state, action_name, target_system, arguments,
-    summary, consequence, content, affected_resources, confidence, uncertainty,
-    options_considered, policy, risk, choices, required_approvals, due_at, expires_at,
-    next_reminder_at, versions, proposed_by, expiry_action, final_arguments, final_content,
-    created_at, updated_at, decided_at, run_id, queue_id, assignee_id, proposed_by_user_id,
-    rerouted_to_id, history_date, history_change_reason, history_type, history_user_id)
-SELECT id, 'system:expiry', review_id, kind, tenant, state, action_name, target_system,
-    arguments, summary, consequence, content, affected_resources, confidence, uncertainty,
-    options_considered, policy, risk, choices, required_approvals, due_at, expires_at,
-    next_reminder_at, versions, proposed_by, expiry_action, final_arguments, final_content,
-    created_at, updated_at, decided_at, run_id, queue_id, assignee_id, proposed_by_user_id,
-    rerouted_to_id, now(), 'expired: cancelled, the agent is told', '~', NULL
-FROM expired
 """
+HISTORY = {
+    "history_actor": "'system:expiry'",
+    "history_date": "now()",
+    "history_change_reason": "'expired: cancelled, the agent is told'",
+    "history_type": "'~'",
+    "history_user_id": "NULL",
+}
 
 
 def run(*, n: int, rounds: int = 3) -> None:
@@ -51,7 +44,7 @@ def run(*, n: int, rounds: int = 3) -> None:
         # Committed, as the sweep's batches are: the WAL flush is part of the work.
         with connection.cursor() as cursor:
             started = time.perf_counter()
-            cursor.execute(RAW)
+            cursor.execute(EXPIRE + data.history_copy_sql(HISTORY, source="expired"))
             raw_rows = cursor.rowcount
             raw_times.append(time.perf_counter() - started)
         fresh()

@@ -290,34 +290,53 @@ class RetentionBusy(RuntimeError):
 
 
 def _purge(scope: Scope, rows: models.QuerySet, folder: Path, batch_size: int) -> None:
-    """Archive each batch (written and flushed to disk) before deleting exactly its rows."""
-    model = rows.model
-    columns = [f.attname for f in model._meta.concrete_fields]
+    """Archive each batch (written and flushed to disk) before its delete commits: a crash
+    in between leaves the rows in place and, at worst, archived twice, never lost."""
     name = f"{scope.target}.{_slug(scope.tenants)}.jsonl"
+    take = _batch_on_postgres if connection.vendor == "postgresql" else _batch_in_python
     digest = hashlib.sha256()
-    path = folder / name
-    with path.open("ab") as out:
+    last = None
+    with (folder / name).open("ab") as out:
         while True:
-            pks = list(rows.order_by("pk").values_list("pk", flat=True)[:batch_size])
+            # Keyset order: a batch never rescans the rows the batches before it deleted.
+            page = rows if last is None else rows.filter(pk__gt=last)
+            pks = list(page.order_by("pk").values_list("pk", flat=True)[:batch_size])
             if not pks:
                 break
-            batch = model._default_manager.filter(pk__in=pks).order_by("pk").values(*columns)
-            data = b"".join(
-                json.dumps(row, cls=DjangoJSONEncoder, sort_keys=True).encode() + b"\n"
-                for row in batch
-            )
-            out.write(data)
-            out.flush()
-            _fsync(out)
-            digest.update(data)
             with transaction.atomic():
-                model._default_manager.filter(pk__in=pks).delete()
-            scope.rows += len(pks)
+                lines = take(rows.model, pks)
+                data = b"".join(line + b"\n" for line in lines)
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            digest.update(data)
+            scope.rows += len(lines)
+            last = pks[-1]
     scope.file, scope.sha256 = name, digest.hexdigest()
 
 
-def _fsync(handle) -> None:
-    os.fsync(handle.fileno())
+def _batch_in_python(model: type[models.Model], pks: list[Any]) -> list[bytes]:
+    """Delete these rows and return them as JSON lines, in key order (any database)."""
+    columns = [f.attname for f in model._meta.concrete_fields]
+    chosen = model._default_manager.filter(pk__in=pks)
+    lines = [
+        json.dumps(row, cls=DjangoJSONEncoder, sort_keys=True).encode()
+        for row in chosen.order_by("pk").values(*columns)
+    ]
+    chosen.delete()
+    return lines
+
+
+def _batch_on_postgres(model: type[models.Model], pks: list[Any]) -> list[bytes]:
+    """One DELETE ... RETURNING row_to_json: the database encodes the rows it deletes, so a
+    purge costs about what the bare DELETE does (bench B8)."""
+    table, pk = model._meta.db_table, model._meta.pk.column
+    # Table and column names come from the model; the keys are a bound parameter.
+    statement = f'DELETE FROM "{table}" WHERE "{pk}" = ANY(%s) '  # noqa: S608
+    statement += f'RETURNING "{pk}", row_to_json("{table}".*)::text'
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [pks])
+        return [line.encode() for _key, line in sorted(cursor.fetchall())]
 
 
 def _slug(label: str) -> str:

@@ -182,6 +182,7 @@ def test_a_second_purge_at_the_same_time_refuses_to_start(aged):
         with pytest.raises(RetentionBusy, match="Another retention purge is running"):
             retention_apply(actor=None)
         assert _history(aged["closed"]).exists()  # nothing went
+        other.execute("SELECT pg_advisory_unlock(%s)", [_ADVISORY_LOCK])
     finally:
         other.close()
     assert retention_apply(actor=None).total > 0
