@@ -71,6 +71,14 @@ def _fresh_catalogue_cache():
     forget_catalogue()
 
 
+@pytest.fixture(autouse=True)
+def _own_fake_systems(tmp_path, monkeypatch):
+    # The example's fake payment ledger and directory are files; each test starts from the
+    # seeded ones, never from what an earlier test (or the demo) refunded.
+    monkeypatch.setenv("HITL_FAKE_PAYMENTS_FILE", str(tmp_path / "fake-payments.json"))
+    monkeypatch.setenv("HITL_FAKE_DIRECTORY_FILE", str(tmp_path / "fake-directory.json"))
+
+
 def clock_start() -> datetime:
     """The instant every test's clock starts at (HITL_TEST_NOW, ISO 8601 with an offset)."""
     raw = os.environ.get("HITL_TEST_NOW") or DEFAULT_TEST_NOW

@@ -2,10 +2,15 @@
 
 The seed policy, first match wins (lower priority number first)::
 
+      2 refund_order_unknown         issue_refund with fact order_exists = false -> deny
       5 refund_window_closed         issue_refund with fact refund_window_valid = false
                                      -> deny (re-checked with fresh facts before a refund runs)
+      7 refund_above_refundable      issue_refund with fact amount_within_refundable = false
+                                     -> deny (the order's total minus what was refunded)
      10 low_confidence_large_refund  issue_refund, confidence < 0.70, amount > 500
                                      -> escalation review, queue operations, risk high
+     12 permission_subject_unknown   change_permission with fact subject_exists = false
+                                     -> deny
      15 unsure_permission_change     change_permission, confidence < 0.70
                                      -> escalation review, queue access, risk critical
      20 permission_changes           change_permission
@@ -25,6 +30,11 @@ clarification", and a first-match list is read top-down, so a write always reach
 person even when the agent is unsure (the reviewer can ask for more evidence; a
 clarification loop would keep a low-confidence refund away from anyone who can stop it).
 The escalation rule is a narrower case of the refund write, so it must come first to win.
+The deny rules on facts come first of all: a fact provider (the payments ledger, the
+identity directory) answers them when the proposal arrives, and no person is asked about
+an action the trusted facts already rule out. An unknown order has no refund window and
+nothing refundable (those facts are null and match no rule), so only the first rule
+explains its denial. An agent's claimed fact decides only where no provider answers.
 Permission changes and customer-facing drafts are also always reviewed, so they sit with
 the writes, above the confidence rule. The last rule is scoped to reads: with the seed
 catalogue that is exactly "otherwise auto_execute" (every other seed action is caught
@@ -157,12 +167,34 @@ SEED_ACTION_TYPES: list[dict] = [
 
 SEED_RULES: list[dict] = [
     {
+        "name": "refund_order_unknown",
+        "priority": 2,
+        "description": "No refund for an order the payments ledger does not know",
+        "conditions": [
+            {"field": "action", "op": "=", "value": "issue_refund"},
+            {"field": "fact", "name": "order_exists", "op": "=", "value": False},
+        ],
+        "outcome": "deny",
+        "risk": "high",
+    },
+    {
         "name": "refund_window_closed",
         "priority": 5,
         "description": "No refund once the order's refund window has closed",
         "conditions": [
             {"field": "action", "op": "=", "value": "issue_refund"},
             {"field": "fact", "name": "refund_window_valid", "op": "=", "value": False},
+        ],
+        "outcome": "deny",
+        "risk": "high",
+    },
+    {
+        "name": "refund_above_refundable",
+        "priority": 7,
+        "description": "No refund above what is left to refund on the order",
+        "conditions": [
+            {"field": "action", "op": "=", "value": "issue_refund"},
+            {"field": "fact", "name": "amount_within_refundable", "op": "=", "value": False},
         ],
         "outcome": "deny",
         "risk": "high",
@@ -191,6 +223,17 @@ SEED_RULES: list[dict] = [
         "queue": "access",
         "risk": "high",
         "required_approvals": 2,
+    },
+    {
+        "name": "permission_subject_unknown",
+        "priority": 12,
+        "description": "No access change for a user the directory does not know",
+        "conditions": [
+            {"field": "action", "op": "=", "value": "change_permission"},
+            {"field": "fact", "name": "subject_exists", "op": "=", "value": False},
+        ],
+        "outcome": "deny",
+        "risk": "high",
     },
     {
         "name": "unsure_permission_change",

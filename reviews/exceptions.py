@@ -120,3 +120,11 @@ class RunHasOpenReviews(ReviewError):
 
     code = "run_has_open_reviews"
     http_status = 409
+
+
+class FactsUnavailable(ReviewError):
+    """The action type's fact provider failed: nothing can be re-checked, so nothing is
+    claimed or used up; the same request succeeds once the provider answers again."""
+
+    code = "facts_unavailable"
+    http_status = 503

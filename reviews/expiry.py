@@ -89,6 +89,7 @@ _KEPT = (
 
 def _copy(packet, review, fallback, now: datetime, actor: Actor) -> "ReviewRequest":
     from .models import Evidence, ReviewRequest
+    from .services.creation import index_resources
 
     successor = ReviewRequest(
         run=review.run,
@@ -101,6 +102,7 @@ def _copy(packet, review, fallback, now: datetime, actor: Actor) -> "ReviewReque
     )
     stamp(successor, actor, f"rerouted from {review.review_id} in {review.queue.slug}")
     successor.save()
+    index_resources(successor)
     evidence_fields = ("evidence_id", "title", "url", "excerpt", "fresh_until", "position")
     create_with_history(
         [

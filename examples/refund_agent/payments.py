@@ -13,11 +13,17 @@ from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
+# Order 17 has more than the broken mug on it (60.00 EUR): the README's walkthrough refunds
+# it once per example agent, and the refund facts keep the sum within the total.
 DEFAULT_ORDERS = {
-    "17": {"version": "4", "total": "20.00", "currency": "EUR", "refund_window_valid": True},
+    "17": {"version": "4", "total": "60.00", "currency": "EUR", "refund_window_valid": True},
     "512": {"version": "9", "total": "750.00", "currency": "EUR", "refund_window_valid": True},
     "99": {"version": "2", "total": "80.00", "currency": "EUR", "refund_window_valid": False},
 }
+
+
+# What the reviewer reads as where the trusted facts come from.
+SOURCE = "payments ledger"
 
 
 def ledger_path() -> Path:
@@ -90,16 +96,47 @@ def execute_refund(*, arguments: dict, content: str, idempotency_key: str, revie
 
 
 def refund_facts(*, action_name: str, arguments: dict, affected_resources: list, tenant: str):
-    """The fact provider: fresh facts and resource versions, read just before executing."""
+    """The fact provider, asked when a refund is proposed and again just before it runs:
+    whether the order exists, what is left to refund (its total minus the refunds paid so
+    far), whether this amount fits in it, and whether the refund window is open; with
+    the order's current version. An unknown order has no window and nothing refundable
+    (null: unknown), so only the rule about unknown orders speaks of it."""
+    order_id = str(arguments.get("order_id"))
     with _ledger() as data:
-        order = data["orders"].get(str(arguments.get("order_id")), {})
-        return {
-            "facts": {"refund_window_valid": bool(order.get("refund_window_valid"))},
-            "resources": [
-                {
-                    "type": "order",
-                    "id": str(arguments.get("order_id")),
-                    "version": order.get("version"),
-                }
-            ],
+        order = data["orders"].get(order_id)
+        paid = [r for r in data["refunds"].values() if r["order_id"] == order_id]
+    resource = {"type": "order", "id": order_id, "version": order and order.get("version")}
+    if order is None:
+        facts = {
+            "order_exists": False,
+            "refundable_amount": None,
+            "amount_within_refundable": None,
+            "refund_window_valid": None,
         }
+        return {"facts": facts, "resources": [resource], "source": SOURCE, "details": {}}
+    refunded = sum((Decimal(r["amount"]) for r in paid), Decimal("0"))
+    refundable = Decimal(order["total"]) - refunded
+    amount = _amount(arguments.get("amount"))
+    facts = {
+        "order_exists": True,
+        "refundable_amount": float(refundable),
+        "amount_within_refundable": None if amount is None else amount <= refundable,
+        "refund_window_valid": bool(order.get("refund_window_valid")),
+    }
+    details = {
+        "order_id": order_id,
+        "total": order["total"],
+        "currency": order.get("currency", ""),
+        "refunded": str(refunded),
+        "refundable": str(refundable),
+        "refunds": [{"refund_id": r["refund_id"], "amount": r["amount"]} for r in paid],
+    }
+    return {"facts": facts, "resources": [resource], "source": SOURCE, "details": details}
+
+
+def _amount(value) -> Decimal | None:
+    try:
+        amount = Decimal(str(value))
+    except (ArithmeticError, ValueError):
+        return None
+    return amount if amount.is_finite() else None

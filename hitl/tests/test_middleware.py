@@ -84,23 +84,18 @@ def test_an_api_request_while_the_database_is_down_gets_a_json_503(tmp_path, cap
     assert client.get("/api/v1/runs/run-1/").status_code == 404
 
 
-def broken_fact_provider(**kwargs):
-    """A fact provider whose system fails in a way nobody foresaw."""
+def broken_checks(**kwargs):
+    """A re-check that fails in a way nobody foresaw."""
     raise RuntimeError("billing answered garbage")
 
 
 @pytest.mark.django_db
 def test_an_unexpected_error_under_the_api_is_a_json_500_with_its_traceback_logged(
-    seeded_policy, caplog
+    seeded_policy, caplog, monkeypatch
 ):
-    from policies.models import ActionType
-    from policies.services import action_type_update
+    from reviews.services import execution
 
-    action_type_update(
-        actor=None,
-        action_type=ActionType.objects.get(name="issue_refund"),
-        fields={"fact_provider": "hitl.tests.test_middleware.broken_fact_provider"},
-    )
+    monkeypatch.setattr(execution, "stale_checks", broken_checks)
     _, key = agent_create(actor=Actor.system("t"), name="bot")
     review = make_review(queue=seeded_policy, agent="bot")
     review_approve(review_id=review.review_id, reviewer=UserFactory(username="rita"))

@@ -7,7 +7,13 @@ from policies.engine import AUDIENCES, DEFAULT_AUDIENCE, OUTCOMES
 
 from ..choices import FRAMEWORK_DECISIONS
 from ..models import Choice, Decision, Evidence, ReviewRequest
-from ..selectors import choice_verdicts, execution_of, execution_summary, resume_instruction
+from ..selectors import (
+    choice_verdicts,
+    execution_of,
+    execution_summary,
+    resource_history,
+    resume_instruction,
+)
 from ..services.proposals import MAX_ACTIONS
 
 MAX_ITEMS = 50
@@ -53,6 +59,30 @@ class ResourceIn(serializers.Serializer):
     type = serializers.CharField(max_length=100)
     id = serializers.CharField(max_length=200)
     version = serializers.CharField(max_length=100, required=False, allow_null=True, default=None)
+
+
+class TraceIn(serializers.Serializer):
+    """The agent's own trace of this run, linked from the review."""
+
+    langsmith_url = serializers.URLField(
+        max_length=2000, required=False, allow_blank=True, help_text="A LangSmith run URL (https)."
+    )
+    otel_trace_id = serializers.RegexField(
+        r"^[0-9a-f]{32}$",
+        required=False,
+        allow_blank=True,
+        help_text="An OpenTelemetry trace id: 32 lowercase hex digits.",
+    )
+
+    def validate_langsmith_url(self, value: str) -> str:
+        if value and not value.startswith("https://"):
+            raise serializers.ValidationError("Must be an https URL.")
+        return value
+
+    def validate_otel_trace_id(self, value: str) -> str:
+        if value and not int(value, 16):
+            raise serializers.ValidationError("Must not be all zero.")
+        return value
 
 
 class VersionsIn(serializers.Serializer):
@@ -108,6 +138,7 @@ class ProposalIn(serializers.Serializer):
     options_considered = serializers.ListField(
         child=serializers.CharField(max_length=500), default=list, max_length=MAX_ITEMS
     )
+    trace = TraceIn(required=False, help_text="A link to the agent's own trace of this run.")
 
     def validate(self, attrs):
         if ("action" in attrs) == ("actions" in attrs):
@@ -212,6 +243,38 @@ class CheckOut(serializers.Serializer):
     detail = serializers.CharField()
 
 
+class TrustedFactsOut(serializers.Serializer):
+    source = serializers.CharField(help_text="Where the facts come from.")
+    read_at = serializers.DateTimeField()
+    facts = serializers.DictField()
+    details = serializers.JSONField(help_text="What the provider shows the reviewer.")
+    error = serializers.CharField(
+        help_text="Why the provider could not answer (the policy then decided on the "
+        "claims, and nothing runs without a person); empty when it answered."
+    )
+
+
+class AgentTraceOut(serializers.Serializer):
+    langsmith_url = serializers.URLField(required=False)
+    otel_trace_id = serializers.CharField(required=False)
+
+
+class ResourceHistoryOut(serializers.Serializer):
+    review_id = serializers.CharField()
+    action_name = serializers.CharField()
+    state = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    decided_at = serializers.DateTimeField(allow_null=True)
+    later = serializers.BooleanField(help_text="Proposed after this review.")
+    resources = serializers.ListField(child=serializers.CharField())
+    what = serializers.CharField(help_text="What it did or would do, with its final arguments.")
+    arguments = serializers.DictField()
+    decision = serializers.DictField(allow_null=True)
+    execution = serializers.DictField(allow_null=True)
+    went_ahead = serializers.BooleanField(help_text="Approved, edited, or executed.")
+    warning = serializers.CharField()
+
+
 class PolicyOut(serializers.Serializer):
     outcome = serializers.CharField()
     version = serializers.CharField(allow_null=True)
@@ -222,6 +285,13 @@ class PolicyOut(serializers.Serializer):
     required_approvals = serializers.IntegerField()
     checks = CheckOut(many=True)
     explanation = serializers.CharField()
+    claimed_facts = serializers.DictField(help_text="The facts the agent claimed.")
+    trusted_facts = TrustedFactsOut(
+        allow_null=True,
+        help_text="What the action's fact provider said when the proposal arrived; the "
+        "policy decided on these over the claims. Null: the action has no fact provider.",
+    )
+    agent_trace = AgentTraceOut(allow_null=True)
 
 
 class YourChoiceOut(serializers.Serializer):
@@ -243,6 +313,10 @@ class ReviewPacketOut(serializers.ModelSerializer):
     resume = serializers.SerializerMethodField()
     execution = serializers.SerializerMethodField()
     your_choices = serializers.SerializerMethodField()
+    resource_history = serializers.SerializerMethodField(
+        help_text="The other reviews of the same resources, newest first (at most 10); "
+        "null except on GET /reviews/<id>/."
+    )
 
     class Meta:
         model = ReviewRequest
@@ -279,6 +353,7 @@ class ReviewPacketOut(serializers.ModelSerializer):
             "resume",
             "execution",
             "your_choices",
+            "resource_history",
         ]
 
     def get_assignee(self, review) -> str | None:
@@ -303,7 +378,18 @@ class ReviewPacketOut(serializers.ModelSerializer):
             "required_approvals": policy.get("required_approvals", review.required_approvals),
             "checks": policy.get("checks", []),
             "explanation": policy.get("explanation", ""),
+            "claimed_facts": (policy.get("input") or {}).get("facts") or {},
+            "trusted_facts": policy.get("trusted_facts"),
+            "agent_trace": policy.get("agent_trace"),
         }
+
+    @extend_schema_field(ResourceHistoryOut(many=True, allow_null=True))
+    def get_resource_history(self, review) -> list[dict] | None:
+        # Only the one packet of GET /reviews/<id>/ (its view passes "person"): a run's
+        # list of packets stays at a fixed number of queries.
+        if "person" not in self.context:
+            return None
+        return resource_history(review=review)
 
     @extend_schema_field(YourChoiceOut(many=True, allow_null=True))
     def get_your_choices(self, review) -> list[dict] | None:

@@ -22,12 +22,14 @@ from .packets import (
     execution_summary,
     packet_queryset,
     resume_instruction,
-    run_trace,
 )
+from .resources import resource_history
 from .runs import call_view, run_body, run_wait
+from .trace import RunTrace, run_trace
 
 __all__ = [
     "ChoiceVerdict",
+    "RunTrace",
     "authority_refusal",
     "available_choices",
     "blocked_checks",
@@ -45,6 +47,7 @@ __all__ = [
     "needs_queue_owner",
     "packet_queryset",
     "queues_for",
+    "resource_history",
     "resume_instruction",
     "reviews_visible_to",
     "run_body",

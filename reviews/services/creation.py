@@ -1,10 +1,12 @@
 """Opening a review: the proposal checked, the run paused, the call recorded, the packet
 ready to show."""
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -22,6 +24,7 @@ from ..models import (
     AgentRun,
     Evidence,
     Queue,
+    ResourceRef,
     ReviewKind,
     ReviewRequest,
     Risk,
@@ -123,6 +126,46 @@ class CallDraft:
             explanation=explanation,
             review=review,
         )
+
+
+_OTEL_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def agent_trace(trace: Any) -> dict[str, str]:
+    """The link to the agent's own trace a proposal may carry, checked: a LangSmith run
+    URL (https) and an OpenTelemetry trace id (32 lowercase hex, not all zero); {} when
+    none. InvalidReviewInput names the field that is wrong."""
+    if trace in (None, {}):
+        return {}
+    if not isinstance(trace, Mapping):
+        raise InvalidReviewInput(
+            "trace must be an object with langsmith_url and/or otel_trace_id.",
+            field_errors={"trace": ["Must be an object."]},
+        )
+    errors: dict[str, list[str]] = {}
+    unknown = sorted(set(trace) - {"langsmith_url", "otel_trace_id"})
+    if unknown:
+        errors["trace"] = [f"Unknown keys: {', '.join(map(str, unknown))}."]
+    url = trace.get("langsmith_url") or ""
+    if url and not _is_https_url(url):
+        errors["trace.langsmith_url"] = ["Must be an https URL of at most 2000 characters."]
+    trace_id = trace.get("otel_trace_id") or ""
+    if trace_id and (
+        not isinstance(trace_id, str) or not _OTEL_TRACE_ID.match(trace_id) or not int(trace_id, 16)
+    ):
+        errors["trace.otel_trace_id"] = ["Must be 32 lowercase hex digits, not all zero."]
+    if errors:
+        raise InvalidReviewInput(summarise(errors), field_errors=errors)
+    return {
+        key: value for key, value in (("langsmith_url", url), ("otel_trace_id", trace_id)) if value
+    }
+
+
+def _is_https_url(value: Any) -> bool:
+    if not isinstance(value, str) or len(value) > 2000 or any(c.isspace() for c in value):
+        return False
+    parts = urlsplit(value)
+    return parts.scheme == "https" and bool(parts.hostname)
 
 
 def review_create(
@@ -259,6 +302,7 @@ def _insert(
     full_clean_or_refuse(review, exclude=["run", "queue", "review_id", "state"])
     stamp(review, actor, f"created by {actor.label}: {review.action_name}")
     review.save()
+    index_resources(review)
     items = create_with_history(
         [
             Evidence(review=review, position=position, supplied_at=now, **row)
@@ -273,3 +317,22 @@ def _insert(
     cache_related(review, "execution", None)  # none yet
     send_on_commit(review_opened, review_id=review.review_id)
     return review
+
+
+def index_resources(review: ReviewRequest) -> None:
+    """The review in its resources' history (see ResourceRef): one row per resource."""
+    keys = dict.fromkeys(
+        (str(r["type"]), str(r["id"])) for r in review.affected_resources or [] if r.get("id")
+    )
+    ResourceRef.objects.bulk_create(
+        [
+            ResourceRef(
+                review=review,
+                tenant=review.tenant,
+                resource_type=kind,
+                resource_id=ident,
+                created_at=review.created_at,
+            )
+            for kind, ident in keys
+        ]
+    )

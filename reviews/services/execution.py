@@ -27,6 +27,7 @@ from ..choices import spec_for
 from ..exceptions import (
     AlreadyClaimed,
     ClaimInputMissing,
+    FactsUnavailable,
     InvalidReviewInput,
     NotAuthorized,
     NotExecutable,
@@ -114,7 +115,17 @@ def _with_fresh_state(
     resources: Iterable[Mapping[str, Any]] | None,
 ) -> tuple[dict[str, Any], Iterable[Mapping[str, Any]] | None, bool]:
     # Trusted facts win: what the claimant says never overrides the provider's answer.
-    fresh = fresh_state(review=review)
+    try:
+        fresh = fresh_state(review=review)
+    except Exception as exc:
+        # Whatever the provider raised: without fresh facts nothing may run. Its message
+        # may carry the provider's internals, so it goes to the log, not to the agent.
+        logger.exception("The fact provider failed for %s", review.review_id)
+        raise FactsUnavailable(
+            f"The trusted facts for {review.action_name} could not be read "
+            f"({type(exc).__name__}); nothing was claimed. Try again later.",
+            extra={"review_id": review.review_id},
+        ) from exc
     facts = {**dict(facts or {}), **(fresh.get("facts") or {})}
     if fresh.get("resources") is None:
         return facts, resources, False

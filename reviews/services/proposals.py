@@ -37,7 +37,8 @@ from ..models import (
 )
 from ._common import summarise
 from ._input import clean_call
-from .creation import CallDraft, ReviewDraft, review_open
+from .creation import CallDraft, ReviewDraft, agent_trace, review_open
+from .rechecks import TrustedFacts, read_trusted_facts
 from .runs import calls_record, run_lock
 
 # The most calls one proposal may carry (a model's turn rarely has more than a few).
@@ -104,6 +105,7 @@ def action_propose(*, agent: Agent, proposal: Mapping[str, Any]) -> ProposalResu
             f"Agent {agent.name} proposes for tenant '{agent.tenant or 'default'}' only."
         )
     principal = _principal(proposal)
+    proposal = {**proposal, "trace": agent_trace(proposal.get("trace"))}
     planned = [_plan(proposal, path, action, tenant) for path, action in _actions(proposal)]
     actor = Actor.of_agent(agent)
     reviewed = [item.draft for item in planned if item.draft is not None]
@@ -176,19 +178,9 @@ def _plan(
     proposal: Mapping[str, Any], path: str, action: Mapping[str, Any], tenant: str
 ) -> _Planned:
     """One action decided by the policy, with its review's draft when a person decides."""
-    shared = {key: proposal[key] for key in POLICY_KEYS if proposal.get(key) is not None}
-    policy_input = {**shared, "action": action, "tenant": tenant}
-    try:
-        decision = evaluate_proposal(proposal=policy_input)
-    except PolicyInputError as exc:
-        # The policy names an action's fields `action.*`; a batch names each one's place.
-        errors = {
-            path + key.removeprefix("action") if key.startswith("action") else key: messages
-            for key, messages in exc.message_dict.items()
-        }
-        raise InvalidReviewInput(summarise(errors), field_errors=errors) from exc
+    decision, policy_input, trusted = _decide(proposal, path, action, tenant)
     call = _call_draft(action, path)
-    proposal = {**proposal, "action": action}
+    proposal = {**proposal, "action": action, "trusted_facts": trusted}
     if decision.outcome == AUTO_EXECUTE and decision.audit_sample_rate:
         audit = _audit_draft(proposal, decision, call)
         queue = _routed_queue(proposal, tenant, decision)
@@ -211,6 +203,67 @@ def _plan(
         call,
         queue=_routed_queue(proposal, tenant, decision),
         draft=draft,
+    )
+
+
+def _decide(
+    proposal: Mapping[str, Any], path: str, action: Mapping[str, Any], tenant: str
+) -> tuple[PolicyDecision, dict[str, Any], TrustedFacts | None]:
+    """The policy's decision on the action, on the trusted facts where a fact provider
+    gives them (they win over what the agent claims), and those facts."""
+    shared = {key: proposal[key] for key in POLICY_KEYS if proposal.get(key) is not None}
+    policy_input = {**shared, "action": action, "tenant": tenant}
+    trusted = _trusted_facts(proposal, action, tenant)
+    claimed = proposal.get("facts")
+    if trusted is not None and not trusted.error and isinstance(claimed or {}, Mapping):
+        policy_input["facts"] = {**dict(claimed or {}), **trusted.facts}
+    try:
+        decision = evaluate_proposal(proposal=policy_input)
+    except PolicyInputError as exc:
+        # The policy names an action's fields `action.*`; a batch names each one's place.
+        errors = {
+            path + key.removeprefix("action") if key.startswith("action") else key: messages
+            for key, messages in exc.message_dict.items()
+        }
+        raise InvalidReviewInput(summarise(errors), field_errors=errors) from exc
+    if trusted is not None and trusted.error and decision.outcome == AUTO_EXECUTE:
+        decision = _unverified(decision, trusted)
+    return decision, policy_input, trusted
+
+
+def _trusted_facts(
+    proposal: Mapping[str, Any], action: Mapping[str, Any], tenant: str
+) -> TrustedFacts | None:
+    # Only a well-formed action is worth asking about: the policy refuses the others.
+    if not isinstance(action, Mapping) or not isinstance(action.get("name"), str):
+        return None
+    arguments = action.get("args") or {}
+    resources = proposal.get("affected_resources") or []
+    if not isinstance(arguments, Mapping) or not isinstance(resources, list):
+        return None
+    return read_trusted_facts(
+        action_name=action["name"].strip(),
+        arguments=arguments,
+        affected_resources=resources,
+        tenant=tenant,
+    )
+
+
+def _unverified(decision: PolicyDecision, trusted: TrustedFacts) -> PolicyDecision:
+    """An action the policy would run unattended, when its facts could not be verified:
+    a person reviews it instead (nothing runs on facts nobody could read)."""
+    return replace(
+        decision,
+        outcome=HUMAN_REVIEW,
+        review_kind=None,
+        queue=decision.queue or default_queue(),
+        required_approvals=1,
+        audit_sample_rate=0,
+        explanation=(
+            f"{decision.explanation} The trusted facts could not be read from "
+            f"{trusted.source} ({trusted.error}), so a person reviews it instead of it "
+            "running unverified."
+        ).strip(),
     )
 
 
@@ -362,12 +415,26 @@ def _draft(
                 "audience": proposal.get("audience") or "internal",
                 "facts": dict(proposal.get("facts") or {}),
             },
+            **_packet_extras(proposal),
         },
         choices=choices,
         required_approvals=decision.required_approvals,
         due_at=timezone.now() + timedelta(minutes=sla) if sla else None,
         versions={**dict(proposal.get("versions") or {}), "policy": decision.policy_version or ""},
     )
+
+
+def _packet_extras(proposal: Mapping[str, Any]) -> dict[str, Any]:
+    """What the packet keeps beside the policy's decision: the trusted facts it decided on,
+    and the link to the agent's own trace."""
+    extras: dict[str, Any] = {}
+    trusted = proposal.get("trusted_facts")
+    if trusted is not None:
+        extras["trusted_facts"] = trusted.packet()
+    trace = proposal.get("trace")
+    if trace:
+        extras["agent_trace"] = trace
+    return extras
 
 
 def fingerprint(body: Any) -> str:

@@ -117,9 +117,16 @@ def test_fresh_facts_from_the_provider_block_a_stale_refund(
     assert ledger.state()["calls"] == 0
 
 
-def test_a_failing_executor_is_recorded_not_retried(seeded, with_executor, reviewer, ledger):
+def test_a_failing_executor_is_recorded_not_retried(
+    seeded, with_executor, reviewer, ledger, monkeypatch
+):
     review = approved_refund(seeded, reviewer, order="17", amount="20.00")
-    ledger.change_order("17", total="10.00")  # the refund now exceeds the order total
+
+    def refused(**kwargs):
+        raise ValueError("refund 20.00 exceeds order total 10.00")
+
+    # The re-check passes (the facts still allow it); the payment system itself refuses.
+    monkeypatch.setattr(payments, "refund", refused)
     assert tasks.execute_review(review.review_id) == ExecutionState.FAILED
     assert "exceeds" in Execution.objects.get().error
     assert tasks.execute_review(review.review_id) == "skipped"

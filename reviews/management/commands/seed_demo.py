@@ -92,6 +92,8 @@ GRANTS = [
 # The example agent's fake payment system executes approved refunds (see examples/).
 REFUND_EXECUTOR = "examples.refund_agent.payments.execute_refund"
 REFUND_FACTS = "examples.refund_agent.payments.refund_facts"
+# The example identity directory tells the access team who holds what (see examples/).
+PERMISSION_FACTS = "examples.refund_agent.directory.permission_facts"
 
 
 class Command(BaseCommand):
@@ -208,6 +210,11 @@ class Command(BaseCommand):
                 action_type=refund,
                 fields={"executor": REFUND_EXECUTOR, "fact_provider": REFUND_FACTS},
             )
+        permission = ActionType.objects.get(name="change_permission")
+        if not permission.fact_provider:
+            action_type_update(
+                actor=None, action_type=permission, fields={"fact_provider": PERMISSION_FACTS}
+            )
 
     def _agent(self, name, tenant):
         agent = Agent.objects.filter(name=name).first()
@@ -239,7 +246,10 @@ class Command(BaseCommand):
             if result.review is None:
                 raise CommandError(
                     f"The policy did not send {proposal['run_id']} to review "
-                    f"({result.outcome}: {result.decision.explanation})."
+                    f"({result.outcome}: {result.decision.explanation}). If the trusted "
+                    "facts deny it, the example payments ledger "
+                    "(HITL_FAKE_PAYMENTS_FILE) or directory (HITL_FAKE_DIRECTORY_FILE) "
+                    "is left from an earlier demo: remove it and seed again."
                 )
             created += 1
         return created
