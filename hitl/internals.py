@@ -205,6 +205,12 @@ def is_invalid_json_input(value) -> bool:
     return isinstance(value, InvalidJSONInput)
 
 
+def invalid_json_input(text: str):
+    """`text` marked as JSON a form field could not parse, to be shown again as typed (the
+    value `forms.JSONField.bound_data` returns for such text; see is_invalid_json_input)."""
+    return InvalidJSONInput(text)
+
+
 def mark_response_logged(response) -> None:
     """Tell Django's request logging that `response` has been logged already.
 

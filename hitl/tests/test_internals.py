@@ -38,6 +38,7 @@ from hitl.internals import (
     fsm_state_fields,
     history_tracked_columns,
     instance_from_db_row,
+    invalid_json_input,
     is_invalid_json_input,
     mark_response_logged,
     missing_object_redirect,
@@ -355,6 +356,10 @@ def test_text_a_json_field_cannot_parse_is_recognised():
     Form({"data": '{"a": 1}'})["data"].value()
     assert [is_invalid_json_input(value) for value in seen] == [True, False]
     assert seen[0] == "{not json"
+    # The same marker made by hand is shown again as typed, never re-encoded.
+    marked = invalid_json_input("[[[")
+    assert is_invalid_json_input(marked)
+    assert forms.JSONField().prepare_value(marked) == "[[["
 
 
 def test_a_response_marked_logged_is_not_logged_again(caplog):

@@ -2,14 +2,15 @@
 
 import json
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.core import signing
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
-from policies.selectors import important_arguments
+from policies.selectors import action_type_for, important_arguments
 
 from .. import selectors
 from ..choices import SPEC_BY_VALUE, ChoiceSpec, reason_hint
@@ -20,6 +21,8 @@ from ..models import (
     ReviewRequest,
 )
 from ..validation import json_problem
+from .access_screen import access_context
+from .schema_form import ArgumentsForm, arguments_form
 
 RISK_COLOURS = {"low": "#2e7d32", "medium": "#b26a00", "high": "#c62828", "critical": "#6a1b9a"}
 
@@ -44,6 +47,26 @@ def _compact(seconds: float) -> str:
     return f"{minutes}m"
 
 
+def duration_words(spent: timedelta | None) -> str:
+    """A duration as a person reads it: "45 s", "1 min 20 s", "2 h 5 min", "3 d 4 h"."""
+    if spent is None:
+        return "-"
+    seconds = int(spent.total_seconds())
+    if seconds < 1:
+        return "under 1 s"
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    for big, big_unit, small, small_unit in (
+        (days, "d", hours, "h"),
+        (hours, "h", minutes, "min"),
+        (minutes, "min", seconds, "s"),
+    ):
+        if big:
+            return f"{big} {big_unit} {small} {small_unit}" if small else f"{big} {big_unit}"
+    return f"{seconds} s"
+
+
 def time_left(moment: datetime | None, now: datetime) -> str:
     if moment is None:
         return "-"
@@ -51,6 +74,19 @@ def time_left(moment: datetime | None, now: datetime) -> str:
     if seconds <= 0:
         return format_html('<span class="hitl-overdue">overdue {}</span>', _compact(-seconds))
     return format_html('<span class="hitl-left">{}</span>', _compact(seconds))
+
+
+def deadline_left(review: ReviewRequest, moment: datetime | None, now: datetime) -> str:
+    """A deadline while the review is open; once it is decided the clock has stopped, so
+    say whether the decision met it ("met", "missed by 1h 05m"), never a running count."""
+    if review.is_open:
+        return time_left(moment, now)
+    if moment is None or review.decided_at is None:
+        return "-"
+    late = (review.decided_at - moment).total_seconds()
+    if late <= 0:
+        return mark_safe('<span class="hitl-muted">met</span>')
+    return format_html('<span class="hitl-muted">missed by {}</span>', _compact(late))
 
 
 def _opening_signer(review: ReviewRequest, user) -> signing.Signer:
@@ -120,8 +156,9 @@ def packet_context(*, request, review: ReviewRequest, submitted: dict | None) ->
         "review": full,
         "now": now,
         "risk_badge": risk_badge(full.risk),
-        "sla_left": time_left(full.due_at, now),
-        "expiry_left": time_left(full.expires_at, now),
+        # A closed review's deadlines are past history, not a countdown.
+        "sla_left": deadline_left(full, full.due_at, now),
+        "expiry_left": time_left(full.expires_at, now) if full.is_open else "-",
         "arguments_table": arguments,
         "other_arguments": sorted(
             (k, v) for k, v in full.arguments.items() if k not in dict(arguments)
@@ -129,6 +166,7 @@ def packet_context(*, request, review: ReviewRequest, submitted: dict | None) ->
         "evidence": list(full.evidence.all()),
         "policy": full.policy or {},
         "decisions": decisions,
+        "decision_rows": [(d, duration_words(d.time_spent)) for d in decisions],
         "last_edit": last_edit,
         "diff_lines": _diff_lines(last_edit.diff) if last_edit else [],
         "trace": selectors.run_trace(full),
@@ -137,6 +175,8 @@ def packet_context(*, request, review: ReviewRequest, submitted: dict | None) ->
         "approvals_so_far": sum(1 for d in decisions if d.choice == Choice.APPROVE),
         "opened_at": _opening_signer(review, request.user).sign(now.isoformat()),
         **_submitted_context(full, submitted or {}, bool(choices["respond_choice"])),
+        **_edit_form_context(request, full, submitted or {}, choices["edit_choice"]),
+        "access_change": access_context(full),
         "resume": selectors.resume_instruction(full),
         "can_claim": full.is_open
         and full.assignee_id != request.user.pk
@@ -204,6 +244,37 @@ def _submitted_context(review: ReviewRequest, submitted: dict, respond_box: bool
     }
 
 
+def _edit_form_context(
+    request, review: ReviewRequest, submitted: dict, edit_choice: dict | None
+) -> dict:
+    # The schema-built form; after a refused edit it is bound to what was posted (the
+    # refusal answers the POST itself), so each error shows beside its field and nothing
+    # typed is lost.
+    if edit_choice is None or review.kind == ReviewKind.EDIT:
+        return {"arguments_form": None}
+    refused_edit = submitted.get("choice") == edit_choice["value"]
+    posted = refused_edit and submitted.get("arguments_json") is None
+    data = submitted.get("posted", request.POST) if posted else None
+    form = arguments_form(review, data)
+    if form is not None and posted and form.is_valid():
+        _place_refusal(form, review, request.user, submitted.get("field_errors") or {})
+    return {"arguments_form": form, "edit_open": refused_edit}
+
+
+def _place_refusal(form: ArgumentsForm, review: ReviewRequest, user, field_errors) -> None:
+    """The service's reasons for refusing a valid-looking edit, beside their fields."""
+    form.add_service_errors(field_errors)
+    refusal = selectors.authority_refusal(review=review, user=user, arguments=form.arguments)
+    action_type = action_type_for(review.action_name)
+    amount_field = (
+        form.fields_by_prop.get(action_type.amount_path.split(".")[0])
+        if action_type is not None and action_type.amount_path
+        else None
+    )
+    if refusal and amount_field and amount_field not in form.errors:
+        form.add_error(amount_field, refusal)
+
+
 def choice_label(choice: str, review: ReviewRequest) -> str:
     """The button's own wording, so "why not" names what the person was looking for."""
     spec = SPEC_BY_VALUE.get(choice)
@@ -212,13 +283,13 @@ def choice_label(choice: str, review: ReviewRequest) -> str:
 
 def decision_input(review: ReviewRequest, data, user) -> dict:
     """The decision service's arguments from the screen's form (InvalidReviewInput when
-    the typed arguments are not a JSON object)."""
+    the edited arguments are not valid)."""
     choice = data.get("choice", "")
     spec = SPEC_BY_VALUE.get(choice)
     edits = spec is not None and spec.correction == "edit"
     arguments = None
     if edits and review.kind != ReviewKind.EDIT:
-        arguments = parse_arguments(data.get("arguments", ""))
+        arguments = edited_arguments(review, data)
     content = data.get("content") if edits else None
     if content is not None and "\r\n" not in review.content:
         # Browsers send a textarea's lines with CRLF; the agent's text used LF, and an
@@ -231,3 +302,23 @@ def decision_input(review: ReviewRequest, data, user) -> dict:
         "content": content,
         "opened_at": opened_at(data.get("opened_at"), review, user),
     }
+
+
+def edited_arguments(review: ReviewRequest, data) -> dict:
+    """The arguments an edit posts: from the schema-built form, or from the whole-JSON box
+    (actions without a usable schema, and anything posting `arguments` itself)."""
+    if "arguments" in data:
+        return parse_arguments(data.get("arguments", ""))
+    form = arguments_form(review, data)
+    if form is None:
+        return parse_arguments("")
+    if not form.is_valid():
+        errors = form.error_fields()
+        first = "; ".join(
+            f"{key.removeprefix('arguments.')}: {' '.join(messages)}"
+            for key, messages in errors.items()
+        )
+        raise InvalidReviewInput(
+            f"The edited arguments are not valid: {first}", field_errors=errors
+        )
+    return form.arguments
