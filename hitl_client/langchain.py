@@ -141,6 +141,10 @@ def decision_for(call: dict, allowed: Sequence[str] = ALL_DECISIONS) -> dict:
     if choice in ("respond", "guide"):
         message = call.get("response") or call.get("reason") or ""
         return _allowed({"type": "respond", "message": message}, allowed, call)
+    if choice == "done_by_person" and "respond" in allowed:
+        # Done: the model must not retry it, as it might after a rejection.
+        message = f"Done by a person; do not run it again. {call.get('reason') or ''}".strip()
+        return {"type": "respond", "message": message}
     message = _why_not(call)
     for kind in ("reject", "respond"):
         if kind in allowed:

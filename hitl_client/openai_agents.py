@@ -203,6 +203,10 @@ def _refusal(call: dict) -> str | None:
         message = f"Not run. A reviewer's guidance instead: {reason}"
     elif decision == "take_over":
         message = f"Not run: a person took this case over. {reason}"
+    elif decision == "done_by_person":
+        message = f"Done by a person; do not run it again: {reason}"
+    elif decision == "not_needed":
+        message = f"Not run: a person decided it is not needed. {reason}"
     elif status == "denied" or call.get("outcome") == "request_clarification":
         message = f"Not run: the platform's policy answered {call.get('outcome')}. {reason}"
     else:

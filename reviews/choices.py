@@ -58,6 +58,9 @@ class ChoiceSpec:
     # The framework decision (FRAMEWORK_DECISIONS) the agent gets when this choice closes
     # the review; "" for a choice that does not close it (the review stays with people).
     framework_decision: str = ""
+    # Closes a case a person took over: offered only then, and only to the person holding
+    # it (or the queue's owner); see reviews.selectors.guard.
+    after_take_over: bool = False
     # A button of its own on the decision card (an edit and a response have their own
     # blocks instead).
     button: bool = True
@@ -125,10 +128,14 @@ def _to_escalation_owner(review: "ReviewRequest", reviewer, reason: str) -> None
 
 
 def _to_reviewer(review: "ReviewRequest", reviewer, reason: str) -> None:
+    from .services.takeovers import start_takeover_clock
+
     review.assignee = reviewer
-    # A person owns the case now: it no longer expires or reroutes by itself.
+    # A person owns the case now: it no longer expires or reroutes by itself, but it has a
+    # deadline of its own so it cannot wait forever (a reminder first, then a hand-back).
     review.expires_at = None
     review.next_reminder_at = None
+    start_takeover_clock(review)
 
 
 def _reason_is_the_content(review: "ReviewRequest", reviewer, reason: str) -> None:
@@ -145,6 +152,33 @@ def _continue_with_guidance(review: "ReviewRequest", last: "Decision | None") ->
 
 def _respond(review: "ReviewRequest", last: "Decision | None") -> dict:
     return {"action": "respond", "message": review.final_content}
+
+
+def _by(last: "Decision | None") -> str:
+    return last.reviewer.get_username() if last is not None else ""
+
+
+def _done_by_person(review: "ReviewRequest", last: "Decision | None") -> dict:
+    return {
+        "action": "done_by_person",
+        "by": _by(last),
+        "message": last.reason if last else "",
+        # Said outright: an agent that re-ran the call would do the work a second time.
+        "run_call": False,
+        "detail": "A person did this themselves, outside the agent. Do not run the call; "
+        "carry on as if it succeeded, with the message as its result.",
+    }
+
+
+def _not_needed(review: "ReviewRequest", last: "Decision | None") -> dict:
+    return {
+        "action": "not_needed",
+        "by": _by(last),
+        "reason": last.reason if last else "",
+        "run_call": False,
+        "detail": "A person found that this is not needed. Do not run the call; carry on "
+        "without it.",
+    }
 
 
 SPECS: tuple[ChoiceSpec, ...] = (
@@ -228,9 +262,48 @@ SPECS: tuple[ChoiceSpec, ...] = (
         captured=True,
         look="handover",
         consequence=lambda review: (
-            "You own the case from now on: the agent stops and is told a person took over."
+            "You own the case from now on: the agent stops and is told a person took over. "
+            "Resolve it when it is handled."
         ),
         apply=_to_reviewer,
+    ),
+    ChoiceSpec(
+        value="done_by_person",
+        label="Resolved: done by a person",
+        transition="resolve",
+        kinds=(ESCALATION,),
+        after_take_over=True,
+        reason_required=True,
+        hint="say what was done",
+        needs_grant=True,
+        # The person's note stands in for the tool's result (what the agent reads).
+        framework_decision="respond",
+        look="go",
+        consequence=lambda review: (
+            "Closes the case: you did it yourself. The agent is told it was handled, with your "
+            "note, and must not run the call; nothing runs here."
+        ),
+        resume=_done_by_person,
+    ),
+    ChoiceSpec(
+        value="not_needed",
+        label="Resolved: not needed",
+        transition="resolve",
+        kinds=(ESCALATION,),
+        after_take_over=True,
+        reason_required=True,
+        hint="say why it is not needed",
+        needs_grant=True,
+        captured=True,
+        answer="no",
+        # The call must not run, and the agent reads why: a rejection to its framework.
+        framework_decision="reject",
+        look="stop",
+        consequence=lambda review: (
+            "Closes the case: nothing needs doing. The agent is told why and carries on "
+            "without the call; nothing runs."
+        ),
+        resume=_not_needed,
     ),
     ChoiceSpec(
         value="guide",
@@ -279,6 +352,8 @@ SPECS: tuple[ChoiceSpec, ...] = (
 # The order kinds list their choices in (the decision card's button order).
 _ORDER = (
     "take_over",
+    "done_by_person",
+    "not_needed",
     "guide",
     "approve",
     "edit",

@@ -27,10 +27,18 @@ class ReviewState(models.TextChoices):
     EXPIRED = "expired", "Expired"
     AWAITING_EVIDENCE = "awaiting_evidence", "Awaiting evidence"
     CANCELLED = "cancelled", "Cancelled"
+    # A person who took the case over closed it themselves (done outside the agent, or
+    # not needed): nothing of the proposal runs.
+    RESOLVED = "resolved", "Resolved"
 
 
 OPEN_STATES = (ReviewState.PENDING, ReviewState.ESCALATED, ReviewState.AWAITING_EVIDENCE)
-DECIDED_STATES = (ReviewState.APPROVED, ReviewState.EDITED, ReviewState.REJECTED)
+DECIDED_STATES = (
+    ReviewState.APPROVED,
+    ReviewState.EDITED,
+    ReviewState.REJECTED,
+    ReviewState.RESOLVED,
+)
 FINAL_STATES = (*DECIDED_STATES, ReviewState.EXPIRED, ReviewState.CANCELLED)
 
 
@@ -68,7 +76,7 @@ class ReviewRequest(StateMachineMixin, models.Model):
     )
     uncertainty = models.TextField(blank=True, default="")
     # What the agent asks a specialist, in its own words (an escalation shows it first).
-    question = models.TextField(blank=True, default="")
+    question = models.TextField(blank=True, default="", db_default="")
     options_considered = models.JSONField(default=list, blank=True)
     policy = models.JSONField(default=dict, blank=True)
     risk = models.CharField(max_length=10, choices=Risk.choices, default=Risk.MEDIUM)
@@ -84,10 +92,14 @@ class ReviewRequest(StateMachineMixin, models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     # When the reminder sweep should look at this review next (None: no more reminders).
     next_reminder_at = models.DateTimeField(null=True, blank=True)
+    # A case a person took over: by when they should resolve it, and when the takeover
+    # sweep looks at it next (its reminder, then the deadline; see services.takeovers).
+    takeover_deadline = models.DateTimeField(null=True, blank=True)
+    takeover_next_at = models.DateTimeField(null=True, blank=True)
     versions = models.JSONField(default=dict, blank=True)
     # An after-the-fact check of an action that already auto-executed: its decision
     # executes nothing and its run never waits for it.
-    audit = models.BooleanField(default=False)
+    audit = models.BooleanField(default=False, db_default=False)
     proposed_by = models.CharField(max_length=200)
     proposed_by_user = optional_person(
         "+", help_text="The person the agent acted for, who may never decide this review."
@@ -121,6 +133,7 @@ class ReviewRequest(StateMachineMixin, models.Model):
             ),
             models.Index(fields=["assignee", "state"], name="review_assignee_idx"),
             models.Index(fields=["state", "next_reminder_at"], name="review_reminder_idx"),
+            models.Index(fields=["state", "takeover_next_at"], name="review_takeover_idx"),
         ]
         permissions = [("decide_reviewrequest", "Can decide review requests")]
         verbose_name = "review (all kinds)"
@@ -186,6 +199,15 @@ class ReviewRequest(StateMachineMixin, models.Model):
         conditions=[_not_expired],
     )
     def take_over(self) -> None:
+        pass
+
+    @transition(
+        field=state,
+        source=ReviewState.ESCALATED,
+        target=ReviewState.RESOLVED,
+        conditions=[_not_expired],
+    )
+    def resolve(self) -> None:
         pass
 
     @transition(

@@ -24,6 +24,7 @@ from ..models import (
     ReviewState,
 )
 from .access import _is_member, authority_refusal, can_decide, may_act_as_queue_owner
+from .packets import last_decision
 
 
 @dataclass(frozen=True)
@@ -82,12 +83,22 @@ class _Guard:
         self.review = review
         self.user = user
         self._decides: bool | None = None
+        self._taken_over: bool | None = None
         self._authority: dict[bool, str | None] = {}
 
     def decides(self) -> bool:
         if self._decides is None:
             self._decides = can_decide(user=self.user, review=self.review)
         return self._decides
+
+    def taken_over(self) -> bool:
+        """Whether a person holds the case: escalated, and its last decision took it over."""
+        if self._taken_over is None:
+            last = (
+                last_decision(self.review) if self.review.state == ReviewState.ESCALATED else None
+            )
+            self._taken_over = last is not None and SPEC_BY_VALUE[last.choice].hands_over
+        return self._taken_over
 
     def authority(self, amount_matters: bool) -> str | None:
         if amount_matters not in self._authority:
@@ -96,33 +107,48 @@ class _Guard:
             )
         return self._authority[amount_matters]
 
+    def _unavailable(self, choice: str, spec) -> tuple[type[ReviewError], str] | None:
+        """Why this choice cannot be taken on this review now, whoever asks (None: it can)."""
+        review = self.review
+        state = review.get_state_display().lower()
+        if review.state in FINAL_STATES:
+            return AlreadyDecided, f"This review is already {state}."
+        if review.is_past_expiry():
+            return ReviewExpired, "This review has expired and can no longer be decided."
+        if spec is not None and spec.after_take_over and not self.taken_over():
+            return (
+                TransitionNotAllowed,
+                f"'{spec.label}' closes a case a person took over; take it over first.",
+            )
+        transition = getattr(review, spec.transition, None) if spec else None
+        if transition is None or not can_proceed(transition, check_conditions=False):
+            return TransitionNotAllowed, f"'{choice}' is not possible while the review is {state}."
+        if choice not in review.choices:
+            return ChoiceNotOffered, f"'{choice}' is not offered for this review."
+        return None
+
     def verdict(self, choice: str, reason: str | None) -> ChoiceVerdict:
         review, user = self.review, self.user
 
         def no(error: type[ReviewError], why: str, about_review: bool = False) -> ChoiceVerdict:
             return ChoiceVerdict(choice, False, why, error, about_review)
 
-        if review.state in FINAL_STATES:
-            state = review.get_state_display().lower()
-            return no(AlreadyDecided, f"This review is already {state}.", True)
-        if review.is_past_expiry():
-            return no(ReviewExpired, "This review has expired and can no longer be decided.", True)
         spec = SPEC_BY_VALUE.get(choice)
-        transition = getattr(review, spec.transition, None) if spec else None
-        if transition is None or not can_proceed(transition, check_conditions=False):
-            state = review.get_state_display().lower()
-            why = f"'{choice}' is not possible while the review is {state}."
-            return no(TransitionNotAllowed, why, True)
-        if choice not in review.choices:
-            return no(ChoiceNotOffered, f"'{choice}' is not offered for this review.", True)
+        unavailable = self._unavailable(choice, spec)
+        if unavailable is not None:
+            return no(*unavailable, True)
         if spec.hands_over and _taken_over_by(review, user):
             return no(TransitionNotAllowed, "You have already taken this case over.")
         if reason is not None and spec.reason_required and not reason:
-            return no(ReasonRequired, f"A reason is required to {spec.label.lower()}.")
+            return no(ReasonRequired, f"A reason is required to {spec.hint or spec.label.lower()}.")
         if review.proposed_by_user_id is not None and review.proposed_by_user_id == user.pk:
             return no(
                 SelfDecisionForbidden, "You proposed this action and cannot decide it yourself."
             )
+        # A case a person took over is theirs to close (or its queue owner's): nobody else
+        # ends it under them, though another may take it over, visibly, with a decision.
+        if spec.framework_decision and self.taken_over() and not _holds(review, user):
+            return no(NotAuthorized, _held_text(review))
         if not self.decides():
             escalated = review.state == ReviewState.ESCALATED
             if escalated and user.is_active and _is_member(review.queue, user):
@@ -157,6 +183,20 @@ def _escalated_to_text(review: ReviewRequest) -> str:
     holder = review.assignee or queue.escalation_owner or queue.owner
     who = holder.get_username() if holder else f"the owner of {queue.name}"
     return f"This review is escalated: {who} decides it now, not the queue's members."
+
+
+def _holds(review: ReviewRequest, user: AbstractBaseUser) -> bool:
+    return user.is_superuser or user.pk in (review.assignee_id, review.queue.owner_id)
+
+
+def _held_text(review: ReviewRequest) -> str:
+    queue = review.queue
+    holder = review.assignee.get_username() if review.assignee_id else "the person"
+    owner = f" ({queue.owner.get_username()})" if queue.owner_id else ""
+    return (
+        f"{holder} holds this taken-over case: only {holder} or the owner of "
+        f"{queue.name}{owner} may resolve it now."
+    )
 
 
 def _taken_over_by(review: ReviewRequest, user: AbstractBaseUser) -> bool:

@@ -23,8 +23,14 @@ from ..choices import SPECS, Choice
 from ..models import Decision, ReviewRequest, ReviewState
 from . import queues_for, reviews_visible_to, tenants_of
 
-CLOSED = (ReviewState.APPROVED, ReviewState.EDITED, ReviewState.REJECTED, ReviewState.EXPIRED)
-DECIDED = (ReviewState.APPROVED, ReviewState.EDITED, ReviewState.REJECTED)
+CLOSED = (
+    ReviewState.APPROVED,
+    ReviewState.EDITED,
+    ReviewState.REJECTED,
+    ReviewState.RESOLVED,
+    ReviewState.EXPIRED,
+)
+DECIDED = (ReviewState.APPROVED, ReviewState.EDITED, ReviewState.REJECTED, ReviewState.RESOLVED)
 SLICES = {
     "queue": lambda r: r["queue__slug"],
     "action": lambda r: r["action_name"],

@@ -96,7 +96,8 @@ def refresh_run_status(run: AgentRun, actor: Actor, review: ReviewRequest) -> No
             and bool(review.assignee_id)
             and _taken_over(review)
         ),
-        releases_person=review.state in (ReviewState.EDITED, ReviewState.REJECTED),
+        releases_person=review.state
+        in (ReviewState.EDITED, ReviewState.REJECTED, ReviewState.RESOLVED),
     )
     if status != locked.status:
         locked.status = status

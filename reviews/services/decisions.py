@@ -90,6 +90,10 @@ review_escalate = _one_choice(Choice.ESCALATE, "Hand the review to the escalatio
 review_request_more_evidence = _one_choice(Choice.REQUEST_MORE_EVIDENCE, "Ask the agent.")
 review_take_over = _one_choice(Choice.TAKE_OVER, "A person takes the case over from the agent.")
 review_guide = _one_choice(Choice.GUIDE, "The agent re-plans with the reviewer's guidance.")
+review_done_by_person = _one_choice(
+    Choice.DONE_BY_PERSON, "Close a taken-over case its person handled outside the agent."
+)
+review_not_needed = _one_choice(Choice.NOT_NEEDED, "Close a taken-over case as not needed.")
 
 
 def _decide(

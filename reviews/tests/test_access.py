@@ -174,7 +174,12 @@ def test_a_member_who_took_a_case_over_loses_it_when_removed(team):
     review = make_review(queue=ops, kind="escalation", confidence=0.4)
     review_take_over(review_id=review.review_id, reviewer=rita)
     review.refresh_from_db()
-    assert selectors.available_choices(review=review, user=rita) == ["guide", "reject"]
+    assert selectors.available_choices(review=review, user=rita) == [
+        "done_by_person",
+        "not_needed",
+        "guide",
+        "reject",
+    ]
 
     ops.members.remove(rita)
 

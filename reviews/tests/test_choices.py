@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from reviews.choices import (
     _ORDER,
     FRAMEWORK_DECISIONS,
+    SPEC_BY_VALUE,
     SPECS,
     Choice,
     default_choices,
@@ -17,7 +18,7 @@ from reviews.choices import (
     possible_choices,
     reason_hint,
 )
-from reviews.exceptions import ChoiceNotOffered, ReasonRequired
+from reviews.exceptions import ChoiceNotOffered, ReasonRequired, TransitionNotAllowed
 from reviews.expiry import STRATEGIES, ExpiryBehaviour
 from reviews.models import Decision, Queue, ReviewKind, ReviewRequest, ReviewState
 from reviews.selectors import available_choices, choice_consequences, resume_instruction
@@ -99,14 +100,23 @@ def test_the_reason_hint_names_only_the_choices_on_the_screen():
 
 
 def test_every_framework_decision_is_one_closing_choice():
-    closing = {spec.framework_decision: spec.value for spec in SPECS if spec.framework_decision}
+    closing: dict[str, set[str]] = {}
+    for spec in SPECS:
+        if spec.framework_decision:
+            closing.setdefault(spec.framework_decision, set()).add(spec.value)
     assert set(closing) == set(FRAMEWORK_DECISIONS)
-    # 1:1 where the names agree; guide closes as a response too.
-    assert all(closing[d] == d or d == "respond" for d in FRAMEWORK_DECISIONS)
-    assert {s.value for s in SPECS if s.framework_decision == "respond"} == {"guide", "respond"}
+    # Each decision is closed by its namesake; guidance and a person's own work close as a
+    # response (the agent reads the text as the tool's result), "not needed" as a rejection.
+    assert closing == {
+        "approve": {"approve"},
+        "edit": {"edit"},
+        "reject": {"reject", "not_needed"},
+        "respond": {"respond", "guide", "done_by_person"},
+    }
 
 
 APPROVAL_WITH_EDIT = ["approve", "edit", "reject", "request_more_evidence", "escalate"]
+ESCALATION = ["take_over", "done_by_person", "not_needed", "guide", "reject"]
 
 
 @pytest.mark.parametrize(
@@ -139,10 +149,10 @@ APPROVAL_WITH_EDIT = ["approve", "edit", "reject", "request_more_evidence", "esc
         ),
         pytest.param(
             "escalation",
-            ["take_over", "guide", "reject"],
+            ESCALATION,
             None,
             True,
-            ["take_over", "guide", "reject"],
+            ESCALATION,
             id="no-respond-on-escalations",
         ),
         pytest.param(
@@ -163,19 +173,27 @@ APPROVAL_WITH_EDIT = ["approve", "edit", "reject", "request_more_evidence", "esc
         ),
         pytest.param(
             "escalation",
-            ["take_over", "guide", "reject"],
+            ESCALATION,
             ["approve", "edit", "reject"],
             False,
-            ["take_over", "reject"],
-            id="guide-needs-respond",
+            ["take_over", "not_needed", "reject"],
+            id="guide-and-done-need-respond",
         ),
         pytest.param(
             "escalation",
-            ["take_over", "guide", "reject"],
+            ESCALATION,
             ["reject", "respond"],
             False,
-            ["take_over", "guide", "reject"],
+            ESCALATION,
             id="guide-with-respond",
+        ),
+        pytest.param(
+            "escalation",
+            ESCALATION,
+            ["respond"],
+            False,
+            ["take_over", "done_by_person", "guide"],
+            id="no-rejection-no-not-needed",
         ),
         pytest.param(
             "approval",
@@ -229,3 +247,49 @@ def test_every_choice_that_closes_a_review_without_running_it_says_what_now():
         if target[spec.transition] in FINAL_STATES and not spec.executes:
             # Without its own resume the agent would be sent down the execute path.
             assert spec.resume is not None, spec.value
+
+
+# --- resolving a case a person took over (reviews/tests/test_escalation.py: the journey) ---
+
+
+def test_an_escalation_offers_the_resolutions_after_take_over():
+    assert default_choices("escalation") == ESCALATION
+    resolutions = [spec.value for spec in SPECS if spec.after_take_over]
+    assert resolutions == ["done_by_person", "not_needed"]
+    for value in resolutions:
+        spec = SPEC_BY_VALUE[value]
+        # A final state, nothing to run, and a reason the agent and the audit read.
+        assert (spec.transition, spec.executes, spec.hands_over) == ("resolve", False, False)
+        assert spec.reason_required and spec.needs_grant and spec.resume is not None
+    hint = reason_hint(ESCALATION)
+    assert "say what was done" in hint and "say why it is not needed" in hint
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("choice", "resume"),
+    [
+        (
+            "done_by_person",
+            {"action": "done_by_person", "by": "rita", "message": "Refunded by phone."},
+        ),
+        ("not_needed", {"action": "not_needed", "by": "rita", "reason": "Refunded by phone."}),
+    ],
+)
+def test_a_resolution_closes_a_taken_over_case_and_runs_nothing(queue, reviewer, choice, resume):
+    from reviews.services import review_take_over
+
+    review = make_review(queue=queue, kind="escalation", confidence=0.4)
+    with pytest.raises(TransitionNotAllowed, match="take it over first"):
+        review_decide(review_id=review.review_id, reviewer=reviewer, choice=choice, reason="early")
+    review_take_over(review_id=review.review_id, reviewer=reviewer)
+    with pytest.raises(ReasonRequired):
+        review_decide(review_id=review.review_id, reviewer=reviewer, choice=choice)
+    review_decide(
+        review_id=review.review_id, reviewer=reviewer, choice=choice, reason="Refunded by phone."
+    )
+    review.refresh_from_db()
+    assert (review.state, review.final_arguments) == (ReviewState.RESOLVED, None)
+    got = resume_instruction(review)
+    assert {k: got[k] for k in resume} == resume and got["run_call"] is False
+    assert not hasattr(review, "execution") or review.execution is None

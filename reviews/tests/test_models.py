@@ -12,6 +12,7 @@ from reviews.models import Agent, Decision, ReviewRequest, ReviewState
 from reviews.services import (
     review_approve,
     review_cancel,
+    review_decide,
     review_edit,
     review_escalate,
     review_expire,
@@ -44,7 +45,7 @@ ALLOWED = {
     },
     "cancel": {"pending": "cancelled", "awaiting_evidence": "cancelled"},
 }
-STATES = [s.value for s in ReviewState]
+STATES = [s.value for s in ReviewState if s != ReviewState.RESOLVED]
 AGENT_ACTIONS = {"supply_evidence", "cancel", "expire"}
 
 
@@ -190,6 +191,8 @@ def test_review_ids_sort_by_creation_time():
 ESCALATION_ALLOWED = {
     "take_over": {"pending": "escalated", "escalated": "escalated"},
     "guide": {"pending": "edited", "escalated": "edited"},
+    "done_by_person": {"escalated": "resolved"},
+    "not_needed": {"escalated": "resolved"},
 }
 ESCALATION_PATHS = {
     "pending": [],
@@ -198,6 +201,7 @@ ESCALATION_PATHS = {
     "rejected": ["reject"],
     "expired": ["expire"],
     "cancelled": ["cancel"],
+    "resolved": ["take_over", "done_by_person"],
 }
 
 
@@ -206,6 +210,10 @@ def perform_escalation(action, review, user):
         review_take_over(review_id=review.review_id, reviewer=user)
     elif action == "guide":
         review_guide(review_id=review.review_id, reviewer=user, reason="offer a voucher")
+    elif action in ("done_by_person", "not_needed"):
+        review_decide(
+            review_id=review.review_id, reviewer=user, choice=action, reason="refunded by phone"
+        )
     else:
         perform(action, review, user)
 
