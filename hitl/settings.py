@@ -123,6 +123,7 @@ EMAIL_HOST_USER = env("EMAIL_HOST_USER", default="")
 EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", default="")
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="hitl@localhost")
+# The address people open: links in reminder and notification emails and chat messages.
 HITL_BASE_URL = env("HITL_BASE_URL", default="http://127.0.0.1:8000")
 
 # Reverting a review to an old version would move its state behind the state machine's
@@ -189,6 +190,18 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = HITL_MAX_BODY_BYTES
 # Reviews: defaults a queue falls back to when it sets nothing of its own.
 HITL_DEFAULT_SLA_MINUTES = env.int("HITL_DEFAULT_SLA_MINUTES", default=240)
 HITL_DEFAULT_EXPIRY_MINUTES = env.int("HITL_DEFAULT_EXPIRY_MINUTES", default=72 * 60)
+# A case a person took over: reminded at half this time, handed to the queue owner after it.
+HITL_TAKEOVER_TIMEOUT = env.int("HITL_TAKEOVER_TIMEOUT_MINUTES", default=24 * 60)
+# Retention: {"<target>": days or null, "tenants": {"<slug>": {...}}} as JSON (see
+# reviews/services/retention.py for the targets and defaults); archives go to the folder.
+HITL_RETENTION = env.json("HITL_RETENTION", default={})
+HITL_ARCHIVE_DIR = env("HITL_ARCHIVE_DIR", default=str(BASE_DIR / "archive"))
+
+# Notifications: a queue's chat webhook must be https; plain http to 127.0.0.1 only where
+# this allows it (a local relay, the tests). HITL_NOTIFY_SYNC sends arrival and escalation
+# notices in the request instead of a worker task (demos without a worker).
+HITL_CHAT_ALLOW_LOOPBACK_HTTP = env.bool("HITL_CHAT_ALLOW_LOOPBACK_HTTP", default=DEBUG)
+HITL_NOTIFY_SYNC = env.bool("HITL_NOTIFY_SYNC", default=False)
 
 # Evaluation capture: approvals sampled for balance, the time a reviewer must have spent
 # for a case to count as informed, and when two cases count as near-duplicates.

@@ -40,3 +40,32 @@ def reconcile_executions() -> int:
     from .services.execution import execution_reconcile
 
     return execution_reconcile()
+
+
+def notify(review_id: str, event: str) -> str:
+    """Tell the people (and the chat) of one event about a review; safe to run twice."""
+    from .services.notifications import notify as send
+
+    return f"sent {send(review_id=review_id, event=event)}"
+
+
+def retry_notifications() -> int:
+    """The scheduled sweep: retry the emails and chat posts whose backoff has elapsed."""
+    from .services.notifications import notifications_retry_due
+
+    return notifications_retry_due()
+
+
+def send_digests() -> str:
+    """The hourly digest of new reviews and breaches, for people who chose it."""
+    from .services.notifications import digests_send
+
+    return f"digests sent: {digests_send()}"
+
+
+def apply_retention() -> str:
+    """The daily retention purge: archive, then delete, what is past its window."""
+    from .services.retention import retention_apply
+
+    report = retention_apply(actor=None)
+    return f"archived and deleted {report.total} rows into {report.archive}"

@@ -30,6 +30,7 @@ from policies.tests.factories import PolicyEvaluationFactory
 from reviews.models import ReviewRequest
 from reviews.services import agent_create, review_approve, review_reject
 from reviews.services.execution import execution_claim
+from reviews.services.notifications import notification_preference_set
 from reviews.tests.factories import QueueFactory, UserFactory, make_review
 
 NOW = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
@@ -215,6 +216,7 @@ def seeded(db, frozen):
     version = DatasetVersion.objects.create(dataset=dataset, number=1)
     RegressionRun.objects.create(version=version, agent="agent:decide")
     TenantEvaluationSetting.objects.create(tenant="globex", allow_evaluation=True)
+    notification_preference_set(actor=superuser, user=reviewer, mode="digest")
 
     schedule("math.floor", 1.5, name="nightly", schedule_type=Schedule.DAILY)
     async_task("math.floor", 1.5, group="maths")

@@ -3,6 +3,7 @@
 from django import forms
 from django.contrib import admin
 from django.contrib.auth import get_user_model
+from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
@@ -12,16 +13,19 @@ from policies.models import PolicyActivation, PolicyVersion, Tenant
 from policies.selectors import active_version_for, routed_queues
 
 from .. import selectors
+from ..forms import QueueForm, duration_in_words
 from ..models import (
     Agent,
     AgentKey,
     AgentRun,
     Execution,
+    NotificationPreference,
     Queue,
     WebhookDelivery,
 )
 from ..services import agent_key_issue, agent_key_revoke, queue_save, tenant_create
 from ..services.agents import agent_update
+from ..services.notifications import notification_preference_set
 from ..services.queues import queue_delete
 from ..services.tenants import tenant_problems, tenant_rename
 from .base import ReviewServiceAdmin
@@ -29,23 +33,38 @@ from .base import ReviewServiceAdmin
 
 @admin.register(Queue)
 class QueueAdmin(ServiceDeleteMixin, ReviewServiceAdmin):
+    form = QueueForm
+    # ServiceDeleteMixin's own (ValidationError only) would hide what queue_save refuses.
+    refusals = ReviewServiceAdmin.refusals
     list_display = (
         "name",
         "slug",
         "tenant",
         "owner",
-        "sla",
-        "remind_before",
-        "remind_every",
-        "expiry",
+        "sla_words",
+        "remind_before_words",
+        "remind_every_words",
+        "expiry_words",
         "expiry_behaviour",
         "fallback",
+        "notify_owner_on_breach",
+        "chat",
     )
     list_select_related = ("owner", "fallback")
     fieldsets = (
         (None, {"fields": ("name", "slug", "tenant", "owner", "members", "escalation_owner")}),
-        ("Time", {"fields": ("sla", "remind_before", "remind_every", "expiry")}),
+        (
+            "Time",
+            {
+                "fields": ("sla", "remind_before", "remind_every", "expiry"),
+                "description": "In words: '4 hours', '2 days 3 hours', '90 minutes'.",
+            },
+        ),
         ("When nobody decides in time", {"fields": ("expiry_behaviour", "fallback")}),
+        (
+            "Notifications",
+            {"fields": ("notify_owner_on_breach", "chat_webhook_url", "chat_webhook_remove")},
+        ),
     )
     prepopulated_fields = {"slug": ("name",)}
     filter_horizontal = ("members",)
@@ -53,6 +72,26 @@ class QueueAdmin(ServiceDeleteMixin, ReviewServiceAdmin):
 
     def get_queryset(self, request):
         return selectors.queues_for(user=request.user).select_related("owner")
+
+    @admin.display(description="SLA", ordering="sla")
+    def sla_words(self, obj):
+        return duration_in_words(obj.sla)
+
+    @admin.display(description="Remind before", ordering="remind_before")
+    def remind_before_words(self, obj):
+        return duration_in_words(obj.remind_before, empty="never")
+
+    @admin.display(description="Remind every", ordering="remind_every")
+    def remind_every_words(self, obj):
+        return duration_in_words(obj.remind_every, empty="once")
+
+    @admin.display(description="Expiry", ordering="expiry")
+    def expiry_words(self, obj):
+        return duration_in_words(obj.expiry)
+
+    @admin.display(description="Chat")
+    def chat(self, obj):
+        return obj.chat_webhook_hint or "—"
 
     def has_change_permission(self, request, obj=None):
         # Leads change the queues they own; members only look.
@@ -104,6 +143,62 @@ class QueueAdmin(ServiceDeleteMixin, ReviewServiceAdmin):
         # Not form.save_m2m(): queue_save wrote the members, in the save's history row.
         for formset in formsets:
             self.save_formset(request, form, formset, change=change)
+
+
+@admin.register(NotificationPreference)
+class NotificationPreferenceAdmin(ReviewServiceAdmin):
+    """How each person hears of new reviews and breaches: everyone sets their own, an admin
+    anyone's. Without a row a person gets an email per event."""
+
+    list_display = ("user", "mode", "updated_at")
+    list_select_related = ("user",)
+    list_filter = ("mode",)
+    search_fields = ("user__username", "user__email")
+
+    def get_queryset(self, request):
+        rows = super().get_queryset(request)
+        return rows if request.user.is_superuser else rows.filter(user=request.user)
+
+    def _own(self, request, obj) -> bool:
+        return (
+            request.user.is_active
+            and request.user.is_staff
+            and (request.user.is_superuser or obj is None or obj.user_id == request.user.pk)
+        )
+
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_staff
+
+    def has_view_permission(self, request, obj=None):
+        return self._own(request, obj)
+
+    has_change_permission = has_view_permission
+
+    def has_add_permission(self, request):
+        # No query here: every admin page asks. Adding when a row exists updates that row.
+        return self.has_module_permission(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_fields(self, request, obj=None):
+        return ("user", "mode") if request.user.is_superuser and obj is None else ("mode",)
+
+    def changelist_view(self, request, extra_context=None):
+        if request.user.is_superuser:
+            return super().changelist_view(request, extra_context)
+        # A person has one row: the list is their own page.
+        mine = NotificationPreference.objects.filter(user=request.user).first()
+        if mine is None:
+            return HttpResponseRedirect(reverse("admin:reviews_notificationpreference_add"))
+        return HttpResponseRedirect(
+            reverse("admin:reviews_notificationpreference_change", args=[mine.pk])
+        )
+
+    def save_model(self, request, obj, form, change):
+        user = obj.user if (change or request.user.is_superuser) else request.user
+        saved = notification_preference_set(actor=request.user, user=user, mode=obj.mode)
+        obj.pk, obj.user = saved.pk, user
 
 
 class TenantCreateForm(forms.ModelForm):

@@ -54,6 +54,14 @@ from .delivery import (  # noqa: E402
     WebhookDelivery,
 )
 from .fsm import IdsIn, ReviewQuerySet, StateMachineMixin  # noqa: E402
+from .notifications import (  # noqa: E402
+    Notification,
+    NotificationChannel,
+    NotificationEvent,
+    NotificationMode,
+    NotificationPreference,
+    NotificationStatus,
+)
 from .queues import (  # noqa: E402
     Agent,
     AgentKey,
@@ -63,6 +71,7 @@ from .queues import (  # noqa: E402
     Risk,
     RunStatus,
 )
+from .resources import ResourceRef as ResourceRef  # noqa: E402
 from .reviews import (  # noqa: E402
     DECIDED_STATES,
     FINAL_STATES,
@@ -98,6 +107,12 @@ __all__ = [
     "ExpiryBehaviour",
     "IdempotencyRecord",
     "IdsIn",
+    "Notification",
+    "NotificationChannel",
+    "NotificationEvent",
+    "NotificationMode",
+    "NotificationPreference",
+    "NotificationStatus",
     "Queue",
     "Reminder",
     "ReminderKind",

@@ -1,6 +1,8 @@
 """Queues, agents and their keys, and agent runs."""
 
+import ipaddress
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -59,7 +61,22 @@ class Queue(models.Model):
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     escalation_owner = optional_person("escalation_queues")
-    history = HistoricalRecords(m2m_fields=["members"])
+    notify_owner_on_breach = models.BooleanField(
+        default=True,
+        help_text="When a review's SLA passes while it is open, escalate to the owner "
+        "(once per review, by the owner's notification preference, and to the chat).",
+    )
+    # A Slack-compatible incoming webhook: its path is the credential, so it is never in
+    # the history, shown in full, or sent anywhere but to itself.
+    chat_webhook_url = models.CharField(
+        "chat webhook URL",
+        max_length=500,
+        blank=True,
+        default="",
+        help_text="A Slack-compatible incoming webhook (Slack, Mattermost, Rocket.Chat): new "
+        "reviews, SLA breaches and escalations are posted there. https only.",
+    )
+    history = HistoricalRecords(m2m_fields=["members"], excluded_fields=["chat_webhook_url"])
 
     class Meta:
         ordering = ["name"]
@@ -104,6 +121,66 @@ class Queue(models.Model):
             raise ValidationError({"sla": "The SLA must be positive."})
         if self.expiry is not None and self.expiry <= timedelta(0):
             raise ValidationError({"expiry": "The expiry must be positive."})
+        if self.sla is not None and self.expiry is not None and self.sla > self.expiry:
+            raise ValidationError(
+                {
+                    "sla": "The SLA is longer than the expiry: reviews would expire before "
+                    "they are due. Shorten the SLA or lengthen the expiry."
+                }
+            )
+        problem = chat_webhook_problem(self.chat_webhook_url)
+        if problem:
+            raise ValidationError({"chat_webhook_url": problem})
+
+    @property
+    def chat_webhook_hint(self) -> str:
+        """The webhook as lists show it: host and the last four characters, never the path."""
+        return masked_url(self.chat_webhook_url)
+
+
+def masked_url(url: str) -> str:
+    """`https://hooks.slack.com/…Xy9z`: enough to tell two webhooks apart, not to post."""
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or '?'}/…{url[-4:]}"
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def chat_webhook_problem(url: str) -> str:
+    """Why a chat webhook URL is refused ("" when it is fine): https with a host, or plain
+    http to this machine only where HITL_CHAT_ALLOW_LOOPBACK_HTTP says so (tests, a local
+    relay); never credentials in the URL."""
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return "Not a URL: expected https://host/path."
+    if url != url.strip() or any(c.isspace() for c in url):
+        return "The URL contains spaces."
+    if parts.scheme not in ("https", "http") or not host:
+        return "Expected an https:// URL, like https://hooks.slack.com/services/…"
+    if parts.username or parts.password:
+        return (
+            "Put no user or password in the URL; incoming webhooks carry their secret in the path."
+        )
+    if parts.scheme == "http":
+        if not _loopback(host):
+            return "Chat webhooks must use https (http only to 127.0.0.1, for local testing)."
+        if not settings.HITL_CHAT_ALLOW_LOOPBACK_HTTP:
+            return "Plain http to this machine is disabled here (HITL_CHAT_ALLOW_LOOPBACK_HTTP)."
+    return ""
 
 
 class Agent(models.Model):

@@ -20,7 +20,8 @@ def queue_save(
     members: Iterable[AbstractBaseUser] | None = None,
 ) -> Queue:
     """Create or change a queue's settings and, when given, who works it (None: the members
-    stay); validated (no fallback loops) and audited, the members in the history row."""
+    stay); validated (an owner or members, no fallback loops, the SLA within the expiry)
+    and audited, the members in the history row."""
     who = Actor.of_user(actor)
     members = None if members is None else list(members)
     with transaction.atomic():
@@ -33,6 +34,7 @@ def queue_save(
                     field_errors={"tenant": ["Set when the queue is created; it never changes."]},
                 )
         full_clean_or_refuse(queue)
+        _someone_hears(queue, members)
         if queue.pk is None:
             stamp(queue, who, "created")
             queue.save()
@@ -42,6 +44,9 @@ def queue_save(
                 queue.members.set(members)
             return queue
         reason = "settings changed"
+        if stored is not None and stored.chat_webhook_url != queue.chat_webhook_url:
+            # The URL is a credential, kept out of the history; that it changed is not.
+            reason += "; chat webhook " + ("set" if queue.chat_webhook_url else "removed")
         if members is not None:
             reason = "; ".join(filter(None, [reason, _members_change(queue, members)]))
             # Set without a row of their own: the save's one row holds settings and members.
@@ -53,6 +58,20 @@ def queue_save(
         stamp(queue, who, reason)
         queue.save()
     return queue
+
+
+def _someone_hears(queue: Queue, members: list[AbstractBaseUser] | None) -> None:
+    # A queue nobody owns or works in fails silently: its reviews are announced to nobody,
+    # and nobody is escalated to when they pass their SLA.
+    if queue.owner_id is not None:
+        return
+    if members is None:
+        members = list(queue.members.all()) if queue.pk is not None else []
+    if not members:
+        problem = "A queue needs an owner or at least one member: nobody would hear of its reviews."
+        raise InvalidReviewInput(
+            problem, field_errors={"owner": [problem], "members": ["Or add a member."]}
+        )
 
 
 def _members_change(queue: Queue, members: list[AbstractBaseUser]) -> str:

@@ -10,7 +10,6 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, IntegerField, OuterRef, Value
@@ -24,6 +23,9 @@ from ..expiry import STRATEGIES, STRATEGY_BY_VALUE
 from ..models import (
     OPEN_STATES,
     AgentRun,
+    NotificationEvent,
+    NotificationMode,
+    NotificationPreference,
     Queue,
     Reminder,
     ReminderKind,
@@ -33,6 +35,7 @@ from ..models import (
     RunStatus,
 )
 from ._common import OPEN_FOR_RUN, run_status_after
+from .notifications import deliver_each, notices_record, review_link
 from .webhooks import run_webhook_queue, webhook_queue
 
 logger = logging.getLogger(__name__)
@@ -231,14 +234,20 @@ def _refresh_runs(run_ids: set[int], now: datetime, actor: Actor) -> None:
 
 def send_reminders(*, now: datetime | None = None, batch_size: int = 500) -> SweepSummary:
     """Remind before the SLA (the assignee, or the members when nobody is assigned) and
-    after it (the queue's owner and the assignee), each step once, logged before sending."""
+    after it (the assignee and, where the queue escalates, its owner), each step once,
+    logged before sending. The first visit past the SLA is the breach: its notices (the
+    chat, an owner's digest) are recorded once per review. Reminders are emails: people
+    whose notifications are a digest or off get none."""
     now = now or timezone.now()
     summary = SweepSummary()
     outbox: list[tuple[Reminder, str, str, list[str]]] = []
+    notices: list[int] = []
     with transaction.atomic(durable=True):
         due = list(
             for_update(ReviewRequest.objects.all(), skip_locked=True, of=("self",))
-            .select_related("queue__owner", "assignee")
+            .select_related(
+                "queue__owner__notification_preference", "assignee__notification_preference"
+            )
             .filter(
                 state__in=(ReviewState.PENDING, ReviewState.ESCALATED),
                 next_reminder_at__lte=now,
@@ -248,6 +257,9 @@ def send_reminders(*, now: datetime | None = None, batch_size: int = 500) -> Swe
         )
         for review in due:
             kind = ReminderKind.BEFORE_SLA if now < review.due_at else ReminderKind.AFTER_SLA
+            if kind == ReminderKind.AFTER_SLA and review.next_reminder_at <= review.due_at:
+                # The cursor still at (or before) the SLA: this is the first visit past it.
+                notices += notices_record(review=review, event=NotificationEvent.BREACHED, now=now)
             review.next_reminder_at = _following(review, kind, now)
             recipients = _recipients(review, kind)
             if not recipients:
@@ -264,11 +276,11 @@ def send_reminders(*, now: datetime | None = None, batch_size: int = 500) -> Swe
                     )
             except IntegrityError:
                 continue  # another sweep logged this step first
-            subject, body = _message(review, kind, now)
+            subject, body = _message(review, kind, now, sequence)
             outbox.append((reminder, subject, body, recipients))
             summary.count(kind)
         ReviewRequest.objects.bulk_update(due, ["next_reminder_at"])
-        transaction.on_commit(lambda: _deliver(outbox))
+        transaction.on_commit(lambda: (_deliver(outbox), deliver_each(notices)))
     return summary
 
 
@@ -280,29 +292,48 @@ def _following(review: ReviewRequest, kind: str, now: datetime) -> datetime | No
 
 
 def _recipients(review: ReviewRequest, kind: str) -> list[str]:
+    queue = review.queue
     people = []
     if review.assignee_id:
         people.append(review.assignee)
     elif kind == ReminderKind.BEFORE_SLA:
-        people.extend(review.queue.members.filter(is_active=True))
-    if kind == ReminderKind.AFTER_SLA and review.queue.owner_id:
-        people.append(review.queue.owner)
-    return sorted({p.email for p in people if p.email and p.is_active})
+        people.extend(
+            queue.members.filter(is_active=True).select_related("notification_preference")
+        )
+    if kind == ReminderKind.AFTER_SLA and queue.owner_id and queue.notify_owner_on_breach:
+        people.append(queue.owner)
+    return sorted(
+        {
+            p.email
+            for p in people
+            if p.email
+            and p.is_active
+            and NotificationPreference.mode_of(p) == NotificationMode.IMMEDIATELY
+        }
+    )
 
 
-def _message(review: ReviewRequest, kind: str, now: datetime) -> tuple[str, str]:
+def _message(review: ReviewRequest, kind: str, now: datetime, sequence: int) -> tuple[str, str]:
+    queue = review.queue
     if kind == ReminderKind.BEFORE_SLA:
         minutes = int((review.due_at - now).total_seconds() // 60)
         subject = f"[hitl] Due in {minutes} min: {review.summary[:80]}"
+    elif sequence == 1:
+        subject = f"[hitl] SLA breached in {queue.name}: {review.summary[:80]}"
     else:
         minutes = int((now - review.due_at).total_seconds() // 60)
         subject = f"[hitl] Overdue by {minutes} min: {review.summary[:80]}"
-    base = getattr(settings, "HITL_BASE_URL", "").rstrip("/")
+    escalated = (
+        f"The SLA passed: escalated to {queue.owner.get_username()}, the queue's owner.\n"
+        if kind == ReminderKind.AFTER_SLA and queue.owner_id and queue.notify_owner_on_breach
+        else ""
+    )
     body = (
-        f"{review.get_kind_display()} review {review.review_id} in {review.queue.name}\n"
+        escalated
+        + f"{review.get_kind_display()} review {review.review_id} in {review.queue.name}\n"
         f"{review.consequence or review.action_name}\n\n"
         f"Due: {review.due_at:%Y-%m-%d %H:%M %Z}. Expires: {review.expires_at:%Y-%m-%d %H:%M %Z}.\n"
-        f"{base}/admin/reviews/reviewrequest/{review.pk}/change/\n"
+        f"{review_link(review)}\n"
     )
     return subject, body
 
