@@ -188,13 +188,23 @@ class EvalCaseAdmin(ReadOnlyHistoryAdmin):
 
 class DatasetVersionInline(admin.TabularInline):
     model = DatasetVersion
-    fields = ("number", "case_count", "published_at", "published_by", "note", "export")
+    fields = ("number", "case_count", "published_at", "publisher", "note", "export")
     readonly_fields = fields
     extra = 0
     can_delete = False
 
     def has_add_permission(self, request, obj=None):
         return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("dataset", "published_by")
+
+    @admin.display(description="published by")
+    def publisher(self, version):
+        # The name, not a link: the admin would link the user's page, which a curator may
+        # not open (a 403).
+        user = version.published_by
+        return (user.get_full_name() or user.get_username()) if user else "-"
 
     @admin.display(description="export")
     def export(self, version):

@@ -1,6 +1,7 @@
 """Writes of the evaluation app: capture, checks, curation, datasets, tenants' consent."""
 
 import hashlib
+import json
 import logging
 import re
 import string
@@ -12,7 +13,6 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Max
 from django.utils import timezone
 
 from hitl.db import for_update
@@ -387,15 +387,39 @@ def dataset_publish(
         cases = list(cases)
         if not cases:
             raise EvaluationError(f"No accepted cases to publish in {locked.slug}.")
-        number = (locked.versions.aggregate(n=Max("number"))["n"] or 0) + 1
+        records = [(case.pk, export_record(case)) for case in cases]
+        latest = locked.versions.order_by("-number").first()
+        if latest is not None and _frozen_records(latest) == _comparable(records):
+            # A second identical version would only make evaluations cite two names for
+            # the same data.
+            raise EvaluationError(
+                f"Nothing changed in {locked.slug} since {latest}: the same {len(cases)} "
+                "accepted case(s). Accept or discard cases, then publish."
+            )
         version = DatasetVersion.objects.create(
-            dataset=locked, number=number, case_count=len(cases), note=note, published_by=actor
+            dataset=locked,
+            number=(latest.number if latest else 0) + 1,
+            case_count=len(cases),
+            note=note,
+            published_by=actor,
         )
         DatasetItem.objects.bulk_create(
-            DatasetItem(version=version, case=case, position=i, record=export_record(case))
-            for i, case in enumerate(cases)
+            DatasetItem(version=version, case_id=case_id, position=i, record=record)
+            for i, (case_id, record) in enumerate(records)
         )
     return version
+
+
+def _frozen_records(version: DatasetVersion) -> list[tuple[int, str]]:
+    """A published version's cases and records, in their order, comparable as text."""
+    return _comparable(version.items.order_by("position").values_list("case_id", "record"))
+
+
+def _comparable(records) -> list[tuple[int, str]]:
+    # As JSON text: a record read back from the database and one just built compare equal.
+    return [
+        (case_id, json.dumps(record, sort_keys=True, default=str)) for case_id, record in records
+    ]
 
 
 def dataset_create(

@@ -12,9 +12,8 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Exists, Max, OuterRef
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from hitl.admin import (
@@ -26,7 +25,7 @@ from hitl.admin import (
     refusal_text,
 )
 from hitl.internals import adopt_identity, missing_object_redirect
-from policies import admin_suggestions, gates, selectors, services
+from policies import admin_publish, admin_suggestions, selectors, services
 from policies.forms import ActionTypeForm, ReviewerGrantForm, RuleForm, SimulationForm
 from policies.models import (
     ActionType,
@@ -78,16 +77,27 @@ class ActionTypeAdmin(ServiceHistoryAdmin):
         services.action_type_delete(actor=request.user, action_type=obj)
 
 
-class RuleInline(admin.TabularInline):
+class RuleInline(admin.StackedInline):
+    # A rule is a short card, its settings on a few lines, not a thirteen-column table row
+    # (2,570 px wide): the rule set page fits a laptop screen.
     model = Rule
     form = RuleForm
     extra = 0
     ordering = ["priority", "name"]
     show_change_link = False
+    fields = [
+        ("priority", "name", "enabled"),
+        "conditions",
+        ("outcome", "review_kind", "queue", "risk"),
+        ("required_approvals", "sla_minutes", "audit_sample_rate"),
+        "description",
+    ]
 
 
 @admin.register(RuleSet)
-class RuleSetAdmin(admin_suggestions.SuggestionsMixin, ServiceHistoryAdmin):
+class RuleSetAdmin(
+    admin_suggestions.SuggestionsMixin, admin_publish.PublishMixin, ServiceHistoryAdmin
+):
     list_display = [
         "name",
         "tenant_label",
@@ -128,9 +138,6 @@ class RuleSetAdmin(admin_suggestions.SuggestionsMixin, ServiceHistoryAdmin):
             return "Not saved yet."
         return selectors.publication_status(obj)
 
-    def has_publish_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("policies.publish_ruleset")
-
     # --- writes through services -----------------------------------------------------
 
     def save_model(self, request, obj, form, change):
@@ -167,60 +174,6 @@ class RuleSetAdmin(admin_suggestions.SuggestionsMixin, ServiceHistoryAdmin):
 
     def delete_model(self, request, obj):
         services.rule_set_delete(actor=request.user, rule_set=obj)
-
-    # --- publish ---------------------------------------------------------------------
-
-    @admin.action(
-        description="Publish and activate the selected rule sets", permissions=["publish"]
-    )
-    def publish_selected(self, request, queryset):
-        for rule_set in queryset:
-            self._publish(request, rule_set)
-
-    def _publish(
-        self, request: HttpRequest, rule_set: RuleSet, why: str = ""
-    ) -> gates.GateRefused | None:
-        try:
-            version = services.rule_set_publish(
-                actor=request.user, rule_set=rule_set, check_gates=True, danger_override_reason=why
-            )
-        except ValidationError as exc:
-            self.message_user(
-                request, f"{rule_set.name} was not published: {refusal_text(exc)}", messages.ERROR
-            )
-            return exc if isinstance(exc, gates.GateRefused) else None
-        self.log_change(request, rule_set, f"Published version {version.content_hash}")
-        tenant = rule_set.tenant or "the default tenant"
-        self.message_user(
-            request,
-            f"{rule_set.name}: version {version.short_hash} (v{version.number}) is "
-            f"published and now decides for {tenant}.",
-            messages.SUCCESS,
-        )
-        return None
-
-    def publish_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        rule_set = self.get_object(request, unquote(object_id))
-        if rule_set is None:
-            return missing_object_redirect(self, request, object_id)
-        if not (
-            self.has_publish_permission(request) and self.has_view_permission(request, rule_set)
-        ):
-            raise PermissionDenied
-        # Danger is published only over a ticked box and a reason, both sent with the report.
-        confirmed = request.POST.get("confirm_danger") == "on"
-        reason = request.POST.get("danger_reason", "").strip()
-        refused = self._publish(request, rule_set, reason if confirmed else "")
-        if refused is None:
-            return HttpResponseRedirect(reverse("admin:policies_ruleset_change", args=[object_id]))
-        context = self.admin_site.each_context(request) | {
-            **{"opts": self.opts, "original": rule_set, "title": f"Publish {rule_set.name}?"},
-            **{"reports": refused.reports, "confirmed": confirmed, "reason": reason},
-        }
-        request.current_app = self.admin_site.name
-        return TemplateResponse(request, "admin/policies/ruleset/publish.html", context)
 
     # --- simulation ------------------------------------------------------------------
 

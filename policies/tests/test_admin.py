@@ -183,10 +183,13 @@ def test_publish_button_publishes_and_activates(admin_client, actor, seeded):
 
 def test_publish_needs_post_and_permission(client, admin_client, seeded):
     url = reverse("admin:policies_ruleset_publish", args=[seeded.rule_set_id])
-    assert admin_client.get(url).status_code == 405
+    # GET is the confirmation page (what changes, the gate report); only POST publishes.
+    assert admin_client.get(url).status_code == 200
+    assert PolicyVersion.objects.count() == 1
     viewer = UserFactory(username="viewer", grant=False)
     viewer.user_permissions.add(Permission.objects.get(codename="view_ruleset"))
     client.force_login(viewer)
+    assert client.get(url).status_code == 403
     assert client.post(url).status_code == 403
     assert PolicyVersion.objects.count() == 1
 

@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods
 
 from hitl.admin import ReadOnlyHistoryAdmin, each_row, own_views
 from policies.models import Tenant
@@ -41,7 +41,14 @@ from ..services import review_assign, review_decide
 from . import charts
 from .filters import AssignmentFilter, OpenFilter, QueueFilter, SLAFilter, TenantFilter
 from .pagination import EstimatedCountPaginator
-from .screen import choice_label, decision_input, packet_context, risk_badge, time_left
+from .screen import (
+    choice_label,
+    deadline_left,
+    decision_input,
+    packet_context,
+    risk_badge,
+    time_left,
+)
 
 
 class AssignForm(ActionForm):
@@ -135,11 +142,12 @@ class ReviewAdminBase(ReadOnlyHistoryAdmin):
 
     @admin.display(description="SLA", ordering="due_at")
     def sla_left(self, review):
-        return time_left(review.due_at, getattr(self, "_now", timezone.now()))
+        return deadline_left(review, review.due_at, getattr(self, "_now", timezone.now()))
 
     @admin.display(description="expires", ordering="expires_at")
     def expiry_left(self, review):
-        return time_left(review.expires_at, getattr(self, "_now", timezone.now()))
+        now = getattr(self, "_now", timezone.now())
+        return time_left(review.expires_at, now) if review.is_open else "-"
 
     @admin.action(description="Assign to me (claim)")
     def claim(self, request, queryset):
@@ -210,8 +218,17 @@ class ReviewAdminBase(ReadOnlyHistoryAdmin):
             raise PermissionDenied
         return review
 
-    @method_decorator(require_POST)
+    def _screen_redirect(self, object_id):
+        return HttpResponseRedirect(
+            reverse(f"admin:reviews_{self.opts.model_name}_change", args=[object_id])
+        )
+
+    @method_decorator(require_http_methods(["GET", "HEAD", "POST"]))
     def decide_view(self, request, object_id):
+        if request.method != "POST":
+            # The address of a refused decision's page, opened again: the review's screen,
+            # not an empty 405.
+            return self._screen_redirect(object_id)
         review = self._posted_review(request, object_id)
         if not request.user.has_perm("reviews.decide_reviewrequest"):
             raise PermissionDenied
@@ -231,6 +248,7 @@ class ReviewAdminBase(ReadOnlyHistoryAdmin):
             )
         except ReviewError as exc:
             self.message_user(request, exc.message, messages.ERROR)
+            submitted["field_errors"] = exc.field_errors
             # Show the screen again with what was typed: a refused decision loses nothing.
             get_request = copy.copy(request)
             get_request.method = "GET"
@@ -241,8 +259,10 @@ class ReviewAdminBase(ReadOnlyHistoryAdmin):
             reverse(f"admin:reviews_{self.opts.model_name}_change", args=[review.pk])
         )
 
-    @method_decorator(require_POST)
+    @method_decorator(require_http_methods(["GET", "HEAD", "POST"]))
     def assign_view(self, request, object_id):
+        if request.method != "POST":
+            return self._screen_redirect(object_id)
         review = self._posted_review(request, object_id)
         try:
             review_assign(review_id=review.review_id, actor=request.user, assignee=request.user)
