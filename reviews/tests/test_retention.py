@@ -186,3 +186,10 @@ def test_a_second_purge_at_the_same_time_refuses_to_start(aged):
     finally:
         other.close()
     assert retention_apply(actor=None).total > 0
+
+
+def test_the_daily_task_purges(aged):
+    from reviews import tasks
+
+    assert tasks.apply_retention().startswith("archived and deleted")
+    assert not _history(aged["closed"]).exists()
