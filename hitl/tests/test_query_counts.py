@@ -44,6 +44,7 @@ from reviews.services import (
     tenant_create,
 )
 from reviews.services.execution import execution_claim
+from reviews.services.notifications import notification_preference_set
 from reviews.services.proposals import action_propose
 from reviews.tests.factories import UserFactory, make_decision, make_review
 
@@ -170,6 +171,7 @@ class World:
     def _platform_round(self) -> None:
         n = self.rounds
         GroupFactory()
+        notification_preference_set(actor=self.admin, user=UserFactory(), mode="digest")
         action_type_create(
             actor=self.admin,
             fields={

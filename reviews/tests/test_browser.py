@@ -47,7 +47,7 @@ def browser_page(live_server, transactional_db, monkeypatch):
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS
         )
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.set_default_timeout(15_000)
         yield page, live_server.url
         browser.close()
@@ -76,7 +76,6 @@ def test_a_reviewer_works_three_kinds_and_cannot_open_another_queue(browser_page
     page.click("text=Refund a damaged mug on order 17.")
     page.wait_for_selector(".hitl-consequence")
     assert "Refund 20.00 EUR to order 17" in page.inner_text(".hitl-consequence")
-    page.screenshot(path=str(ARTIFACTS / "approval.png"), full_page=True)
     page.fill("#hitl-reason", "Photo shows the damage")
     page.click("button[value=approve]")
     page.wait_for_selector(".messagelist")
