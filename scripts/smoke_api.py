@@ -64,16 +64,13 @@ REFUND = proposal(
 
 
 def permission(suffix: str) -> dict:
+    # A user the demo directory knows: the policy denies access for anyone else at once.
     return proposal(
         suffix,
         action(
-            "change_permission",
-            "iam",
-            user_id=f"u-{suffix}",
-            permission="reports-read",
-            change="grant",
+            "change_permission", "iam", user_id="u-77", permission="reports-read", change="grant"
         ),
-        f"Grant reports-read to u-{suffix}.",
+        f"Grant reports-read to u-77 ({suffix}).",
     )
 
 
@@ -146,10 +143,12 @@ def propose_all(agent: Client) -> dict[str, dict]:
         )
     )
     reviews = {"remind": propose(agent, permission("remind"), "approval", "access")}
-    # A review that expires 15 s after it is proposed.
-    django(QUEUE_SETUP.format(changes="queue.expiry = timedelta(seconds=15)"))
+    # A review that expires 15 s after it is proposed (a queue's SLA must fit its expiry).
+    short = "queue.sla = timedelta(seconds=10)\nqueue.expiry = timedelta(seconds=15)"
+    django(QUEUE_SETUP.format(changes=short))
     reviews["expiring"] = propose(agent, permission("expire"), "approval", "access")
-    django(QUEUE_SETUP.format(changes="queue.expiry = timedelta(days=3)"))
+    usual = "queue.sla = timedelta(hours=1)\nqueue.expiry = timedelta(days=3)"
+    django(QUEUE_SETUP.format(changes=usual))
 
     # One proposal with an idempotency key, retried.
     key = f"smoke-{TAG}-email"
