@@ -2,9 +2,11 @@
 and who else holds it, from trusted facts (or saying plainly that nothing was verified)."""
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from policies.seed import seed_policy
 from policies.tests.factories import ActionTypeFactory
@@ -12,21 +14,28 @@ from reviews.admin.access_screen import NO_PROVIDER, access_context, trusted_acc
 from reviews.tests.factories import QueueFactory, UserFactory, make_review, role_groups
 
 GRANT = {"user_id": "u-77", "permission": "billing-admin", "change": "grant"}
-FACTS = {
-    "source": "iam-directory",
-    "read_at": "2031-03-14T08:59:30+00:00",
-    "facts": {"subject_exists": True},
-    "details": {
-        "subject": "u-77",
-        "current_access": ["reports-read", "expenses-submit"],
-        "holders": [
-            {"user": "u-12", "access": "billing-admin", "until": None},
-            {"user": "u-40", "access": "billing-admin", "until": "2031-04-01T00:00:00+00:00"},
-            {"user": "u-77", "access": "reports-read", "until": None},
-        ],
-    },
-    "error": "",
-}
+
+
+@pytest.fixture
+def trusted_facts():
+    """Trusted facts read half a minute ago (on the test's clock); one grant ends in 18 days."""
+    now = timezone.now().replace(microsecond=0)
+    read_at, until = now - timedelta(seconds=30), now + timedelta(days=18)
+    return {
+        "source": "iam-directory",
+        "read_at": read_at.isoformat(),
+        "facts": {"subject_exists": True},
+        "details": {
+            "subject": "u-77",
+            "current_access": ["reports-read", "expenses-submit"],
+            "holders": [
+                {"user": "u-12", "access": "billing-admin", "until": None},
+                {"user": "u-40", "access": "billing-admin", "until": until.isoformat()},
+                {"user": "u-77", "access": "reports-read", "until": None},
+            ],
+        },
+        "error": "",
+    }
 
 
 @pytest.fixture
@@ -84,12 +93,15 @@ def test_without_trusted_facts_the_screen_says_so_and_never_guesses(client, acce
     assert "nobody else" not in html and "already holds" not in html
 
 
-def test_with_trusted_facts_current_and_requested_access_are_side_by_side(client, access_desk):
+def test_with_trusted_facts_current_and_requested_access_are_side_by_side(
+    client, access_desk, trusted_facts
+):
     reviewer, queue = access_desk
     client.force_login(reviewer)
-    html = screen(client, permission_review(queue, facts=FACTS))
+    html = screen(client, permission_review(queue, facts=trusted_facts))
     assert NO_PROVIDER not in html
-    assert "verified</span> from <code>iam-directory</code>, read 2031-03-14 08:59:30" in html
+    read = trusted_facts["read_at"][:19].replace("T", " ")
+    assert f"verified</span> from <code>iam-directory</code>, read {read}" in html
     current, after = re.findall(r'<ul class="hitl-access-list">(.*?)</ul>', html, re.S)
     assert re.findall(r"<li[^>]*>([\w-]+)", current) == ["reports-read", "expenses-submit"]
     assert re.findall(r"<li[^>]*>([\w-]+)", after) == [
@@ -99,19 +111,22 @@ def test_with_trusted_facts_current_and_requested_access_are_side_by_side(client
     ]
     assert ">added</span>" in after
     holders = block(html, "hitl-access-holders", closing="table")
-    assert "u-12 no end date" in holders and "u-40 2031-04-01 00:00" in holders
+    until = trusted_facts["details"]["holders"][1]["until"][:16].replace("T", " ")
+    assert "u-12 no end date" in holders and f"u-40 {until}" in holders
     assert "u-77" not in holders  # the subject is not "someone else"
 
 
-def test_a_revoke_shows_what_goes_and_a_grant_already_held_says_so(client, access_desk):
+def test_a_revoke_shows_what_goes_and_a_grant_already_held_says_so(
+    client, access_desk, trusted_facts
+):
     reviewer, queue = access_desk
     client.force_login(reviewer)
     revoke = {**GRANT, "permission": "reports-read", "change": "revoke"}
-    html = screen(client, permission_review(queue, arguments=revoke, facts=FACTS))
+    html = screen(client, permission_review(queue, arguments=revoke, facts=trusted_facts))
     assert "<del>reports-read</del>" in html and ">removed</span>" in html
     held = {**GRANT, "permission": "expenses-submit"}
     assert "u-77 already holds expenses-submit." in screen(
-        client, permission_review(queue, arguments=held, facts=FACTS)
+        client, permission_review(queue, arguments=held, facts=trusted_facts)
     )
 
 
@@ -139,9 +154,10 @@ def test_for_how_long_comes_from_the_schema_when_it_has_an_end(client, access_de
         },
     )
     client.force_login(reviewer)
-    timed = {"user_id": "u-9", "role": "on-call", "expires_at": "2031-03-15T09:00:00Z"}
+    ends = (timezone.now() + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    timed = {"user_id": "u-9", "role": "on-call", "expires_at": ends}
     html = screen(client, permission_review(queue, action_name="grant_role", arguments=timed))
-    assert block(html, "hitl-access-duration") == "until 2031-03-15T09:00:00Z"
+    assert block(html, "hitl-access-duration") == f"until {ends}"
     assert "grant <code>on-call</code>" in html
     open_ended = {"user_id": "u-9", "role": "on-call"}
     html = screen(client, permission_review(queue, action_name="grant_role", arguments=open_ended))
@@ -171,10 +187,10 @@ def test_malformed_facts_are_not_verified(access_desk, facts, note):
     assert not seen["verified"] and note in seen["note"]
 
 
-def test_odd_holders_are_skipped_and_a_foreign_subject_is_flagged(access_desk):
+def test_odd_holders_are_skipped_and_a_foreign_subject_is_flagged(access_desk, trusted_facts):
     _reviewer, queue = access_desk
     facts = {
-        **FACTS,
+        **trusted_facts,
         "details": {"subject": "u-78", "current_access": [], "holders": ["u-1", {"user": "u-2"}]},
     }
     context = access_context(permission_review(queue, facts=facts))
