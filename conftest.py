@@ -2,6 +2,7 @@
 test clock and the committed query-count baselines."""
 
 import fcntl
+import io
 import json
 import os
 import tempfile
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import time_machine
 from django.conf import settings
+from django.core.management import call_command
 
 # Every test runs on a clock that starts at this instant and ticks from there, never on
 # today's date. CI runs the suite a second time with HITL_TEST_NOW a year ahead of the real
@@ -77,6 +79,31 @@ def _own_fake_systems(tmp_path, monkeypatch):
     # seeded ones, never from what an earlier test (or the demo) refunded.
     monkeypatch.setenv("HITL_FAKE_PAYMENTS_FILE", str(tmp_path / "fake-payments.json"))
     monkeypatch.setenv("HITL_FAKE_DIRECTORY_FILE", str(tmp_path / "fake-directory.json"))
+
+
+@pytest.fixture
+def browser_page(request, live_server, transactional_db, monkeypatch):
+    """A Chromium page on the live server with the demo seeded: (page, base_url)."""
+    from hitl.tests.browser import ARTIFACTS, CHROMIUM, HEIGHT, LAUNCH_ARGS, WIDTH
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes
+    # between page actions are plain synchronous code all the same.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    history = [] if request.node.get_closest_marker("full_demo") else ["--history", "0"]
+    call_command("seed_demo", "--force", *history, stdout=io.StringIO())
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS
+        )
+        context = browser.new_context(
+            viewport={"width": WIDTH, "height": HEIGHT}, accept_downloads=True
+        )
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        yield page, live_server.url
+        browser.close()
 
 
 def clock_start() -> datetime:

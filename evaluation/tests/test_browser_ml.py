@@ -2,68 +2,16 @@
 Debian's Chromium): curate a candidate into the dataset, publish it, export it."""
 
 import json
-import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
-from django.conf import settings
-from django.core.management import call_command
 
 from evaluation.management.commands.seed_demo import DATASET
 from evaluation.models import CaseStatus, Dataset, EvalCase
+from hitl.tests.browser import ARTIFACTS, BROWSER_MARKS, login
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(settings.BASE_DIR) / "artifacts" / "screenshots"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-
-pytestmark = [
-    pytest.mark.real_clock,
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists() or shutil.which("chromium") is None,
-        reason="browser: needs Debian's chromium (apt-get install chromium)",
-    ),
-]
-
-
-@pytest.fixture
-def ml_page(live_server, transactional_db, monkeypatch):
-    # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes
-    # between page actions are plain synchronous code all the same.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    # The demo as scripts/run.sh seeds it (the default history): what a fresh install shows.
-    call_command("seed_demo", "--force", stdout=open(os.devnull, "w"))  # noqa: SIM115
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS
-        )
-        context = browser.new_context(
-            viewport={"width": 1280, "height": 900}, accept_downloads=True
-        )
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        yield page, live_server.url
-        browser.close()
-
-
-def login(page, base, username):
-    page.goto(f"{base}/admin/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", "demo")
-    page.click("input[type=submit]")
-    page.wait_for_selector("#user-tools")
+pytestmark = BROWSER_MARKS
 
 
 def messages(page) -> str:
@@ -71,8 +19,10 @@ def messages(page) -> str:
     return page.inner_text(".messagelist")
 
 
-def test_ml_curates_a_candidate_publishes_and_exports(ml_page):
-    page, base = ml_page
+# The demo as scripts/run.sh seeds it (the default history): what a fresh install shows.
+@pytest.mark.full_demo
+def test_ml_curates_a_candidate_publishes_and_exports(browser_page):
+    page, base = browser_page
     login(page, base, "ml")
     dataset = Dataset.objects.get(slug=DATASET)
     first = dataset.versions.get()

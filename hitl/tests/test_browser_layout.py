@@ -2,40 +2,14 @@
 table hides columns behind a scrollbar), and the admin publishes a rule set through its
 confirmation page, in Chromium (Playwright)."""
 
-import os
-import shutil
-from pathlib import Path
-
-import pytest
-from django.conf import settings
-from django.core.management import call_command
 from django.urls import reverse
 
 from evaluation.models import Dataset
+from hitl.tests.browser import ARTIFACTS, BROWSER_MARKS, WIDTH, login
 from policies.models import PolicyVersion, RuleSet
 from reviews.models import PROXY_BY_KIND, ReviewKind, ReviewRequest
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(settings.BASE_DIR) / "artifacts" / "screenshots"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-WIDTH, HEIGHT = 1280, 900
-
-pytestmark = [
-    pytest.mark.real_clock,
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists() or shutil.which("chromium") is None,
-        reason="browser: needs Debian's chromium (apt-get install chromium)",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 # Elements that scroll sideways inside the page: a table wider than its box hides columns.
 # A multiple select (the admin's permission picker) scrolls its long option names by design.
@@ -44,34 +18,6 @@ _SIDEWAYS = """() => [...document.querySelectorAll('#content *')]
     && el.scrollWidth > el.clientWidth + 1
     && ['auto', 'scroll'].includes(getComputedStyle(el).overflowX))
   .map(el => `${el.tagName}.${el.className} ${el.scrollWidth}>${el.clientWidth}`)"""
-
-
-@pytest.fixture
-def browser_page(live_server, transactional_db, monkeypatch):
-    # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes
-    # between page actions are plain synchronous code all the same.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    call_command("seed_demo", "--force", "--history", "0", stdout=open(os.devnull, "w"))  # noqa: SIM115
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS
-        )
-        context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        yield page, live_server.url, context
-        browser.close()
-
-
-def login(page, base, username):
-    page.context.clear_cookies()
-    page.goto(f"{base}/admin/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", "demo")
-    page.click("input[type=submit]")
-    page.wait_for_selector("#site-name")
 
 
 def main_pages() -> list[str]:
@@ -115,7 +61,7 @@ def sideways(page) -> list[str]:
 
 
 def test_no_page_of_any_demo_user_scrolls_sideways_at_1280(browser_page):
-    page, base, _ = browser_page
+    page, base = browser_page
     pages = main_pages()
     wide, opened = [], {}
     for username in ("admin", "lead", "reviewer", "ml"):
@@ -134,7 +80,7 @@ def test_no_page_of_any_demo_user_scrolls_sideways_at_1280(browser_page):
 
 
 def test_the_inbox_shows_every_column_at_1280(browser_page):
-    page, base, _ = browser_page
+    page, base = browser_page
     login(page, base, "lead")
     page.goto(f"{base}/admin/reviews/reviewrequest/")
     page.wait_for_selector("#result_list")
@@ -151,7 +97,7 @@ def test_the_inbox_shows_every_column_at_1280(browser_page):
 
 
 def test_the_admin_simulates_and_publishes_a_rule_set_through_its_confirmation(browser_page):
-    page, base, _ = browser_page
+    page, base = browser_page
     rule_set = RuleSet.objects.get(name="default", tenant="")
     change = f"{base}/admin/policies/ruleset/{rule_set.pk}/change/"
     login(page, base, "admin")

@@ -1,64 +1,12 @@
 """A reviewer works the inbox in a real browser (Playwright driving Debian's Chromium)."""
 
-import os
-import shutil
-from pathlib import Path
-
-import pytest
-from django.conf import settings
-from django.core.management import call_command
-
+from hitl.tests.browser import ARTIFACTS, BROWSER_MARKS, login
 from reviews.choices import default_choices, narrow
 from reviews.models import Decision, Queue, ReviewRequest, ReviewState
 from reviews.selectors import resume_instruction
 from reviews.tests.factories import make_review
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(settings.BASE_DIR) / "artifacts" / "screenshots"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-
-pytestmark = [
-    pytest.mark.real_clock,
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists() or shutil.which("chromium") is None,
-        reason="browser: needs Debian's chromium (apt-get install chromium)",
-    ),
-]
-
-
-@pytest.fixture
-def browser_page(live_server, transactional_db, monkeypatch):
-    # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes
-    # between page actions are plain synchronous code all the same.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    call_command("seed_demo", "--force", "--history", "0", stdout=open(os.devnull, "w"))  # noqa: SIM115
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS
-        )
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.set_default_timeout(15_000)
-        yield page, live_server.url
-        browser.close()
-
-
-def login(page, base, username):
-    page.goto(f"{base}/admin/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", "demo")
-    page.click("input[type=submit]")
-    page.wait_for_selector("#reviewer-home")
+pytestmark = BROWSER_MARKS
 
 
 def review(run_id):

@@ -1,63 +1,25 @@
 """A lead finds the reviews past their SLA and hands one to another reviewer, in a real
 browser (Playwright driving Debian's Chromium)."""
 
-import os
 import re
-import shutil
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
 from django.utils import timezone
 
+from hitl.tests.browser import ARTIFACTS, BROWSER_MARKS, login
 from reviews.models import Queue, ReviewRequest
 from reviews.services import review_assign
 from reviews.tests.factories import make_review
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(settings.BASE_DIR) / "artifacts" / "screenshots"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
+pytestmark = BROWSER_MARKS
+
 SUMMARY = "Refund a parcel lost in transit on order 4242."
 
-pytestmark = [
-    pytest.mark.real_clock,
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists() or shutil.which("chromium") is None,
-        reason="browser: needs Debian's chromium (apt-get install chromium)",
-    ),
-]
-
 
 @pytest.fixture
-def lead_page(live_server, transactional_db, monkeypatch):
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    call_command("seed_demo", "--force", "--history", "0", stdout=open(os.devnull, "w"))  # noqa: SIM115
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS
-        )
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.set_default_timeout(15_000)
-        yield page, live_server.url
-        browser.close()
-
-
-@pytest.fixture
-def breached(lead_page):
+def breached(browser_page):
     """A refund in customer operations, assigned to reviewer, an hour past its SLA; reviewer2
     works that queue too, so the lead can hand it over."""
     users = {u.username: u for u in get_user_model().objects.all()}
@@ -77,16 +39,8 @@ def breached(lead_page):
     return review
 
 
-def login(page, base, username):
-    page.goto(f"{base}/admin/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", "demo")
-    page.click("input[type=submit]")
-    page.wait_for_selector("#user-tools")
-
-
-def test_lead_reassigns_a_breached_review_from_the_breaches_list(lead_page, breached):
-    page, base = lead_page
+def test_lead_reassigns_a_breached_review_from_the_breaches_list(browser_page, breached):
+    page, base = browser_page
     login(page, base, "lead")
 
     # From the metrics dashboard, the lead follows its link to the SLA breaches.

@@ -1,33 +1,15 @@
 """A lead sets a queue's times in words in a real browser (Playwright, Debian's Chromium)."""
 
-import os
 from datetime import timedelta
 
-import pytest
-from django.core.management import call_command
-
+from hitl.tests.browser import ARTIFACTS, BROWSER_MARKS, login
 from reviews.models import Queue
-from reviews.tests.test_browser import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, login, pytestmark  # noqa: F401
+
+pytestmark = BROWSER_MARKS
 
 
-@pytest.fixture
-def lead_page(live_server, transactional_db, monkeypatch):
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    call_command("seed_demo", "--force", "--history", "0", stdout=open(os.devnull, "w"))  # noqa: SIM115
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS
-        )
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.set_default_timeout(15_000)
-        yield page, live_server.url
-        browser.close()
-
-
-def test_a_lead_sets_a_queues_times_in_words(lead_page):
-    page, base = lead_page
+def test_a_lead_sets_a_queues_times_in_words(browser_page):
+    page, base = browser_page
     login(page, base, "lead")
     queue = Queue.objects.get(tenant="", slug="operations")
     url = f"{base}/admin/reviews/queue/{queue.pk}/change/"
