@@ -24,10 +24,10 @@ def on_review_opened(sender, review_id: str, **kwargs) -> None:
 
 def on_review_decided(sender, review_id: str, decision_id: int, **kwargs) -> None:
     # Only an escalation hands the review to someone who must hear of it.
-    from .models import Decision
+    from .models import Choice, Decision
 
     choice = Decision.objects.filter(pk=decision_id).values_list("choice", flat=True).first()
-    if choice == "escalate":
+    if choice == Choice.ESCALATE:
         queue_notice(review_id, "escalated")
 
 

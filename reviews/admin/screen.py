@@ -170,6 +170,8 @@ def packet_context(*, request, review: ReviewRequest, submitted: dict | None) ->
         "last_edit": last_edit,
         "diff_lines": _diff_lines(last_edit.diff) if last_edit else [],
         "trace": selectors.run_trace(full),
+        "resource_history": (same_resource := selectors.resource_history(review=full)),
+        "resource_warnings": [e["warning"] for e in same_resource if e["went_ahead"]],
         "history_rows": list(history[:20]),
         **choices,
         "approvals_so_far": sum(1 for d in decisions if d.choice == Choice.APPROVE),

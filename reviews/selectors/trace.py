@@ -13,7 +13,6 @@ from django.utils.dateparse import parse_datetime
 from ..choices import SPEC_BY_VALUE
 from ..models import AgentRun, ReviewRequest, ReviewState, RunStatus
 from .packets import execution_of
-from .resources import resource_history
 
 # The most run-history rows a trace reads after its review opened.
 RUN_ROWS = 20
@@ -31,9 +30,8 @@ _RUN_STATUS_TEXT = {
 @dataclass
 class RunTrace:
     """The trace's entries in time order (iterating it gives them), the agent's own trace
-    link, and, read only when shown, the history of the resources the review touches."""
+    link, and the trusted facts the policy decided on."""
 
-    review: ReviewRequest
     entries: list[dict[str, Any]] = field(default_factory=list)
     agent_trace: dict[str, str] = field(default_factory=dict)
 
@@ -42,14 +40,6 @@ class RunTrace:
 
     def __len__(self) -> int:
         return len(self.entries)
-
-    @cached_property
-    def resource_history(self) -> list[dict[str, Any]]:
-        return resource_history(review=self.review)
-
-    @cached_property
-    def resource_warnings(self) -> list[str]:
-        return [entry["warning"] for entry in self.resource_history if entry["went_ahead"]]
 
     @cached_property
     def trusted_facts(self) -> dict[str, Any] | None:
@@ -85,7 +75,6 @@ def run_trace(review: ReviewRequest) -> RunTrace:
     policy = review.policy if isinstance(review.policy, dict) else {}
     trace = policy.get("agent_trace")
     return RunTrace(
-        review=review,
         entries=[entry for _, entry in ordered],
         agent_trace=dict(trace) if isinstance(trace, dict) else {},
     )
