@@ -85,6 +85,7 @@ from .reviews import (  # noqa: E402
     ReviewRequest,
     ReviewState,
 )
+from .rollups import ReasonRollup, ReviewerRollup, ReviewRollup, RollupDay  # noqa: E402
 
 __all__ = [
     "DECIDED_STATES",
@@ -114,13 +115,17 @@ __all__ = [
     "NotificationPreference",
     "NotificationStatus",
     "Queue",
+    "ReasonRollup",
     "Reminder",
     "ReminderKind",
     "ReviewKind",
     "ReviewQuerySet",
     "ReviewRequest",
+    "ReviewRollup",
     "ReviewState",
+    "ReviewerRollup",
     "Risk",
+    "RollupDay",
     "RunCall",
     "RunStatus",
     "StateMachineMixin",

@@ -134,6 +134,15 @@ class ReviewRequest(StateMachineMixin, models.Model):
             models.Index(fields=["assignee", "state"], name="review_assignee_idx"),
             models.Index(fields=["state", "next_reminder_at"], name="review_reminder_idx"),
             models.Index(fields=["state", "takeover_next_at"], name="review_takeover_idx"),
+            # The metrics read a period by created_at, the open ones live, and the ones
+            # decided since a rollup's watermark (reviews/selectors/metrics_sources.py).
+            models.Index(fields=["created_at"], name="review_created_idx"),
+            models.Index(
+                fields=["created_at"],
+                name="review_open_created_idx",
+                condition=models.Q(state__in=OPEN_STATES),
+            ),
+            models.Index(fields=["decided_at"], name="review_decided_idx"),
         ]
         permissions = [("decide_reviewrequest", "Can decide review requests")]
         verbose_name = "review (all kinds)"
@@ -329,6 +338,7 @@ class Decision(models.Model):
 
     class Meta:
         ordering = ["review", "decided_at", "id"]
+        indexes = [models.Index(fields=["decided_at"], name="decision_decided_idx")]
 
     def __str__(self) -> str:
         return f"{self.choice} by {self.reviewer} on {self.review_id}"

@@ -35,6 +35,17 @@ def tenants_of(*, user: AbstractBaseUser) -> list[str]:
     return sorted(set(queues_for(user=user).values_list("tenant", flat=True)))
 
 
+def visible_where(*, user: AbstractBaseUser, escalated: Q) -> Q | None:
+    """What an active person may see of rows that name a queue, given how a row tells it
+    was escalated: the queues they work in or own, and the escalated rows of the queues
+    whose escalations they own. None: everything (a superuser)."""
+    if user.is_superuser:
+        return None
+    works_in = Queue.objects.filter(Q(members=user) | Q(owner=user)).values("pk")
+    escalations_of = Queue.objects.filter(escalation_owner=user).values("pk")
+    return Q(queue__in=works_in) | (Q(queue__in=escalations_of) & escalated)
+
+
 def reviews_visible_to(
     *, user: AbstractBaseUser, queryset: QuerySet[ReviewRequest] | None = None
 ) -> QuerySet[ReviewRequest]:
@@ -44,18 +55,12 @@ def reviews_visible_to(
     qs = ReviewRequest.objects.all() if queryset is None else queryset
     if not user.is_active:
         return qs.none()
-    if user.is_superuser:
-        return qs
-    works_in = Queue.objects.filter(Q(members=user) | Q(owner=user)).values("pk")
-    escalations_of = Queue.objects.filter(escalation_owner=user).values("pk")
     # Once escalated, always theirs to look at: the one they decided stays on their screen.
     was_escalated = Exists(
         Decision.objects.filter(review=OuterRef("pk"), state_after=ReviewState.ESCALATED)
     )
-    return qs.filter(
-        Q(queue__in=works_in)
-        | (Q(queue__in=escalations_of) & (Q(state=ReviewState.ESCALATED) | Q(was_escalated)))
-    )
+    where = visible_where(user=user, escalated=Q(state=ReviewState.ESCALATED) | Q(was_escalated))
+    return qs if where is None else qs.filter(where)
 
 
 def sees_whole_run(*, user: AbstractBaseUser, run) -> bool:

@@ -3,10 +3,13 @@
 Population: the reviews *created* in [since, until), within what the person may see, and
 narrowed by the filters. A review counts as *closed* once approved, edited, rejected or
 expired (a cancelled one was withdrawn by its agent and is left out of the rates).
+
+The figures are read from daily rollups plus what they do not hold yet, counted live
+(metrics_sources); they are merged as tallies (metrics_tally). Memory and the number of
+queries depend on days x slices, never on the number of reviews.
 """
 
-import statistics
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -19,28 +22,39 @@ from django.utils import timezone
 
 from policies.models import Tenant
 
-from ..choices import SPECS, Choice
-from ..models import Decision, ReviewRequest, ReviewState
+from ..models import DECIDED_STATES, ReviewRequest, ReviewState
 from . import queues_for, reviews_visible_to, tenants_of
-
-CLOSED = (
-    ReviewState.APPROVED,
-    ReviewState.EDITED,
-    ReviewState.REJECTED,
-    ReviewState.RESOLVED,
-    ReviewState.EXPIRED,
+from .metrics_sources import gather, normalise_reason, snapshot
+from .metrics_tally import (
+    CLOSED,
+    ESCALATING,
+    FAST_DECISION,
+    ReviewerTally,
+    Tally,
+    merged,
+    percentile,
 )
-DECIDED = (ReviewState.APPROVED, ReviewState.EDITED, ReviewState.REJECTED, ReviewState.RESOLVED)
-SLICES = {
-    "queue": lambda r: r["queue__slug"],
-    "action": lambda r: r["action_name"],
-    "agent_version": lambda r: (r["versions"] or {}).get("agent") or "-",
-    "rule": lambda r: (r["policy"] or {}).get("rule") or "-",
-}
-FAST_DECISION = timedelta(seconds=10)
 
-# Decisions that hand the review to someone else: the escalation rate counts them.
-ESCALATING = frozenset(spec.value for spec in SPECS if spec.escalates)
+__all__ = [
+    "CLOSED",
+    "DECIDED",
+    "ESCALATING",
+    "FAST_DECISION",
+    "SLICES",
+    "Figures",
+    "Metrics",
+    "MetricsFilter",
+    "as_dict",
+    "compute",
+    "normalise_reason",
+    "population",
+    "tenant_for",
+    "workload",
+]
+
+DECIDED = DECIDED_STATES
+# The slices the figures are cut by (besides days, for the series).
+SLICES = ("queue", "action", "agent_version", "rule")
 
 
 @dataclass(frozen=True)
@@ -145,53 +159,27 @@ def compute(*, user: AbstractBaseUser, filters: MetricsFilter, now=None) -> Metr
     """All figures for one request, in a fixed number of queries."""
     now = now or timezone.now()
     qs, tenant = _population(user=user, filters=filters)
+    with snapshot():
+        parts = gather(user=user, filters=filters, tenant=tenant, population=qs, now=now)
     # Say which tenant the figures are for: the default one is chosen, not asked for.
     filters = replace(filters, tenant="*" if tenant is None else tenant)
-    rows = list(
-        qs.values(
-            "pk",
-            "state",
-            "created_at",
-            "decided_at",
-            "due_at",
-            "action_name",
-            "queue__slug",
-            "versions",
-            "policy",
-        )
-    )
-    decisions = list(
-        Decision.objects.filter(review__in=qs.values("pk")).values(
-            "review_id",
-            "choice",
-            "reason",
-            "reviewer__username",
-            "opened_at",
-            "decided_at",
-        )
-    )
-    escalated = {d["review_id"] for d in decisions if d["choice"] in ESCALATING}
-    metrics = Metrics(filters=filters, overall=_figures(rows, escalated, now))
-    for name, key in SLICES.items():
-        groups: dict[str, list[dict]] = defaultdict(list)
-        for row in rows:
-            groups[key(row)].append(row)
-        metrics.slices[name] = {
-            label: _figures(group, escalated, now) for label, group in sorted(groups.items())
-        }
-    metrics.series = _series(rows, escalated, filters, now)
-    metrics.top_reasons = _top_reasons(decisions)
-    metrics.recent_comments = [
-        {
-            "choice": d["choice"],
-            "reviewer": d["reviewer__username"],
-            "reason": d["reason"],
-            "decided_at": d["decided_at"],
-        }
-        for d in sorted(decisions, key=lambda d: d["decided_at"], reverse=True)
-        if d["reason"] and d["choice"] != Choice.APPROVE
-    ][:10]
-    metrics.reviewers = _rubber_stamps(decisions)
+    days = {label: t for (name, label), t in parts.groups.items() if name == "day"}
+    metrics = Metrics(filters=filters, overall=_figures(merged(days.values())))
+    for name in SLICES:
+        labels = sorted(label for slice_name, label in parts.groups if slice_name == name)
+        metrics.slices[name] = {label: _figures(parts.groups[(name, label)]) for label in labels}
+    periods: dict[date, list[Tally]] = defaultdict(list)
+    for day, tally in days.items():
+        periods[_bucket(day, filters.bucket)].append(tally)
+    metrics.series = [
+        {"period": start.isoformat(), **_figures(merged(periods[start])).__dict__}
+        for start in sorted(periods)
+    ]
+    metrics.top_reasons = parts.top_reasons
+    metrics.recent_comments = parts.recent_comments
+    metrics.reviewers = [
+        _reviewer_row(name, tally) for name, tally in sorted(parts.reviewers.items())
+    ]
     return metrics
 
 
@@ -199,117 +187,51 @@ def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def _figures(rows: list[dict], escalated: set[int], now: datetime) -> Figures:
-    states = Counter(row["state"] for row in rows)
-    closed = sum(states[s] for s in CLOSED)
-    minutes = sorted(
-        (row["decided_at"] - row["created_at"]).total_seconds() / 60
-        for row in rows
-        if row["state"] in DECIDED and row["decided_at"]
-    )
-    with_sla = [row for row in rows if row["due_at"] and row["state"] != ReviewState.CANCELLED]
-    breached = sum(
-        1
-        for row in with_sla
-        if (row["decided_at"] if row["state"] in DECIDED else now) > row["due_at"]
-        or row["state"] == ReviewState.EXPIRED
-    )
-    closed_ids = {row["pk"] for row in rows if row["state"] in CLOSED}
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _figures(t: Tally) -> Figures:
+    closed = t.closed
     return Figures(
-        reviews=len(rows),
+        reviews=t.reviews,
         closed=closed,
-        open=sum(
-            states[s]
-            for s in (ReviewState.PENDING, ReviewState.ESCALATED, ReviewState.AWAITING_EVIDENCE)
-        ),
-        approved=states[ReviewState.APPROVED],
-        edited=states[ReviewState.EDITED],
-        rejected=states[ReviewState.REJECTED],
-        expired=states[ReviewState.EXPIRED],
-        escalated=len(closed_ids & escalated),
-        approval_rate=_rate(states[ReviewState.APPROVED], closed),
-        edit_rate=_rate(states[ReviewState.EDITED], closed),
-        rejection_rate=_rate(states[ReviewState.REJECTED], closed),
-        escalation_rate=_rate(len(closed_ids & escalated), closed),
-        expiry_rate=_rate(states[ReviewState.EXPIRED], closed),
-        median_minutes_in_queue=round(statistics.median(minutes), 2) if minutes else None,
-        p90_minutes_in_queue=round(_percentile(minutes, 0.9), 2) if minutes else None,
-        sla_breach_rate=_rate(breached, len(with_sla)),
+        open=t.open,
+        approved=t.approved,
+        edited=t.edited,
+        rejected=t.rejected,
+        expired=t.expired,
+        escalated=t.escalated,
+        approval_rate=_rate(t.approved, closed),
+        edit_rate=_rate(t.edited, closed),
+        rejection_rate=_rate(t.rejected, closed),
+        escalation_rate=_rate(t.escalated, closed),
+        expiry_rate=_rate(t.expired, closed),
+        median_minutes_in_queue=_rounded(percentile(t.minutes, 0.5), 2),
+        p90_minutes_in_queue=_rounded(percentile(t.minutes, 0.9), 2),
+        sla_breach_rate=_rate(t.breached, t.with_sla),
     )
 
 
-def _percentile(sorted_values: list[float], q: float) -> float:
-    """Linear interpolation between closest ranks (PostgreSQL's percentile_cont)."""
-    if len(sorted_values) == 1:
-        return sorted_values[0]
-    position = (len(sorted_values) - 1) * q
-    low = int(position)
-    high = min(low + 1, len(sorted_values) - 1)
-    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
-
-
-def _bucket(moment: datetime, size: str) -> date:
-    day = timezone.localtime(moment).date()
+def _bucket(day: date, size: str) -> date:
     return day - timedelta(days=day.weekday()) if size == "week" else day
 
 
-def _series(rows, escalated, filters: MetricsFilter, now) -> list[dict[str, Any]]:
-    groups: dict[date, list[dict]] = defaultdict(list)
-    for row in rows:
-        groups[_bucket(row["created_at"], filters.bucket)].append(row)
-    series = []
-    for start in sorted(groups):
-        figures = _figures(groups[start], escalated, now)
-        series.append({"period": start.isoformat(), **figures.__dict__})
-    return series
-
-
-def normalise_reason(reason: str) -> str:
-    """A reason as counted among the top reasons: case, spacing and end marks folded."""
-    return " ".join(reason.lower().strip(" .!").split())[:120]
-
-
-def _top_reasons(decisions: list[dict]) -> list[dict[str, Any]]:
-    counts: Counter = Counter()
-    for d in decisions:
-        if d["choice"] != Choice.APPROVE and d["reason"].strip():
-            counts[(d["choice"], normalise_reason(d["reason"]))] += 1
-    return [
-        {"choice": choice, "reason": reason, "count": count}
-        for (choice, reason), count in counts.most_common(10)
-    ]
-
-
-def _rubber_stamps(decisions: list[dict]) -> list[dict[str, Any]]:
-    """Per reviewer: how often they approve and how fast they decide. Many decisions,
-    nearly all approvals, mostly in seconds: that reviewer may be rubber-stamping."""
-    by_reviewer: dict[str, list[dict]] = defaultdict(list)
-    for d in decisions:
-        by_reviewer[d["reviewer__username"]].append(d)
-    out = []
-    for reviewer, items in sorted(by_reviewer.items()):
-        timed = [
-            (d["decided_at"] - d["opened_at"]).total_seconds()
-            for d in items
-            if d["opened_at"] is not None
-        ]
-        approvals = sum(1 for d in items if d["choice"] == Choice.APPROVE)
-        fast = sum(1 for seconds in timed if seconds < FAST_DECISION.total_seconds())
-        approval_rate = _rate(approvals, len(items))
-        fast_rate = _rate(fast, len(timed))
-        out.append(
-            {
-                "reviewer": reviewer,
-                "decisions": len(items),
-                "approval_rate": approval_rate,
-                "fast_decision_rate": fast_rate,
-                "median_seconds": round(statistics.median(timed), 1) if timed else None,
-                "rubber_stamp": bool(
-                    len(items) >= 20 and (approval_rate or 0) >= 0.95 and (fast_rate or 0) >= 0.5
-                ),
-            }
-        )
-    return out
+def _reviewer_row(reviewer: str, t: ReviewerTally) -> dict[str, Any]:
+    """How often a reviewer approves and how fast they decide. Many decisions, nearly all
+    approvals, mostly in seconds: that reviewer may be rubber-stamping."""
+    approval_rate = _rate(t.approvals, t.decisions)
+    fast_rate = _rate(t.fast, t.timed)
+    return {
+        "reviewer": reviewer,
+        "decisions": t.decisions,
+        "approval_rate": approval_rate,
+        "fast_decision_rate": fast_rate,
+        "median_seconds": _rounded(percentile(t.seconds, 0.5), 1),
+        "rubber_stamp": bool(
+            t.decisions >= 20 and (approval_rate or 0) >= 0.95 and (fast_rate or 0) >= 0.5
+        ),
+    }
 
 
 def workload(*, user: AbstractBaseUser, tenant: str | None, now=None) -> list[dict[str, Any]]:

@@ -2,7 +2,7 @@
 
 import csv
 import io
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 import time_machine
@@ -20,6 +20,7 @@ from reviews.services import (
     review_escalate,
     review_reject,
 )
+from reviews.services.rollups import rollups_rebuild
 from reviews.services.sweeps import expire_due
 from reviews.tests.factories import QueueFactory, UserFactory, make_review
 
@@ -31,9 +32,10 @@ def minutes(n):
     return T + timedelta(minutes=n)
 
 
-@pytest.fixture
-def dataset(db):
-    """Seven reviews created at T in a queue with a 1 h SLA; r5 expires after 3 h."""
+@pytest.fixture(params=["live", "rollups"])
+def dataset(request, db):
+    """Seven reviews created at T in a queue with a 1 h SLA; r5 expires after 3 h. Counted
+    live from the reviews, or read from the daily rollups built after the decisions."""
     rita, lead = UserFactory(username="rita"), UserFactory(username="lead")
     queue = QueueFactory(slug="ops", owner=lead, sla=timedelta(hours=1), expiry=timedelta(hours=10))
     queue.members.add(rita)
@@ -73,6 +75,11 @@ def dataset(db):
         actor=Actor.of_agent(ReviewRequest.objects.get(review_id=r7).run.agent),
         reason="withdrawn",
     )
+    if request.param == "rollups":
+        built = rollups_rebuild(
+            actor=None, since=date(2026, 11, 1), until=date(2026, 11, 3), now=NOW
+        )
+        assert built.reviews == 5  # r7 was cancelled on the test's clock, after NOW
     return {"rita": rita, "lead": lead, "queue": queue, "ids": (r1, r2, r3, r4, r5, r6, r7)}
 
 
