@@ -12,9 +12,20 @@ actions=[...], summary=...)` answers the run; `client.wait_until_resumable(run_i
 timeout=...)` long-polls until every call is decided; `client.finish(run_id)` ends it.
 A restarted agent needs only its run id: `client.run(run_id)` returns the checkpoint it
 stored and each call with its decision. Framework adapters live in submodules that import
-their framework: `hitl_client.langchain`.
+their framework: `hitl_client.langchain`. `LocalDecider(client).propose(...)` decides in
+process with the platform's own engine (`hitl_client.engine`) and sends only the calls a
+person must review (see `hitl_client.local`).
 """
 
 from .client import HitlClient, HitlError, NotResumable, verify_signature
+from .local import DecisionLog, LocalDecider, LocalPolicy
 
-__all__ = ["HitlClient", "HitlError", "NotResumable", "verify_signature"]
+__all__ = [
+    "DecisionLog",
+    "HitlClient",
+    "HitlError",
+    "LocalDecider",
+    "LocalPolicy",
+    "NotResumable",
+    "verify_signature",
+]

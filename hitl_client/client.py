@@ -41,10 +41,19 @@ class NotResumable(Exception):
 class HitlClient:
     """One agent's connection to the platform, authenticated by its API key."""
 
-    def __init__(self, base_url: str, api_key: str, *, timeout: float = 30.0):
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 30.0,
+        headers: dict[str, str] | None = None,
+    ):
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.timeout = timeout
+        # Sent with every request (a proxy's or tracer's headers).
+        self.headers = dict(headers or {})
 
     # --- the calls ---
 
@@ -157,9 +166,25 @@ class HitlClient:
                 raise TimeoutError(f"review {review_id} is still {packet['state']}")
             time.sleep(interval)
 
+    def policy(self, *, etag: str | None = None) -> tuple[dict | None, str]:
+        """The active policy version of the agent's tenant, for `hitl_client.engine`, and
+        its ETag; (None, etag) while the version you hold (`etag`) is still active."""
+        headers = {"If-None-Match": etag} if etag else None
+        status, response_headers, body = self._exchange("GET", "/api/v1/policy/", None, headers)
+        return (None if status == 304 else body), response_headers.get("ETag", etag or "")
+
+    def log_decisions(self, entries: list[dict[str, Any]]) -> dict:
+        """Log decisions made in process (see `hitl_client.local`); answers how many were
+        new and how many this agent had logged already (a retried batch logs once)."""
+        return self._call("POST", "/api/v1/decisions/", {"entries": entries})
+
     # --- plumbing ---
 
-    def _call(
+    def _call(self, *args: Any, **kwargs: Any):
+        """The JSON body of the answer (see `_exchange`)."""
+        return self._exchange(*args, **kwargs)[2]
+
+    def _exchange(
         self,
         method: str,
         path: str,
@@ -167,7 +192,8 @@ class HitlClient:
         headers: dict | None = None,
         *,
         timeout: float | None = None,
-    ):
+    ) -> tuple[int, Any, Any]:
+        """(status, headers, JSON body); raises HitlError on an error answer (not on 304)."""
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(  # noqa: S310 - the base URL is the caller's
             self.base_url + path,
@@ -177,6 +203,7 @@ class HitlClient:
                 "Authorization": f"Bearer {self.api_key}",
                 "Accept": "application/json",
                 **({"Content-Type": "application/json"} if data is not None else {}),
+                **self.headers,
                 **(headers or {}),
             },
         )
@@ -184,8 +211,10 @@ class HitlClient:
             with urllib.request.urlopen(  # noqa: S310 - the base URL is the caller's
                 request, timeout=timeout or self.timeout
             ) as response:
-                return json.loads(response.read() or b"null")
+                return response.status, response.headers, json.loads(response.read() or b"null")
         except urllib.error.HTTPError as exc:
+            if exc.code == 304:
+                return exc.code, exc.headers, None
             raw = exc.read()
             try:
                 payload = json.loads(raw)

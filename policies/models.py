@@ -7,7 +7,6 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
@@ -466,35 +465,24 @@ class ReviewerGrant(models.Model):
             raise ValidationError(errors)
 
 
-class PolicyEvaluationQuerySet(models.QuerySet):
-    def update(self, **kwargs):
-        raise ImmutableVersionError("The evaluation log is append-only.")
+# The evaluation log has its own module; importing it here registers it with the app.
+from policies.models_evaluation import (  # noqa: E402
+    SOURCE_LOCAL,
+    SOURCE_SERVER,
+    PolicyEvaluation,
+    PolicyEvaluationQuerySet,
+)
 
-
-class PolicyEvaluation(models.Model):
-    """Append-only log of evaluated proposals, replayed by the simulation."""
-
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    actor_label = models.CharField(max_length=200)
-    action_name = models.CharField(max_length=100, db_index=True)
-    tenant = models.CharField(max_length=64, blank=True)
-    outcome = models.CharField(max_length=30, choices=OUTCOME_CHOICES)
-    rule = models.CharField(max_length=80, blank=True)
-    version = models.ForeignKey(
-        PolicyVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
-    )
-    proposal = models.JSONField(encoder=DjangoJSONEncoder)
-    decision = models.JSONField(encoder=DjangoJSONEncoder)
-
-    objects = PolicyEvaluationQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-
-    def __str__(self) -> str:
-        return f"evaluation #{self.pk}: {self.action_name} -> {self.outcome}"
-
-    def save(self, *args, **kwargs):
-        if not self._state.adding:
-            raise ImmutableVersionError("The evaluation log is append-only.")
-        super().save(*args, **kwargs)
+__all__ = [
+    "SOURCE_LOCAL",
+    "SOURCE_SERVER",
+    "ActionType",
+    "PolicyActivation",
+    "PolicyEvaluation",
+    "PolicyEvaluationQuerySet",
+    "PolicyVersion",
+    "ReviewerGrant",
+    "Rule",
+    "RuleSet",
+    "Tenant",
+]

@@ -7,7 +7,8 @@ field is refused here exactly as in the admin form) and records who did it in th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -19,9 +20,10 @@ from django.utils import timezone
 
 from hitl.db import for_update
 from hitl.kernel import Actor, as_actor, stamp
-from policies import engine, gates
+from policies import decision_log, engine, gates
 from policies.engine import PolicyDecision
 from policies.models import (
+    SOURCE_LOCAL,
     ActionType,
     PolicyActivation,
     PolicyEvaluation,
@@ -336,29 +338,83 @@ def tenant_deactivate(*, actor: AbstractBaseUser | Actor | None, tenant: str) ->
 # --- the evaluation log --------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Evaluated:
+    """One decision the server made, for the log: the policy input it decided on."""
+
+    proposal: dict
+    decision: PolicyDecision
+
+
 def evaluation_record(
     *, proposal: dict, decision: PolicyDecision, actor_label: str
 ) -> PolicyEvaluation:
     """Append an evaluated proposal and its decision to the log the simulation replays."""
-    action = proposal.get("action") if isinstance(proposal, dict) else None
-    action_name = action.get("name") if isinstance(action, dict) else ""
-    tenant = proposal.get("tenant") if isinstance(proposal, dict) else ""
+    return evaluations_insert(rows=[decision_log.server_row(actor_label, proposal, decision)])[0]
+
+
+def evaluations_record(*, actor_label: str, items: Sequence[Evaluated]) -> list[PolicyEvaluation]:
+    """Log the decisions of one request: one query for their versions, one bulk insert.
+    Under HITL_DECISION_LOG="deferred" the auto-executed reads are left out here and
+    handed to a worker once the request's transaction commits (see policies.decision_log)."""
+    deferred = decision_log.decision_log_mode() == decision_log.DECISION_LOG_DEFERRED
+    rows, later = [], []
+    for item in items:
+        row = decision_log.server_row(actor_label, item.proposal, item.decision)
+        wait = deferred and decision_log.is_read(item.proposal, item.decision)
+        (later if wait else rows).append(row)
+    if later:
+        transaction.on_commit(lambda: decision_log.defer(later))
+    return evaluations_insert(rows=rows)
+
+
+def evaluations_insert(*, rows: Sequence[Mapping[str, Any]]) -> list[PolicyEvaluation]:
+    """Insert log rows in bulk (the deferred task calls this): rows are JSON-safe dicts of
+    the log's columns, the version named by ``decision["policy_version"]``."""
+    if not rows:
+        return []
+    hashes = {row["decision"].get("policy_version") for row in rows} - {None, ""}
     with transaction.atomic():
-        version = (
-            PolicyVersion.objects.filter(content_hash=decision.policy_version).first()
-            if decision.policy_version
-            else None
+        versions = dict(
+            PolicyVersion.objects.filter(content_hash__in=hashes).values_list("content_hash", "pk")
         )
-        return PolicyEvaluation.objects.create(
-            actor_label=actor_label[:200],
-            action_name=str(action_name or "")[:100],
-            tenant=str(tenant or "")[:64],
-            outcome=decision.outcome,
-            rule=decision.rule or "",
-            version=version,
-            proposal=proposal,
-            decision=decision.to_dict(),
+        return PolicyEvaluation.objects.bulk_create(
+            PolicyEvaluation(
+                **{k: v for k, v in row.items() if k != "created_at"},
+                created_at=decision_log.when(row.get("created_at")),
+                version_id=versions.get(row["decision"].get("policy_version")),
+            )
+            for row in rows
         )
+
+
+@dataclass(frozen=True)
+class LoggedDecisions:
+    logged: int
+    duplicates: int
+
+
+def local_decisions_log(*, actor: Actor, tenant: str, entries: Any) -> LoggedDecisions:
+    """Log a batch of decisions an agent made in process with the shipped engine: checked
+    (PolicyInputError names the entry and field), then one bulk insert. A tool call already
+    logged for this agent is skipped, so a retried batch is logged once."""
+    parsed = decision_log.parse_local_entries(entries, tenant=tenant)
+    with transaction.atomic():
+        versions = decision_log.versions_named({entry["policy_version"] for entry in parsed})
+        decision_log.check_versions(parsed, versions, tenant)
+        logged = set(
+            PolicyEvaluation.objects.filter(
+                source=SOURCE_LOCAL,
+                actor_label=actor.label,
+                tool_call_id__in=[e["tool_call_id"] for e in parsed],
+            ).values_list("tool_call_id", flat=True)
+        )
+        fresh = [e for e in parsed if e["tool_call_id"] not in logged]
+        # ignore_conflicts: the same batch retried concurrently still logs each call once.
+        label = actor.label
+        rows = [decision_log.local_row(label, e, versions[e["policy_version"]]) for e in fresh]
+        PolicyEvaluation.objects.bulk_create(rows, ignore_conflicts=True)
+    return LoggedDecisions(logged=len(fresh), duplicates=len(parsed) - len(fresh))
 
 
 # --- reviewer authority --------------------------------------------------------------

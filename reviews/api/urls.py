@@ -2,7 +2,7 @@ from django.urls import path
 
 import hitl.converters  # noqa: F401 - registers <ident:>
 
-from . import metrics, views
+from . import metrics, policy_api, views
 
 app_name = "api"
 
@@ -40,4 +40,6 @@ urlpatterns = [
     ),
     path("runs/<ident:run_id>/finish/", views.RunFinishView.as_view(), name="run-finish"),
     path("metrics/", metrics.MetricsView.as_view(), name="metrics"),
+    path("policy/", policy_api.PolicyView.as_view(), name="policy"),
+    path("decisions/", policy_api.DecisionsView.as_view(), name="decisions"),
 ]

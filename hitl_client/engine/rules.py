@@ -46,7 +46,7 @@ HUMAN_REVIEW = "human_review"
 REQUEST_CLARIFICATION = "request_clarification"
 DENY = "deny"
 
-# What a policy does with an action missing from its catalogue (see policies.engine.decide).
+# What a policy does with an action missing from its catalogue (see .decide).
 UNKNOWN_ESCALATE = "escalate"
 UNKNOWN_DENY = "deny"
 UNKNOWN_ACTIONS = (UNKNOWN_ESCALATE, UNKNOWN_DENY)
