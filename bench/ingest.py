@@ -1,5 +1,6 @@
 """B1: proposals per second through the real HTTP API under gunicorn (8 clients) against
-psycopg INSERTs of the same rows, one transaction per proposal, 8 connections."""
+psycopg INSERTs of the same rows, one transaction per proposal, 8 connections, and against
+LangGraph's own durable pause (bench/peer.py) with the same payloads."""
 
 import http.client
 import json
@@ -13,6 +14,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from . import peer
 from .common import database_url, emit
 
 PORT = 8123
@@ -46,12 +48,22 @@ def proposal(i: int) -> bytes:
 
 def in_threads(count: int, work) -> float:
     per = count // CLIENTS
+    errors: list[BaseException] = []
+
+    def guarded(index: int, n: int) -> None:
+        try:
+            work(index, n)
+        except BaseException as exc:  # a dead client must fail the run, not speed it up
+            errors.append(exc)
+
     started = time.perf_counter()
-    threads = [threading.Thread(target=work, args=(c, per)) for c in range(CLIENTS)]
+    threads = [threading.Thread(target=guarded, args=(c, per)) for c in range(CLIENTS)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    if errors:
+        raise errors[0]
     return time.perf_counter() - started
 
 
@@ -212,32 +224,47 @@ def raw(n: int) -> float:
                         conn.execute(EVIDENCE_HISTORY_SQL, [ev, pk, *row, position])
                     conn.execute(
                         "INSERT INTO policies_policyevaluation (actor_label, action_name, tenant,"
-                        " outcome, rule, proposal, decision, created_at) VALUES ('agent:bench',"
-                        " 'issue_refund', '', 'human_review', 'writes_need_review', %s, %s,"
-                        " now())",
+                        " outcome, rule, proposal, decision, created_at, source, tool_call_id)"
+                        " VALUES ('agent:bench', 'issue_refund', '', 'human_review',"
+                        " 'writes_need_review', %s, %s, now(), 'server', '')",
                         [json.dumps(body), policy],
                     )
 
     return in_threads(n, writer)
 
 
+# Ours and the peer take turns in slices, so a machine whose load changes (it is shared)
+# weighs on both alike.
+ROUNDS = 4
+
+
 def run(*, n: int) -> None:
     from .floor_urls import LAYERS
 
     key = _agent_key()
-    with serving():
-        ours_s, created = post_all(n, "/api/v1/actions/", key)
+    ours_s = peer_s = 0.0
+    created = paused = 0
+    with serving(), peer.pausing(proposal) as pauses:
+        for _ in range(ROUNDS):
+            seconds, answered = post_all(n // ROUNDS, "/api/v1/actions/", key)
+            ours_s, created = ours_s + seconds, created + answered
+            peer_s += pauses(n // ROUNDS)
+            paused += n // ROUNDS // CLIENTS * CLIENTS
     raw_s = raw(n)
     done = n // CLIENTS * CLIENTS
     raw_rate = done / raw_s
+    ours, peer_rate = created / ours_s, paused / peer_s
     emit(
         {
             "bench": "B1",
-            "ratio": round((created / ours_s) / raw_rate, 3),
-            "ours": round(created / ours_s, 1),
+            "ratio": round(ours / raw_rate, 3),
+            "ours": round(ours, 1),
             "raw": round(raw_rate, 1),
+            # LangGraph's interrupt() with its PostgreSQL checkpointer, the same payloads.
+            "peer": round(peer_rate, 1),
+            "peer_ratio": round(ours / peer_rate, 3),
             "unit": "proposals/s",
-            "n": done,
+            "n": created,
             "created": created,
         }
     )

@@ -19,10 +19,11 @@ from ..models import Agent, AgentRun, ExecutionState
 from ..selectors import execution_summary, resume_instruction, reviews_visible_to, sees_whole_run
 from ..services import review_cancel, review_decide, review_supply_evidence
 from ..services.execution import execution_claim, execution_report
-from ..services.proposals import action_propose, fingerprint, idempotent_call
+from ..services.proposals import ProposalResult, action_propose, fingerprint, idempotent_call
 from ..services.runs import checkpoint_save, run_finish
 from . import serializers as s
 from .errors import reject_unstorable_json
+from .fastpath import validated
 from .permissions import IsAgent, IsAgentOrReviewer, IsReviewer
 
 ERRORS = {
@@ -51,15 +52,11 @@ def packet(review_id: str, request, *, for_person: bool = False) -> dict:
 
 def parse(serializer_class, request):
     reject_unstorable_json(request.data)
-    serializer = serializer_class(data=request.data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
+    return validated(serializer_class, request.data)
 
 
 def parse_query(serializer_class, request):
-    serializer = serializer_class(data=request.query_params)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
+    return validated(serializer_class, request.query_params)
 
 
 PROPOSAL_ANSWER = PolymorphicProxySerializer(
@@ -94,13 +91,15 @@ class ActionsView(APIView):
         def produce():
             data = parse(s.ProposalIn, request)
             result = action_propose(agent=agent, proposal=data)
-            run = run_answer(result.run, request)
+            run = proposal_run_answer(result, request)
             opened = any(call.review is not None for call in result.calls)
             if "actions" in data:
                 return (201 if opened else 200), _jsonable(run)
+            packets = {packet["review_id"]: packet for packet in run["reviews"]}
             body = {
                 "outcome": result.outcome,
-                "review": s.ReviewPacketOut(result.review).data if result.review else None,
+                # The run lists the same packet: built once, shown twice.
+                "review": packets[result.review.review_id] if result.review else None,
                 "execution": None,
                 "policy": result.decision.to_dict(),
                 "run": run,
@@ -277,6 +276,18 @@ def run_answer(run: AgentRun, request) -> dict:
     if not is_agent and not reviews:
         raise Http404
     whole = is_agent or sees_whole_run(user=request.user, run=run)
+    return _run_with_packets(run, reviews, whole=whole)
+
+
+def proposal_run_answer(result: ProposalResult, request) -> dict:
+    """`run_answer` for the agent that just proposed: a run its proposal created holds
+    only what the proposal wrote, so its reviews are the ones in hand, not read back."""
+    if not result.new_run:
+        return run_answer(result.run, request)
+    return _run_with_packets(result.run, list(result.opened), whole=True)
+
+
+def _run_with_packets(run: AgentRun, reviews: list, *, whole: bool) -> dict:
     body = selectors.run_body(run, reviews=reviews, whole=whole)
     body["reviews"] = s.ReviewPacketOut(reviews, many=True).data
     return body

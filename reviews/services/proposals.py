@@ -18,7 +18,7 @@ from policies.engine import AUTO_EXECUTE, HUMAN_REVIEW, POLICY_KEYS, PolicyDecis
 from policies.exceptions import PolicyInputError
 from policies.selectors import action_type_for, default_queue, evaluate_proposal
 from policies.selectors import render_consequence as catalogue_consequence
-from policies.services import evaluation_record
+from policies.services import Evaluated, evaluations_record
 
 from ..choices import Choice, default_choices, narrow, possible_choices
 from ..exceptions import (
@@ -39,7 +39,7 @@ from ._common import summarise
 from ._input import clean_call
 from .creation import CallDraft, ReviewDraft, agent_trace, review_open
 from .rechecks import TrustedFacts, read_trusted_facts
-from .runs import calls_record, run_lock
+from .runs import calls_record, run_lock_or_create
 
 # The most calls one proposal may carry (a model's turn rarely has more than a few).
 MAX_ACTIONS = 20
@@ -65,6 +65,10 @@ class ProposalResult:
 
     run: AgentRun
     calls: tuple[CallResult, ...]
+    # Whether this proposal created the run, and every review it opened (audits too), in
+    # order: a new run holds nothing else, so its answer needs nothing read back.
+    new_run: bool = False
+    opened: tuple[ReviewRequest, ...] = ()
 
     @property
     def decision(self) -> PolicyDecision:
@@ -110,13 +114,14 @@ def action_propose(*, agent: Agent, proposal: Mapping[str, Any]) -> ProposalResu
     actor = Actor.of_agent(agent)
     reviewed = [item.draft for item in planned if item.draft is not None]
     with transaction.atomic():
-        for item in planned:
-            evaluation_record(
-                proposal=json.loads(json.dumps(item.policy_input, default=str)),
-                decision=item.decision,
-                actor_label=actor.label,
-            )
-        run = run_lock(
+        evaluations_record(
+            actor_label=actor.label,
+            items=[
+                Evaluated(json.loads(json.dumps(i.policy_input, default=str)), i.decision)
+                for i in planned
+            ],
+        )
+        run, new_run = run_lock_or_create(
             run_id=proposal.get("run_id") or "",
             agent=agent,
             tenant=tenant,
@@ -130,7 +135,7 @@ def action_propose(*, agent: Agent, proposal: Mapping[str, Any]) -> ProposalResu
         opened = [_open(run, item, principal) for item in planned]
         calls = calls_record(
             run=run,
-            calls=[row for _review, row in opened],
+            calls=[row for _review, row, _audit in opened],
             actor=actor,
             paths=[item.path for item in planned],
         )
@@ -138,8 +143,10 @@ def action_propose(*, agent: Agent, proposal: Mapping[str, Any]) -> ProposalResu
         run=run,
         calls=tuple(
             CallResult(decision=item.decision, review=review, call=call)
-            for item, (review, _row), call in zip(planned, opened, calls, strict=True)
+            for item, (review, _row, _audit), call in zip(planned, opened, calls, strict=True)
         ),
+        new_run=new_run,
+        opened=tuple(r for review, _row, audit in opened for r in (review, audit) if r),
     )
 
 
@@ -293,9 +300,13 @@ def _review_kind(proposal: Mapping[str, Any], decision: PolicyDecision) -> tuple
     return kind, action_type
 
 
-def _open(run: AgentRun, item: _Planned, principal) -> tuple[ReviewRequest | None, RunCall]:
-    """The review an action opens (none unless a person decides) and its call's row."""
+def _open(
+    run: AgentRun, item: _Planned, principal
+) -> tuple[ReviewRequest | None, RunCall, ReviewRequest | None]:
+    """The review an action opens (none unless a person decides), its call's row, and
+    the after-the-fact audit review an auto-executed call may open."""
     if item.draft is None:
+        audit = None
         if item.audit is not None and audit_sampled(
             run_id=run.run_id,
             call_key=item.call.tool_call_id or item.path,
@@ -303,23 +314,28 @@ def _open(run: AgentRun, item: _Planned, principal) -> tuple[ReviewRequest | Non
             rate=item.decision.audit_sample_rate,
         ):
             # Not the call's review: the agent runs the call now, whatever the audit finds.
-            review_open(
+            audit, _row = review_open(
                 run=run,
                 queue=item.queue,
                 draft=item.audit,
                 call=item.call,
                 proposed_by_user=principal,
             )
-        return None, item.call.row(
-            action_name=str(item.action["name"]).strip(),
-            target_system=item.action.get("target_system") or "",
-            args=item.action.get("args") or {},
-            outcome=item.decision.outcome,
-            explanation=item.decision.explanation,
+        return (
+            None,
+            item.call.row(
+                action_name=str(item.action["name"]).strip(),
+                target_system=item.action.get("target_system") or "",
+                args=item.action.get("args") or {},
+                outcome=item.decision.outcome,
+                explanation=item.decision.explanation,
+            ),
+            audit,
         )
-    return review_open(
+    review, row = review_open(
         run=run, queue=item.queue, draft=item.draft, call=item.call, proposed_by_user=principal
     )
+    return review, row, None
 
 
 def audit_sampled(*, run_id: str, call_key: str, action_name: str, rate: float) -> bool:

@@ -16,7 +16,12 @@ from .lifecycle import cancel_locked
 FINISHED = (RunStatus.COMPLETED, RunStatus.STOPPED)
 
 
-def run_lock(
+def run_lock(**options: Any) -> AgentRun:
+    """The run, locked, for a proposal (see `run_lock_or_create`)."""
+    return run_lock_or_create(**options)[0]
+
+
+def run_lock_or_create(
     *,
     run_id: str,
     agent: Agent,
@@ -27,10 +32,11 @@ def run_lock(
     reason: str,
     pending_tool_call: Mapping[str, Any] | None = None,
     checkpoint: Mapping[str, Any] | None = None,
-) -> AgentRun:
+) -> tuple[AgentRun, bool]:
     """The run, locked, for a proposal: paused for a review when `pending_tool_call` is
     given, running again otherwise, and with a new checkpoint (its version raised) when
-    one is given. A run's first proposal creates it so, in one write."""
+    one is given. A run's first proposal creates it so, in one write; True when this
+    call created it (nothing else is in it yet)."""
     run = for_update(AgentRun.objects.all()).filter(run_id=run_id).first()
     if run is None:
         run = AgentRun(
@@ -49,7 +55,7 @@ def run_lock(
             with transaction.atomic():
                 stamp(run, actor, f"run started, {reason}")
                 run.save()
-            return run
+            return run, True
         except IntegrityError:
             # The same run's first proposal arrived twice at once; the other one created it.
             run = for_update(AgentRun.objects.all()).get(run_id=run_id)
@@ -67,7 +73,7 @@ def run_lock(
     if _apply(run, pending_tool_call, checkpoint):
         stamp(run, actor, reason)
         run.save()
-    return run
+    return run, False
 
 
 def _apply(
