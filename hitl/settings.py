@@ -131,18 +131,69 @@ HITL_BASE_URL = env("HITL_BASE_URL", default="http://127.0.0.1:8000")
 SIMPLE_HISTORY_REVERT_DISABLED = True
 SIMPLE_HISTORY_HISTORY_CHANGE_REASON_USE_TEXT_FIELD = True
 
-Q_CLUSTER = {
-    "name": "hitl",
-    "workers": env.int("Q_WORKERS", default=2),
-    "timeout": 60,
-    "retry": 120,
-    "max_attempts": 5,
-    "orm": "default",
-    "catch_up": False,
-}
-if env("REDIS_URL", default=""):
-    Q_CLUSTER.pop("orm")
-    Q_CLUSTER["redis"] = env("REDIS_URL")
+
+def q_cluster(*, redis_url: str, workers: int, timeout: int, retry: int, max_attempts: int) -> dict:
+    """django-q2's settings: the ORM broker on this database by default, Redis when
+    REDIS_URL is set. Both deliver at least once (ours re-queues what a dead cluster had
+    taken, see hitl.redis_broker), so a task not acknowledged `retry` seconds after it was
+    taken runs again: `retry` must exceed `timeout`, the longest a task may run, or a slow
+    task would run twice at once. A failed task is not acknowledged (ack_failures off), so
+    it is retried the same way, at most `max_attempts` times in all."""
+    if timeout < 1 or retry <= timeout:
+        raise ImproperlyConfigured(
+            f"Q_RETRY ({retry} s) must be greater than Q_TIMEOUT ({timeout} s), which "
+            "must be at least 1 s: a task still running when its retry comes runs twice."
+        )
+    if max_attempts < 1:
+        raise ImproperlyConfigured(f"Q_MAX_ATTEMPTS must be at least 1, not {max_attempts}.")
+    config = {
+        "name": "hitl",
+        "workers": workers,
+        "timeout": timeout,
+        "retry": retry,
+        "max_attempts": max_attempts,
+        "ack_failures": False,
+        "catch_up": False,
+    }
+    if not redis_url:
+        return {**config, "orm": "default"}
+    # Few tasks taken ahead per cluster: whatever a cluster holds waits for it, and would
+    # wait `retry` seconds more if it died.
+    return {
+        **config,
+        "redis": redis_url,
+        "broker_class": "hitl.redis_broker.ReliableRedis",
+        "queue_limit": workers * 2,
+        "bulk": 1,
+    }
+
+
+# Q_WORKERS processes per qcluster; Q_TIMEOUT the longest a task may run (seconds);
+# Q_RETRY when a task taken but not acknowledged runs again; Q_MAX_ATTEMPTS in all.
+Q_CLUSTER = q_cluster(
+    redis_url=env("REDIS_URL", default=""),
+    workers=env.int("Q_WORKERS", default=2),
+    timeout=env.int("Q_TIMEOUT", default=60),
+    retry=env.int("Q_RETRY", default=120),
+    max_attempts=env.int("Q_MAX_ATTEMPTS", default=5),
+)
+# The worker's execution when an action's trusted facts cannot be read: attempts in all,
+# and the first delay, doubled each time (see reviews.services.execution_retry).
+HITL_EXECUTION_ATTEMPTS = env.int("HITL_EXECUTION_ATTEMPTS", default=5)
+HITL_EXECUTION_RETRY_SECONDS = env.int("HITL_EXECUTION_RETRY_SECONDS", default=30)
+# When the reconcile sweep takes over an execution left claimed (or never started) by a
+# worker that died: longer than any executor runs, or a slow one would be run again.
+HITL_EXECUTION_STALE_SECONDS = env.int("HITL_EXECUTION_STALE_SECONDS", default=300)
+# How POST /api/v1/actions/ logs its policy decisions: "sync" inserts every one in the
+# request; "deferred" hands the auto-executed reads to the worker in batches (every
+# HITL_DECISION_LOG_SECONDS or HITL_DECISION_LOG_BATCH rows; see policies.decision_log).
+HITL_DECISION_LOG = env("HITL_DECISION_LOG", default="sync")
+if HITL_DECISION_LOG not in ("sync", "deferred"):
+    raise ImproperlyConfigured(
+        f"HITL_DECISION_LOG must be 'sync' or 'deferred', not {HITL_DECISION_LOG!r}."
+    )
+HITL_DECISION_LOG_SECONDS = env.float("HITL_DECISION_LOG_SECONDS", default=1.0)
+HITL_DECISION_LOG_BATCH = env.int("HITL_DECISION_LOG_BATCH", default=500)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -1,13 +1,13 @@
 """django-q2 entry points: thin wrappers over services, safe to run twice."""
 
-from .services.execution import execution_run_executor
+from .services.execution_retry import execution_run_with_retry
 from .services.webhooks import webhook_deliver, webhook_retry_due
 
 
-def execute_review(review_id: str) -> str:
-    """Run the registered executor of a decided review (exactly once, whatever the retries)."""
-    execution = execution_run_executor(review_id=review_id)
-    return "skipped" if execution is None else execution.state
+def execute_review(review_id: str, attempt: int = 1) -> str:
+    """Run the registered executor of a decided review (exactly once, whatever the retries);
+    `attempt` counts the retries scheduled while its trusted facts could not be read."""
+    return execution_run_with_retry(review_id=review_id, attempt=attempt)
 
 
 def deliver_webhook(delivery_id: int) -> str:
@@ -36,10 +36,17 @@ def send_reminders() -> str:
 
 
 def reconcile_executions() -> int:
-    """The scheduled sweep: finish executions a dead worker left claimed."""
-    from .services.execution import execution_reconcile
+    """The scheduled sweep: finish executions a dead worker left claimed, and run those
+    whose task was lost before it claimed anything."""
+    from datetime import timedelta
 
-    return execution_reconcile()
+    from django.conf import settings
+
+    from .services.execution import execution_reconcile
+    from .services.execution_retry import execution_recover_lost
+
+    stale = timedelta(seconds=settings.HITL_EXECUTION_STALE_SECONDS)
+    return execution_reconcile(stale_after=stale) + execution_recover_lost(stale_after=stale)
 
 
 def notify(review_id: str, event: str) -> str:
@@ -69,3 +76,18 @@ def apply_retention() -> str:
 
     report = retention_apply(actor=None)
     return f"archived and deleted {report.total} rows into {report.archive}"
+
+
+def log_decisions(rows: list) -> int:
+    """Bulk-insert the decision log rows a web process deferred (HITL_DECISION_LOG)."""
+    from policies.services import evaluations_insert
+
+    return len(evaluations_insert(rows=rows))
+
+
+def refresh_metric_rollups() -> str:
+    """The scheduled refresh: rebuild the metric rollups of the days touched since."""
+    from .services.rollups import rollups_refresh
+
+    report = rollups_refresh(actor=None)
+    return f"rebuilt {report.days} rollup days ({report.reviews} reviews)"

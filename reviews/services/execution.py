@@ -132,6 +132,18 @@ def _with_fresh_state(
     return facts, fresh["resources"], True
 
 
+def execution_block(*, review_id: str, actor: Actor, checks: list[dict[str, str]]) -> Execution:
+    """Close a decided review's execution as blocked without running it (the platform
+    could not establish that it is still valid); refused like a claim once claimed."""
+    with transaction.atomic():
+        review = lock_review(review_id)
+        _refuse_unless_claimable(review, actor, ExecutionMode.EXECUTOR)
+        execution = _new_execution(review, actor, ExecutionMode.EXECUTOR, checks)
+        execution.save()
+        _announce_blocked(review, execution)
+    return execution
+
+
 def _new_execution(
     review: ReviewRequest, actor: Actor, mode: str, checks: list[dict[str, str]]
 ) -> Execution:
