@@ -50,6 +50,21 @@ def _past_expiry(review: "ReviewRequest") -> bool:
     return review.is_past_expiry()
 
 
+PACKET_FIELDS = [
+    "arguments",
+    "summary",
+    "consequence",
+    "content",
+    "affected_resources",
+    "uncertainty",
+    "question",
+    "options_considered",
+    "policy",
+    "choices",
+    "versions",
+]
+
+
 class ReviewRequest(StateMachineMixin, models.Model):
     """An agent's proposed action, waiting for or carrying a person's decision."""
 
@@ -118,7 +133,10 @@ class ReviewRequest(StateMachineMixin, models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     decided_at = models.DateTimeField(null=True, blank=True)
 
-    history = HistoricalRecords()
+    # The packet never changes after the review opens (edits land in final_arguments and
+    # the decisions), so its history rows leave it out: a transition copies the state, the
+    # people and the outcome, not the whole packet again.
+    history = HistoricalRecords(excluded_fields=PACKET_FIELDS)
     objects = ReviewQuerySet.as_manager()
 
     class Meta:
