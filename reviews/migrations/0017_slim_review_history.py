@@ -5,7 +5,7 @@ from django.db import migrations
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("reviews", "0015_retention_schedule"),
+        ("reviews", "0016_metrics_rollups"),
     ]
 
     operations = [
