@@ -229,7 +229,10 @@ class LocalDecider:
         """Decide the proposal's `action`: a person's review is proposed to the platform
         (answering what it answers); any other outcome is answered here, `"local": True`."""
         decision = self.decide(proposal)
-        if decision is None or decision.needs_review:
+        # An auto-execution its rule audits is the platform's to sample: the draw opens an
+        # after-the-fact review there, which a local answer would skip.
+        audited = decision is not None and decision.outcome == engine.AUTO_EXECUTE
+        if decision is None or decision.needs_review or (audited and decision.audit_sample_rate):
             return self.client.propose(proposal, idempotency_key=idempotency_key)
         action = proposal["action"]
         tool_call_id = str(action.get("tool_call_id") or uuid.uuid4())

@@ -160,3 +160,26 @@ def test_a_resent_batch_is_logged_once(client, decider):
     decider.flush()
     assert client.log_decisions([entry]) == {"logged": 0, "duplicates": 1}
     assert len(logged()) == 1
+
+
+def test_an_audited_read_is_left_to_the_platform_which_samples_it(client):
+    from policies.models import Rule
+    from policies.services import rule_set_publish, rule_update
+
+    rule = Rule.objects.get(name="reads_auto_execute")
+    rule_update(actor=None, rule=rule, fields={"audit_sample_rate": 1.0})
+    rule_set_publish(actor=None, rule_set=rule.rule_set)
+    decider = LocalDecider(client, refresh_seconds=0, flush_seconds=60)
+    try:
+        answer = decider.propose(
+            {"run_id": "run-audit", "summary": "Look it up", **search("call-audit")}
+        )
+        assert answer["outcome"] == "auto_execute"
+        assert "local" not in answer
+        # The platform drew it (rate 1): an after-the-fact review of the read is open.
+        from reviews.models import ReviewRequest
+
+        assert ReviewRequest.objects.filter(audit=True, action_name="search_docs").count() == 1
+        assert not decider.log._pending
+    finally:
+        decider.close()

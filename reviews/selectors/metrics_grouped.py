@@ -12,6 +12,8 @@ from django.db import connection
 from django.db.models import CharField, QuerySet, Sum, Value
 from django.db.models.functions import Cast
 
+from hitl.internals import queryset_sql
+
 from .metrics_tally import ReviewerTally, Tally, hist_merge
 
 # Slice name -> the rollup's column (ORM path) and its SQL expression in _histograms.
@@ -65,7 +67,7 @@ def _grouped(rollups: QuerySet, groups: dict, columns, histogram: str, make) -> 
 
 def _histograms(rollups: QuerySet, groups: dict, column: str) -> Iterator[tuple]:
     try:
-        inner, params = rollups.values("pk").query.sql_with_params()
+        inner, params = queryset_sql(rollups.values("pk"))
     except EmptyResultSet:  # no day of the period has rollups
         return
     if connection.vendor == "postgresql":
