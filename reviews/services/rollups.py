@@ -21,6 +21,7 @@ from django.db.models import Exists, Max, OuterRef, Q
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from hitl.db import for_update
 from hitl.kernel import Actor, as_actor
 
 from ..choices import Choice
@@ -110,7 +111,7 @@ def _rebuild_day(day: date, watermark: datetime) -> tuple[int, int]:
     """Replace one day's rollups, under its row's lock (two workers rebuild it in turn)."""
     with transaction.atomic():
         now = timezone.now()
-        head, _ = RollupDay.objects.select_for_update().get_or_create(
+        head, _ = for_update(RollupDay.objects.all()).get_or_create(
             day=day, defaults={"watermark": watermark, "built_at": now}
         )
         for model in (ReviewRollup, ReviewerRollup, ReasonRollup):
