@@ -25,7 +25,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -184,10 +184,9 @@ def _entry_problems(entry: Mapping[str, Any], tenant: str) -> dict[str, list[str
     version = entry.get("policy_version")
     if not isinstance(version, str) or len(version) != 64:
         problems["policy_version"] = ["the content hash (64 hex characters) decided with"]
-    decided_at = entry.get("decided_at")
-    when = parse_datetime(decided_at) if isinstance(decided_at, str) else None
-    if not isinstance(when, datetime) or when.tzinfo is None:
-        problems["decided_at"] = ["an ISO 8601 date and time with its UTC offset"]
+    problem = _decided_at_problem(entry.get("decided_at"))
+    if problem:
+        problems["decided_at"] = [problem]
     try:
         proposal = engine.parse_proposal(entry.get("proposal"))
     except engine.ProposalError as exc:
@@ -283,3 +282,24 @@ def is_read(proposal: Any, decision: engine.PolicyDecision) -> bool:
     action = proposal.get("action") if isinstance(proposal, dict) else None
     action_type = action_type_for(action.get("name") if isinstance(action, dict) else "")
     return action_type is not None and action_type.tool_type == engine.READ
+
+
+# How far a local decision's time may stray from the platform's clock: an agent's clock runs
+# a little ahead, and a log an agent could not send waits at most this long.
+DECIDED_AT_SKEW = timedelta(minutes=5)
+DECIDED_AT_OLDEST = timedelta(days=30)
+
+
+def _decided_at_problem(value: Any) -> str:
+    try:
+        when = parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:  # the shape of a datetime, out of range ("12:99")
+        when = None
+    if not isinstance(when, datetime) or when.tzinfo is None:
+        return "an ISO 8601 date and time with its UTC offset"
+    now = timezone.now()
+    if when > now + DECIDED_AT_SKEW:
+        return f"in the future (the platform's time is {now.isoformat(timespec='seconds')})"
+    if when < now - DECIDED_AT_OLDEST:
+        return f"more than {DECIDED_AT_OLDEST.days} days ago: too old to log"
+    return ""
