@@ -170,7 +170,8 @@ EVIDENCE_HISTORY_SQL = """INSERT INTO reviews_historicalevidence (id, review_id,
 def raw(n: int) -> float:
     import psycopg
 
-    from reviews.models import Agent, Queue
+    from hitl.internals import history_tracked_columns
+    from reviews.models import Agent, Queue, ReviewRequest
 
     agent_id = Agent.objects.get(name=AGENT).pk
     queue_id = Queue.objects.get(tenant="", slug="operations").pk
@@ -181,6 +182,13 @@ def raw(n: int) -> float:
     versions = json.dumps(body["versions"])
     resources = json.dumps(body["affected_resources"])
     url = database_url()
+    # The history row copies what the model's history tracks (not the packet), as ours does.
+    tracked = ", ".join(f'"{c}"' for c in history_tracked_columns(ReviewRequest))
+    review_history = (
+        f"INSERT INTO reviews_historicalreviewrequest ({tracked}, history_actor, history_date,"  # noqa: S608
+        f" history_change_reason, history_type) SELECT {tracked}, 'agent:bench', now(),"
+        " 'created', '+' FROM reviews_reviewrequest WHERE id = %s"
+    )
 
     def writer(index: int, count: int) -> None:
         with psycopg.connect(url) as conn:
@@ -210,12 +218,7 @@ def raw(n: int) -> float:
                         f"VALUES ({REVIEW_VALUES}) RETURNING id",
                         values,
                     ).fetchone()[0]
-                    conn.execute(
-                        f"INSERT INTO reviews_historicalreviewrequest (id, history_actor,"  # noqa: S608
-                        f" history_date, history_change_reason, history_type, {REVIEW_COLUMNS})"
-                        f" VALUES (%s, 'agent:bench', now(), 'created', '+', {REVIEW_VALUES})",
-                        [pk, *values],
-                    )
+                    conn.execute(review_history, [pk])
                     for position, item in enumerate(body["evidence"]):
                         row = [item["id"], item["title"], item.get("url", ""), item["excerpt"]]
                         ev = conn.execute(
