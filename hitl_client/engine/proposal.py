@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 # The top-level keys of a proposal that the policy reads; the others are ignored here.
@@ -32,7 +33,7 @@ class ProposalError(ValueError):
         self.errors = errors
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Proposal:
     """One proposed action as the engine sees it (build it with ``parse_proposal``)."""
 
@@ -236,6 +237,12 @@ def parse_proposal(data: Any) -> Proposal:
     ``estimated_cost_usd`` is unknown); keys not listed are ignored (the API may carry
     evidence and content alongside).
     """
+    if type(data) is dict:
+        # Agents decide every tool call in process: the usual, well-formed proposal is read
+        # without the readers' error bookkeeping; anything else takes the full path below.
+        fast = _read_plain(data)
+        if fast is not None:
+            return fast
     if not isinstance(data, Mapping):
         raise ProposalError({"proposal": [f"must be a JSON object, got {_json_type(data)}"]})
     errors: dict[str, list[str]] = {}
@@ -257,4 +264,61 @@ def parse_proposal(data: Any) -> Proposal:
         audience=values["audience"],
         tenant=values["tenant"],
         facts=dict(values["facts"]),
+    )
+
+
+_PLAIN_NUMBER = (int, float)
+_PLAIN_COST = (int, float, Decimal)
+_PLAIN_FACT = (str, int, float, bool, Decimal, type(None))
+
+
+@lru_cache(maxsize=1024, typed=True)
+def _number_decimal(value: int | float | Decimal) -> Decimal | None:
+    # An agent's costs repeat (one per tool); str() -> Decimal is most of reading one.
+    return to_decimal(value)
+
+
+def _read_plain(data: dict) -> Proposal | None:
+    """``parse_proposal``'s result for a proposal of plain JSON types that the readers
+    accept as is; None when any key needs them (a wrong, missing-but-required or unusual
+    value), so every error still comes from them. Tested equal on generated proposals."""
+    action = data.get("action")
+    if type(action) is not dict:
+        return None
+    name, target, args = action.get("name"), action.get("target_system", ""), action.get("args", {})
+    if type(name) is not str or not name.strip() or len(name) > MAX_ACTION_NAME:
+        return None
+    if type(target) is not str or type(args) is not dict:
+        return None
+    confidence = data.get("confidence")
+    if confidence is not None and (
+        type(confidence) not in _PLAIN_NUMBER or not 0 <= confidence <= 1
+    ):
+        return None
+    cost = data.get("estimated_cost_usd")
+    if cost is not None:
+        if type(cost) not in _PLAIN_COST:
+            return None
+        cost = _number_decimal(cost)
+        if cost is None or cost < 0:
+            return None
+    audience = data.get("audience", DEFAULT_AUDIENCE)
+    tenant = data.get("tenant", "")
+    facts = data.get("facts", {})
+    if audience not in AUDIENCES or type(tenant) is not str or type(facts) is not dict:
+        return None
+    if tenant and (len(tenant) > 64 or not SLUG_RE.match(tenant)):
+        return None
+    for value in facts.values():
+        if type(value) not in _PLAIN_FACT:
+            return None
+    return Proposal(
+        action_name=name.strip(),
+        target_system=target.strip(),
+        args=dict(args),
+        confidence=None if confidence is None else float(confidence),
+        estimated_cost_usd=cost,
+        audience=audience,
+        tenant=tenant,
+        facts=dict(facts),
     )
