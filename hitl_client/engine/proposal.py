@@ -272,8 +272,8 @@ _PLAIN_COST = (int, float, Decimal)
 _PLAIN_FACT = (str, int, float, bool, Decimal, type(None))
 
 
-@lru_cache(maxsize=1024, typed=True)
-def _number_decimal(value: int | float | Decimal) -> Decimal | None:
+@lru_cache(maxsize=1024)
+def _float_decimal(value: float) -> Decimal | None:
     # An agent's costs repeat (one per tool); str() -> Decimal is most of reading one.
     return to_decimal(value)
 
@@ -299,7 +299,9 @@ def _read_plain(data: dict) -> Proposal | None:
     if cost is not None:
         if type(cost) not in _PLAIN_COST:
             return None
-        cost = _number_decimal(cost)
+        # Non-zero floats only: equal keys are then the same value (0.0 and -0.0 are not,
+        # nor Decimal("0.01") and Decimal("0.0100")).
+        cost = _float_decimal(cost) if type(cost) is float and cost else to_decimal(cost)
         if cost is None or cost < 0:
             return None
     audience = data.get("audience", DEFAULT_AUDIENCE)

@@ -2,6 +2,7 @@
 decider parses every tool call); whatever that shortcut accepts, it must read exactly as
 the full readers do, and everything else must still get the readers' errors."""
 
+from decimal import Decimal
 from types import MappingProxyType
 
 import pytest
@@ -55,7 +56,12 @@ well_formed = st.fixed_dictionaries(
     optional={
         "confidence": st.one_of(st.none(), st.floats(0, 1), st.integers(0, 1)),
         "estimated_cost_usd": st.one_of(
-            st.none(), st.floats(0, 100), st.integers(0, 100), st.decimals(0, 100, places=2)
+            st.none(),
+            st.floats(0, 100),
+            st.sampled_from([0.01, -0.0, 0.0]),
+            st.integers(0, 100),
+            st.decimals(0, 100, places=2),
+            st.sampled_from([Decimal("0.01"), Decimal("0.0100"), Decimal("-0")]),
         ),
         "audience": st.sampled_from(["internal", "external"]),
         "tenant": st.sampled_from(["", "acme", "globex-2"]),
