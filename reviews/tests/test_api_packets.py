@@ -1,9 +1,12 @@
 """The review packet the API answers is built directly, not by DRF's walk of its fields:
 both must give the same packet for every kind of review, reader and state."""
 
+from datetime import UTC, timedelta, timezone
+
 import pytest
 from rest_framework import serializers
 
+from conftest import clock_start
 from hitl.kernel import Actor
 from reviews.api.serializers import ReviewPacketOut
 from reviews.selectors import packet_queryset
@@ -12,6 +15,9 @@ from reviews.services.execution import execution_claim
 from reviews.tests.factories import QueueFactory, make_review
 
 pytestmark = pytest.mark.django_db
+
+# A month past the test clock's start, given at +02:00: the packet answers it in UTC.
+FRESH_UNTIL = (clock_start() + timedelta(days=30)).astimezone(timezone(timedelta(hours=2)))
 
 
 def generic(review, context=None) -> dict:
@@ -32,7 +38,7 @@ def reviews(queue, reviewer, reviewer2):
         queue=queue,
         evidence=[
             {"id": "order", "title": "Order", "url": "https://shop.example.com/o/1",
-             "excerpt": "1x mug", "fresh_until": "2099-01-01T10:00:00+02:00"},
+             "excerpt": "1x mug", "fresh_until": FRESH_UNTIL.isoformat()},
             {"id": "ticket", "title": "Ticket"},
         ],
         affected_resources=[{"type": "order", "id": "17", "version": "4"}],
@@ -70,7 +76,9 @@ def test_a_new_review_in_hand_gives_the_packet_drf_gives(reviews):
     fast, slow = both(reviews["fresh"])
     assert fast == slow
     assert list(fast) == list(slow)
-    assert fast["evidence"][0]["fresh_until"] == "2099-01-01T08:00:00Z"
+    assert fast["evidence"][0]["fresh_until"] == FRESH_UNTIL.astimezone(UTC).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
     assert fast["evidence"][1]["fresh_until"] is None
 
 

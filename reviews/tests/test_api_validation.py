@@ -2,13 +2,18 @@
 what a fresh DRF serializer gives: the same validated data, the same 400."""
 
 import json
+from datetime import timedelta
 
 import pytest
 from rest_framework.exceptions import ValidationError
 
+from conftest import clock_start
 from reviews.api.errors import api_exception_handler
 from reviews.api.fastpath import validated
 from reviews.api.serializers import ProposalIn, RunWaitIn
+
+# A month past the test clock's start, so the evidence is fresh whatever the date.
+FRESH_UNTIL = (clock_start() + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +31,7 @@ def body(**overrides):
         "summary": "Refund order 17",
         "confidence": 1,
         "estimated_cost_usd": 0.02,
-        "evidence": [{"id": "order", "title": "Order", "fresh_until": "2099-01-01T00:00:00Z"}],
+        "evidence": [{"id": "order", "title": "Order", "fresh_until": FRESH_UNTIL}],
         "affected_resources": [{"type": "order", "id": 17}],
     }
     proposal.update(overrides)
