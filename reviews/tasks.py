@@ -75,7 +75,18 @@ def apply_retention() -> str:
     from .services.retention import retention_apply
 
     report = retention_apply(actor=None)
-    return f"archived and deleted {report.total} rows into {report.archive}"
+    return (
+        f"archived and deleted {report.total} rows into {report.archive} "
+        f"(exported first: {report.exported})"
+    )
+
+
+def export_archive() -> str:
+    """The hourly export: copy the append-only tables' new rows to the archive."""
+    from .services.retention import archive_export
+
+    report = archive_export(actor=None)
+    return f"exported {report.exported} rows into {report.archive or 'nothing new'}"
 
 
 def log_decisions(rows: list) -> int:

@@ -42,6 +42,7 @@ def optional_person(related_name: str, **options):
 
 from ..choices import Choice  # noqa: E402
 from ..expiry import ExpiryBehaviour  # noqa: E402
+from .archive import ArchiveCursor as ArchiveCursor  # noqa: E402
 from .calls import RunCall  # noqa: E402
 from .delivery import (  # noqa: E402
     DeliveryStatus,

@@ -6,11 +6,17 @@ reviews in a final state, the policy's decision log, idempotency records, and we
 deliveries that are no longer pending. Open reviews, decisions and executions themselves
 stay (they are the audit); their history rows are archived, not lost.
 
+Append-only tables (the history tables and the decision log) are archived ahead of time by
+the export (reviews.services.archive, hourly), so their purge only deletes rows an export
+already wrote, a range of reviews at a time. The other tables change after they are written
+and are archived by the purge itself, batch by batch, in the transaction that deletes them.
+
 Windows come from ``settings.HITL_RETENTION``: ``{"<target>": days or None, ...,
 "tenants": {"<slug>": {"<target>": days or None}}}``; None keeps forever, a missing target
 keeps its default.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -24,9 +30,10 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, models, transaction
-from django.db.models import Q
+from django.db.models import Max, Min, Q
 from django.utils import timezone
 
+from hitl.internals import raw_delete
 from hitl.kernel import Actor, as_actor
 from policies.models import PolicyEvaluation
 
@@ -40,6 +47,7 @@ from ..models import (
     RunCall,
     WebhookDelivery,
 )
+from .archive import Rows, Section, export_target, exported_through, safe_point
 
 # Rows per batch: one DELETE and one archive write each, small enough to keep locks short.
 BATCH_SIZE = 5000
@@ -47,74 +55,93 @@ BATCH_SIZE = 5000
 _ADVISORY_LOCK = 0x68_69_74_6C  # "hitl"
 
 
-def _closed_reviews(tenant_q: Q) -> models.QuerySet:
-    return ReviewRequest.objects.filter(tenant_q, state__in=FINAL_STATES).values("id")
+Span = tuple[int, int] | None  # [first, last) of the keys a purge batch covers
 
 
 def _history_of(model: type[models.Model], review_field: str) -> Callable[..., models.QuerySet]:
-    def rows(cutoff: datetime, tenant_q: Q) -> models.QuerySet:
-        return model.history.model.objects.filter(
-            history_date__lt=cutoff, **{f"{review_field}__in": _closed_reviews(tenant_q)}
-        )
+    def rows(cutoff: datetime, tenant_q: Q, span: Span = None) -> models.QuerySet:
+        reviews = ReviewRequest.objects.filter(tenant_q, state__in=FINAL_STATES)
+        history = model.history.model.objects.filter(history_date__lt=cutoff)
+        if span:
+            # The same range on both sides: each batch joins a few thousand reviews.
+            reviews = reviews.filter(pk__gte=span[0], pk__lt=span[1])
+            history = history.filter(**{f"{review_field}__gte": span[0]})
+            history = history.filter(**{f"{review_field}__lt": span[1]})
+        return history.filter(**{f"{review_field}__in": reviews.values("id")})
+
+    return rows
+
+
+def _evaluations(cutoff: datetime, tenant_q: Q, span: Span = None) -> models.QuerySet:
+    rows = PolicyEvaluation.objects.filter(tenant_q, created_at__lt=cutoff)
+    return rows.filter(pk__gte=span[0], pk__lt=span[1]) if span else rows
+
+
+def _dated(model: type[models.Model], field: str):
+    """An export's reader: every row of `model` dated in [since, until)."""
+
+    def rows(since: datetime | None, until: datetime) -> models.QuerySet:
+        chosen = model._default_manager.filter(**{f"{field}__lt": until})
+        return chosen.filter(**{f"{field}__gte": since}) if since else chosen
 
     return rows
 
 
 @dataclass(frozen=True)
 class Target:
-    """A table retention purges: its rows past a cutoff, and where its tenant is."""
+    """A table retention purges: its rows past a cutoff, and where its tenant is. An
+    append-only one also has `exported` (the export's reader) and `spans` (the table whose
+    key ranges the purge walks)."""
 
     name: str
     label: str
     default_days: int | None
     tenant_field: str
-    rows: Callable[[datetime, Q], models.QuerySet]
+    rows: Callable[..., models.QuerySet]
+    exported: Rows | None = None
+    spans: type[models.Model] | None = None
 
-    def scoped(self, cutoff: datetime, tenants: Iterable[str], exclude: bool) -> models.QuerySet:
+    def scoped(
+        self, cutoff: datetime, tenants: Iterable[str], exclude: bool, span: Span = None
+    ) -> models.QuerySet:
         """Rows past the cutoff of these tenants (or, with exclude, of every other one)."""
         where = Q(**{f"{self.tenant_field}__in": list(tenants)})
-        return self.rows(cutoff, ~where if exclude else where)
+        return self.rows(cutoff, ~where if exclude else where, *([span] if span else []))
+
+
+def _history_target(name: str, label: str, model: type[models.Model], field: str) -> Target:
+    return Target(
+        name,
+        label,
+        365,
+        "tenant",
+        _history_of(model, field),
+        exported=_dated(model.history.model, "history_date"),
+        spans=ReviewRequest,
+    )
 
 
 TARGETS: dict[str, Target] = {
     target.name: target
     for target in (
-        Target(
-            "review_history",
-            "history of closed reviews",
-            365,
-            "tenant",
-            _history_of(ReviewRequest, "id"),
+        _history_target("review_history", "history of closed reviews", ReviewRequest, "id"),
+        _history_target(
+            "evidence_history", "history of closed reviews' evidence", Evidence, "review_id"
         ),
-        Target(
-            "evidence_history",
-            "history of closed reviews' evidence",
-            365,
-            "tenant",
-            _history_of(Evidence, "review_id"),
+        _history_target(
+            "execution_history", "history of closed reviews' executions", Execution, "review_id"
         ),
-        Target(
-            "execution_history",
-            "history of closed reviews' executions",
-            365,
-            "tenant",
-            _history_of(Execution, "review_id"),
-        ),
-        Target(
-            "call_history",
-            "history of closed reviews' tool calls",
-            365,
-            "tenant",
-            _history_of(RunCall, "review_id"),
+        _history_target(
+            "call_history", "history of closed reviews' tool calls", RunCall, "review_id"
         ),
         Target(
             "policy_evaluations",
             "the policy's decision log",
             90,
             "tenant",
-            lambda cutoff, tenant_q: PolicyEvaluation.objects.filter(
-                tenant_q, created_at__lt=cutoff
-            ),
+            _evaluations,
+            exported=_dated(PolicyEvaluation, "created_at"),
+            spans=PolicyEvaluation,
         ),
         Target(
             "idempotency_records",
@@ -186,24 +213,32 @@ class Scope:
     rows: int = 0
     file: str = ""
     sha256: str = ""
+    # Append-only targets: the export that archived what this scope deleted.
+    exported_through: datetime | None = None
 
 
 @dataclass
 class RetentionReport:
-    """What a purge went through (or, dry, would): each scope with its row count."""
+    """What a purge went through (or, dry, would): each scope with its row count, and the
+    export that ran first."""
 
     dry_run: bool
     started_at: datetime
     scopes: list[Scope] = field(default_factory=list)
+    exports: list[Section] = field(default_factory=list)
     archive: str = ""
 
     @property
     def total(self) -> int:
         return sum(scope.rows for scope in self.scopes)
 
+    @property
+    def exported(self) -> int:
+        return sum(section.rows for section in self.exports)
+
 
 def _scopes(windows: Mapping[str, Any], now: datetime, only: Iterable[str]):
-    """(Scope, queryset) for each target and tenant set with a window."""
+    """(Scope, target, tenants, exclude) for each target and tenant set with a window."""
     overridden = sorted(windows["tenants"])
     for name, target in TARGETS.items():
         if only and name not in only:
@@ -212,10 +247,7 @@ def _scopes(windows: Mapping[str, Any], now: datetime, only: Iterable[str]):
             days = windows["tenants"][slug].get(name, windows["default"][name])
             if days is not None:
                 cutoff = now - timedelta(days=days)
-                yield (
-                    Scope(name, slug or "default", days, cutoff),
-                    target.scoped(cutoff, [slug], exclude=False),
-                )
+                yield Scope(name, slug or "default", days, cutoff), target, [slug], False
         days = windows["default"][name]
         if days is not None:
             cutoff = now - timedelta(days=days)
@@ -224,7 +256,63 @@ def _scopes(windows: Mapping[str, Any], now: datetime, only: Iterable[str]):
                 if not overridden
                 else "all but " + ", ".join(s or "default" for s in overridden)
             )
-            yield Scope(name, label, days, cutoff), target.scoped(cutoff, overridden, exclude=True)
+            yield Scope(name, label, days, cutoff), target, overridden, True
+
+
+def _check(only: set[str], batch_size: int) -> None:
+    unknown = only - set(TARGETS)
+    if unknown:
+        raise ImproperlyConfigured(
+            f"Unknown target {', '.join(sorted(unknown))}; one of {', '.join(TARGETS)}."
+        )
+    if batch_size < 1:
+        raise ImproperlyConfigured("batch_size must be at least 1.")
+
+
+def _folder(archive_dir: Path | str | None, now: datetime) -> Path:
+    root = archive_dir or getattr(settings, "HITL_ARCHIVE_DIR", Path(settings.BASE_DIR) / "archive")
+    return Path(root) / now.strftime("%Y%m%dT%H%M%S%fZ")
+
+
+def archive_export(
+    *,
+    actor: Actor | None,
+    now: datetime | None = None,
+    only: Iterable[str] = (),
+    batch_size: int = BATCH_SIZE,
+    archive_dir: Path | None = None,
+) -> RetentionReport:
+    """Copy the append-only tables' rows dated since their last export into a new archive
+    folder with its manifest (none when there was nothing new); the hourly task."""
+    only = set(only)
+    _check(only, batch_size)
+    now = now or timezone.now()
+    report = RetentionReport(dry_run=False, started_at=now)
+    folder = _folder(archive_dir, now)
+    with _single_purge():
+        _export(report, folder, only, batch_size)
+        if report.exported:
+            _write_manifest(folder, report, as_actor(actor, system="archive export"))
+    return report
+
+
+def _export(report: RetentionReport, folder: Path, only: set[str], batch_size: int) -> None:
+    point = safe_point(report.started_at)
+    folder.mkdir(parents=True, exist_ok=True)
+    report.archive = str(folder)
+    for name, target in TARGETS.items():
+        if target.exported and (not only or name in only):
+            section = export_target(
+                target=name, rows=target.exported, point=point, folder=folder,
+                batch_size=batch_size,
+            )  # fmt: skip
+            report.exports.append(section)
+    if not report.exported:
+        for section in report.exports:
+            (folder / section.file).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+        report.archive = ""
 
 
 def retention_apply(
@@ -236,34 +324,51 @@ def retention_apply(
     batch_size: int = BATCH_SIZE,
     archive_dir: Path | None = None,
 ) -> RetentionReport:
-    """Archive then delete, batch by batch, every row past its window (dry: count them).
-    The manifest (who, when, each scope's window, rows, file and SHA-256) is the audit."""
+    """Export the append-only tables, then delete, batch by batch, every row past its window
+    (archived by an export, or by the purge as it deletes); dry: count them. The manifest
+    (who, when, each scope's window, rows, file and SHA-256) is the audit."""
     only = set(only)
-    unknown = only - set(TARGETS)
-    if unknown:
-        raise ImproperlyConfigured(
-            f"Unknown target {', '.join(sorted(unknown))}; one of {', '.join(TARGETS)}."
-        )
-    if batch_size < 1:
-        raise ImproperlyConfigured("batch_size must be at least 1.")
+    _check(only, batch_size)
     windows = retention_windows()
     now = now or timezone.now()
     report = RetentionReport(dry_run=dry_run, started_at=now)
     if dry_run:
-        for scope, rows in _scopes(windows, now, only):
-            scope.rows = rows.count()
+        for scope, target, tenants, exclude in _scopes(windows, now, only):
+            scope.rows = target.scoped(scope.cutoff, tenants, exclude).count()
             report.scopes.append(scope)
         return report
-    root = archive_dir or getattr(settings, "HITL_ARCHIVE_DIR", Path(settings.BASE_DIR) / "archive")
-    folder = Path(root) / now.strftime("%Y%m%dT%H%M%S%fZ")
+    folder = _folder(archive_dir, now)
     with _single_purge():
+        _export(report, folder, only, batch_size)
         folder.mkdir(parents=True, exist_ok=True)
         report.archive = str(folder)
-        for scope, rows in _scopes(windows, now, only):
-            _purge(scope, rows, folder, batch_size)
+        for scope, target, tenants, exclude in _scopes(windows, now, only):
+            if target.exported:
+                _delete_archived(scope, target, tenants, exclude, batch_size)
+            else:
+                _purge(scope, target.scoped(scope.cutoff, tenants, exclude), folder, batch_size)
             report.scopes.append(scope)
         _write_manifest(folder, report, as_actor(actor, system="retention"))
     return report
+
+
+def _delete_archived(
+    scope: Scope, target: Target, tenants: list[str], exclude: bool, batch_size: int
+) -> None:
+    """Delete the scope's rows that an export already wrote, one range of `batch_size` keys
+    of `target.spans` (reviews, or the log itself) per transaction."""
+    through = exported_through(target.name)
+    if through is None:
+        return
+    cutoff = min(scope.cutoff, through)
+    bounds = target.spans.objects.aggregate(low=Min("pk"), high=Max("pk"))
+    if bounds["low"] is None:
+        return
+    for low in range(bounds["low"], bounds["high"] + 1, batch_size):
+        with transaction.atomic():
+            rows = target.scoped(cutoff, tenants, exclude, span=(low, low + batch_size))
+            scope.rows += raw_delete(rows)
+    scope.exported_through = through
 
 
 class _single_purge:
@@ -349,6 +454,7 @@ def _write_manifest(folder: Path, report: RetentionReport, actor: Actor) -> None
         "finished_at": timezone.now().isoformat(),
         "by": actor.label,
         "rows": report.total,
+        "exported": [section.manifest() for section in report.exports if section.rows],
         "scopes": [
             {
                 "target": s.target,
@@ -356,8 +462,10 @@ def _write_manifest(folder: Path, report: RetentionReport, actor: Actor) -> None
                 "days": s.days,
                 "cutoff": s.cutoff.isoformat(),
                 "rows": s.rows,
+                # Either this folder's file, or the exports (earlier folders) that wrote them.
                 "file": s.file,
                 "sha256": s.sha256,
+                "exported_through": s.exported_through and s.exported_through.isoformat(),
             }
             for s in report.scopes
         ],

@@ -8,6 +8,7 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
@@ -16,6 +17,7 @@ from policies.selectors import evaluate_proposal
 from policies.services import evaluation_record
 from reviews.models import (
     Agent,
+    ArchiveCursor,
     DeliveryStatus,
     Evidence,
     IdempotencyRecord,
@@ -23,7 +25,8 @@ from reviews.models import (
     ReviewState,
     WebhookDelivery,
 )
-from reviews.services.retention import retention_apply, retention_windows
+from reviews.services.archive import MARGIN, safe_point
+from reviews.services.retention import archive_export, retention_apply, retention_windows
 from reviews.services.sweeps import expire_due
 from reviews.tests.factories import QueueFactory, make_review
 
@@ -123,15 +126,26 @@ def test_the_purge_archives_then_deletes_only_closed_work_past_its_window(aged, 
         rows[("policy_evaluations", "all but globex")],
         rows[("webhook_deliveries", "globex")],
     ) == (1, 1)
+    # History went to the archive ahead of the purge, in the export of the same run: every
+    # row of every review (open ones, globex's) in key order, once.
     history_scope = next(s for s in manifest["scopes"] if s["target"] == "review_history")
-    archived = (folder / history_scope["file"]).read_bytes()
-    assert hashlib.sha256(archived).hexdigest() == history_scope["sha256"]
+    assert history_scope["file"] == "" and history_scope["exported_through"]
+    export = next(e for e in manifest["exported"] if e["target"] == "review_history")
+    archived = (folder / export["file"]).read_bytes()
+    assert hashlib.sha256(archived).hexdigest() == export["sha256"]
     lines = [json.loads(line) for line in archived.splitlines()]
-    assert [row["history_id"] for row in lines] == closed_rows
-    assert {row["id"] for row in lines} == {aged["closed"].pk}
+    keys = [row["history_id"] for row in lines]
+    assert keys == sorted(set(keys)) and export["rows"] == len(lines)
+    assert set(closed_rows) <= set(keys)
+    assert {row["id"] for row in lines} == {r.pk for r in aged.values()}
+    # The mutable tables are archived by the purge itself, in its own file.
+    hooks = next(s for s in manifest["scopes"] if s["target"] == "webhook_deliveries")
+    (delivered,) = [json.loads(line) for line in (folder / hooks["file"]).read_bytes().splitlines()]
+    assert delivered["status"] == "delivered"
 
     # A second run finds nothing more and archives nothing twice.
-    assert retention_apply(actor=None).total == 0
+    again = retention_apply(actor=None)
+    assert (again.total, again.exported) == (0, 0)
 
 
 def test_the_command_says_what_would_go_and_refuses_a_bad_configuration(aged, settings):
@@ -193,3 +207,79 @@ def test_the_daily_task_purges(aged):
 
     assert tasks.apply_retention().startswith("archived and deleted")
     assert not _history(aged["closed"]).exists()
+
+
+def test_the_export_copies_each_row_once_and_the_purge_deletes_only_what_it_copied(aged, tmp_path):
+    first = archive_export(actor=None, archive_dir=tmp_path / "a")
+    by_target = {section.target: section.rows for section in first.exports}
+    assert by_target["review_history"] == ReviewRequest.history.count()
+    assert archive_export(actor=None, archive_dir=tmp_path / "a").exported == 0
+    assert len(list((tmp_path / "a").iterdir())) == 1  # nothing new: no second folder
+
+    # A row the last export could not see (dated before its end, committed after it) is
+    # past its window: the purge exports it before it deletes it.
+    newest = ReviewRequest.history.order_by("-history_date").first()
+    ArchiveCursor.objects.filter(target="review_history").update(
+        through=newest.history_date + timedelta(seconds=1)
+    )
+    template = _history(aged["closed"]).first()
+    late = ReviewRequest.history.create(
+        **{f.attname: getattr(template, f.attname) for f in template._meta.concrete_fields
+           if f.attname not in ("history_id", "history_date")},
+        history_date=newest.history_date + timedelta(seconds=2),
+    )  # fmt: skip
+    purged = retention_apply(actor=None, only=["review_history"], archive_dir=tmp_path / "b")
+    assert purged.exported == 1  # the purge exported it first...
+    assert not _history(aged["closed"]).exists()  # ...then deleted it with the others
+    export = purged.exports[0]
+    lines = (Path(purged.archive) / export.file).read_bytes().splitlines()
+    assert [json.loads(line)["history_id"] for line in lines] == [late.history_id]
+
+
+def test_the_export_refuses_bad_arguments():
+    with pytest.raises(ImproperlyConfigured, match="Unknown target nope"):
+        archive_export(actor=None, only=["nope"])
+    with pytest.raises(ImproperlyConfigured, match="batch_size must be at least 1"):
+        archive_export(actor=None, batch_size=0)
+
+
+def test_the_hourly_task_exports(aged):
+    from reviews import tasks
+
+    assert tasks.export_archive().startswith("exported ")
+    assert ArchiveCursor.objects.filter(target="review_history").exists()
+    assert tasks.export_archive() == "exported 0 rows into nothing new"
+
+
+@pytest.mark.postgres
+def test_the_export_stops_before_the_oldest_open_transaction():
+    """A row is dated when it is written and visible when its transaction commits: the
+    export must not pass a transaction still open, or that row would never be archived."""
+    import psycopg
+    from django.db import connection
+
+    params = connection.get_connection_params()
+    other = psycopg.connect(
+        dbname=params["dbname"], user=params.get("user"), host=params.get("host"),
+        port=params.get("port"),
+    )  # fmt: skip
+    later = timezone.now() + timedelta(days=3650)
+    try:
+        (started,) = other.execute("SELECT now()").fetchone()  # opens its transaction
+        assert safe_point(later) == started - MARGIN
+    finally:
+        other.close()
+    assert safe_point(later) == later - MARGIN
+
+
+def test_the_command_exports_only_when_asked(aged):
+    out = StringIO()
+    call_command("apply_retention", "--export-only", stdout=out)
+    history = ReviewRequest.history.count()
+    assert f"review_history: exported {history} rows to the archive" in out.getvalue()
+    assert _history(aged["closed"]).exists()  # nothing deleted
+    again = StringIO()
+    call_command("apply_retention", "--export-only", stdout=again)
+    assert "total: exported 0 (nothing new)" in again.getvalue()
+    with pytest.raises(CommandError, match="do not go together"):
+        call_command("apply_retention", "--export-only", "--dry-run")
