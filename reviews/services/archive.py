@@ -16,6 +16,7 @@ now minus the margin.
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,11 @@ from ..models import ArchiveCursor
 
 # Covers clock differences between the hosts that date rows and the database's own clock.
 MARGIN = timedelta(minutes=5)
+
+# An export held back longer than this by an open transaction is logged as a warning.
+HELD_BACK = timedelta(hours=1)
+
+logger = logging.getLogger(__name__)
 
 # What an export reads: the rows of one table dated in [since, until) (since None: all).
 Rows = Callable[[datetime | None, datetime], models.QuerySet]
@@ -70,8 +76,14 @@ def safe_point(now: datetime) -> datetime:
                 " AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
             )
             (oldest,) = cursor.fetchone()
-        if oldest is not None:
-            point = min(point, oldest - MARGIN)
+        if oldest is not None and oldest - MARGIN < point:
+            point = oldest - MARGIN
+            if now - point > HELD_BACK:
+                logger.warning(
+                    "The archive export stops at %s: a transaction of this database has been "
+                    "open since then (pg_stat_activity); retention deletes nothing newer.",
+                    point.isoformat(),
+                )
     return point
 
 
