@@ -422,12 +422,18 @@ class PolicyEvaluationAdmin(ReadOnlyAdmin):
         "rule",
         "version_hash",
         "actor_label",
+        "source",
     ]
-    list_filter = ["outcome", "action_name"]
+    # Local decisions are logged by agents in batches: which agent, which call, and when the
+    # agent decided (created_at is when the platform logged it).
+    list_filter = ["outcome", "source", "action_name"]
     list_select_related = ["version"]
-    search_fields = ["action_name", "tenant", "actor_label", "rule"]
+    search_fields = ["action_name", "tenant", "actor_label", "rule", "tool_call_id"]
     fields = [
         "created_at",
+        "source",
+        "decided_at",
+        "tool_call_id",
         "actor_label",
         "action_name",
         "tenant",

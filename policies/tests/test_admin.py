@@ -484,3 +484,31 @@ def test_the_service_refuses_danger_without_a_reason(actor, seeded, dangerous_ga
     assert refused.value.reports[-1]["replayed"] == 7
     # Ungated callers (the seed, commands) publish as before.
     assert services.rule_set_publish(actor=actor, rule_set=seeded.rule_set).number == 2
+
+
+def test_the_log_tells_local_decisions_apart_by_source_and_tool_call(admin_client, seeded):
+    from hitl.kernel import Actor
+    from hitl_client import engine as client_engine
+
+    version = selectors.active_version_for("")
+    decided = timezone.now() - timezone.timedelta(seconds=30)
+    entry = {
+        "tool_call_id": "call_7Qz",
+        "proposal": client_engine.proposal_input(
+            action_name="search_docs", target_system="knowledge_base", args={"query": "q"},
+            confidence=0.9, estimated_cost_usd=0.01, tenant="",
+        ),
+        "outcome": "auto_execute",
+        "rule": "reads_auto_execute",
+        "policy_version": version.content_hash,
+        "decided_at": decided.isoformat(),
+    }  # fmt: skip
+    services.local_decisions_log(actor=Actor.system("agent:reader"), tenant="", entries=[entry])
+    url = reverse("admin:policies_policyevaluation_changelist")
+
+    found = admin_client.get(url, {"source__exact": "local", "q": "call_7Qz"})
+    (row,) = found.context["cl"].result_list
+    assert (row.tool_call_id, row.decided_at) == ("call_7Qz", decided)
+    assert not admin_client.get(url, {"source__exact": "server"}).context["cl"].result_list
+    page = admin_client.get(reverse("admin:policies_policyevaluation_change", args=[row.pk]))
+    assert b"call_7Qz" in page.content and b"local (in the agent)" in page.content
