@@ -177,6 +177,9 @@ def _raw_total(window) -> int:
 
 
 def _peak(fn) -> int:
+    # Warm first: a process's first call also allocates its imports and caches, which
+    # would inflate the peak at n/10 (measured first) and flatter the memory ratio.
+    fn()
     tracemalloc.start()
     try:
         fn()

@@ -14,7 +14,7 @@ from django.db.models.functions import Cast
 
 from hitl.internals import queryset_sql
 
-from .metrics_tally import ReviewerTally, Tally, hist_merge
+from .metrics_tally import ReviewerTally, Tally
 
 # Slice name -> the rollup's column (ORM path) and its SQL expression in _histograms.
 REVIEW_GROUPS = {
@@ -26,7 +26,8 @@ REVIEW_GROUPS = {
 }
 REVIEWER_GROUPS = {"reviewer": ("reviewer__username", "u.username")}
 Group = tuple[str, object]  # (slice name, label)
-CHUNK = 2000
+# Rows per fetch: a chunk is the largest thing the process holds besides the histograms.
+CHUNK = 500
 
 
 def label(name: str, raw: str) -> object:
@@ -61,7 +62,7 @@ def _grouped(rollups: QuerySet, groups: dict, columns, histogram: str, make) -> 
         out[(row["slice"], label(row["slice"], row["label"]))].merge(row)
     for name, raw, bucket, count, low, high in _histograms(rollups, groups, histogram):
         target = getattr(out[(name, label(name, raw))], histogram)
-        hist_merge(target, {bucket: [int(count), float(low), float(high)]})
+        target.add_cell(int(bucket), int(count), float(low), float(high))
     return out
 
 

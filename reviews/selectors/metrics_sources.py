@@ -15,7 +15,8 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
+from django.db.models import Count, Exists, F, Func, OuterRef, Q, QuerySet, Sum, TextField
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from ..choices import Choice
@@ -31,9 +32,9 @@ from ..models import (
 )
 from .access import visible_where
 from .metrics_grouped import REVIEW_GROUPS, Group, grouped_reviewers, grouped_tallies
-from .metrics_tally import ESCALATING, ReviewerTally, Tally, stored_label
+from .metrics_tally import ESCALATING, ReviewerTally, Tally, member_label
 
-# Rows per fetch: small, since a live row carries two JSON documents.
+# Rows per fetch of the live final reviews (a live row carries labels, not JSON documents).
 CHUNK = 500
 TOP_REASONS = 10
 
@@ -98,7 +99,7 @@ def gather(
         groups=grouped_tallies(ReviewRollup.objects.filter(where), _REVIEW_COUNTS),
         reviewers=grouped_reviewers(ReviewerRollup.objects.filter(where), _REVIEWER_COUNTS),
     )
-    live = _live(population, filters.since, filters.until, covered)
+    live, closed = _live(population, filters.since, filters.until, covered)
 
     def in_rollup(created_at, state, decided_at) -> bool:
         watermark = covered.get(local_day(created_at))
@@ -106,19 +107,52 @@ def gather(
             watermark and state in FINAL_STATES and (decided_at is None or decided_at < watermark)
         )
 
-    _count_live_reviews(live, in_rollup, out.groups, now)
+    _count_open_reviews(population, out.groups, now)
+    _count_live_reviews(closed, in_rollup, out.groups, now)
     reasons = _count_live_decisions(live, in_rollup, out.reviewers)
     out.top_reasons = _top_reasons(ReasonRollup.objects.filter(where), reasons)
     out.recent_comments = _recent_comments(population, filters.since)
     return out
 
 
+def _count_open_reviews(population, groups: dict[Group, Tally], now: datetime) -> None:
+    """Open reviews are never in a rollup and add counts only (no time in queue, no
+    escalation yet): the database counts them per slice, however many there are."""
+    rows = (
+        population.filter(state__in=OPEN_STATES)
+        .annotate(
+            day=TruncDate("created_at"),
+            agent=JsonMember("versions", "agent"),
+            rule=JsonMember("policy", "rule"),
+        )
+        .values("day", "queue__slug", "action_name", "agent", "rule")
+        .annotate(
+            n=Count("pk"),
+            with_sla=Count("pk", filter=Q(due_at__isnull=False)),
+            breached=Count("pk", filter=Q(due_at__lt=now)),
+        )
+        .order_by()
+    )
+    for row in rows:
+        tally = Tally(
+            reviews=row["n"], open=row["n"], with_sla=row["with_sla"], breached=row["breached"]
+        )
+        for name, value in zip(REVIEW_GROUPS, _live_key(row), strict=True):
+            groups[(name, value)].merge(tally)
+
+
 def _count_live_reviews(live, in_rollup, groups: dict[Group, Tally], now: datetime) -> None:
+    """The final reviews a rollup does not hold, one row each (their times in queue)."""
     escalated = Exists(
         Decision.objects.filter(review=OuterRef("pk"), choice__in=sorted(ESCALATING))
     )
-    by_key: dict[tuple, Tally] = defaultdict(Tally)
-    for row in _stream(live.values(*_LIVE_FIELDS).annotate(was_escalated_by=escalated)):
+    by_key: dict[tuple, Tally] = defaultdict(Tally.sparse)
+    rows = live.values(*_LIVE_FIELDS).annotate(
+        agent=JsonMember("versions", "agent"),
+        rule=JsonMember("policy", "rule"),
+        was_escalated_by=escalated,
+    )
+    for row in _stream(rows):
         if not in_rollup(row["created_at"], row["state"], row["decided_at"]):
             by_key[_live_key(row)].add_review(row, escalated=row["was_escalated_by"], now=now)
     for key, tally in by_key.items():
@@ -147,19 +181,35 @@ def normalise_reason(reason: str) -> str:
 
 _REVIEW_COUNTS = (*Tally.COUNTS, "reviews", "escalated", "with_sla", "breached")
 _REVIEWER_COUNTS = ("decisions", "approvals", "timed", "fast")
-_LIVE_FIELDS = (
-    "state", "created_at", "decided_at", "due_at", "action_name", "queue__slug",
-    "versions", "policy",
-)  # fmt: skip
+_LIVE_FIELDS = ("state", "created_at", "decided_at", "due_at", "action_name", "queue__slug")
+
+
+class JsonMember(Func):
+    """One key of a JSON column as JSON text (NULL when missing or not in an object): a
+    live row carries its label, not the whole document (a policy snapshot is large)."""
+
+    output_field = TextField()
+
+    def __init__(self, column: str, key: str) -> None:
+        if not key.isidentifier():
+            raise ValueError(f"Not a plain key: {key!r}")  # it goes into the SQL as is
+        super().__init__(F(column))
+        self.key = key
+
+    def as_sql(self, compiler, connection, **extra):
+        path = f"'{self.key}'" if connection.vendor == "postgresql" else f"'$.{self.key}'"
+        # The `->` operator gives JSON text on both (SQLite >= 3.38).
+        template = f"CAST((%(expressions)s -> {path}) AS text)"
+        return super().as_sql(compiler, connection, template=template, **extra)
 
 
 def _live_key(row) -> tuple:
     return (
-        local_day(row["created_at"]),
+        row["day"] if "day" in row else local_day(row["created_at"]),
         row["queue__slug"],
         row["action_name"],
-        stored_label(row["versions"], "agent") or "-",
-        stored_label(row["policy"], "rule") or "-",
+        member_label(row["agent"]) or "-",
+        member_label(row["rule"]) or "-",
     )
 
 
@@ -194,8 +244,10 @@ def _rollup_filter(*, user, filters, tenant: str | None, first: date, last: date
 def _live(population, since: datetime, until: datetime, covered: dict[date, datetime]):
     """The reviews of the period a rollup may not hold, each arm index-backed: the open
     ones, the ones decided since the oldest watermark, and every review of days not
-    covered (the caller drops the few a newer watermark already counted)."""
-    arms = [Q(state__in=OPEN_STATES)]
+    covered (the caller drops the few a newer watermark already counted). Returned twice:
+    all of them (their decisions), and the final ones only (the open ones are counted
+    apart, by the database)."""
+    arms = []
     start = since
     for day in sorted(covered):
         if local_midnight(day) > start:
@@ -205,7 +257,8 @@ def _live(population, since: datetime, until: datetime, covered: dict[date, date
         arms.append(Q(created_at__gte=start, created_at__lt=until))
     if covered:
         arms.append(Q(decided_at__gte=min(covered.values())))
-    return population.filter(reduce(or_, arms))
+    every = population.filter(reduce(or_, arms, Q(state__in=OPEN_STATES)))
+    return every, population.filter(reduce(or_, arms, Q(pk__in=[])), state__in=FINAL_STATES)
 
 
 def _top_reasons(rollups: QuerySet, live: Counter) -> list[dict[str, Any]]:

@@ -180,7 +180,7 @@ def _columns(tally: Tally) -> dict:
 
 
 def _tally_reviews(reviews, now: datetime) -> tuple[dict[tuple, Tally], int]:
-    tallies: dict[tuple, Tally] = defaultdict(Tally)
+    tallies: dict[tuple, Tally] = defaultdict(Tally.sparse)
     escalated = Exists(
         Decision.objects.filter(review=OuterRef("pk"), choice__in=sorted(ESCALATING))
     )
@@ -202,7 +202,7 @@ _DECISION_FIELDS = (
 
 
 def _tally_decisions(reviews) -> tuple[dict[tuple, ReviewerTally], Counter]:
-    reviewers: dict[tuple, ReviewerTally] = defaultdict(ReviewerTally)
+    reviewers: dict[tuple, ReviewerTally] = defaultdict(ReviewerTally.sparse)
     reasons: Counter = Counter()
     rows = (
         Decision.objects.filter(review__in=reviews.values("pk"))
