@@ -307,9 +307,10 @@ def _export(report: RetentionReport, folder: Path, only: set[str], batch_size: i
                 batch_size=batch_size,
             )  # fmt: skip
             report.exports.append(section)
-    if not report.exported:
-        for section in report.exports:
+    for section in report.exports:
+        if not section.rows:
             (folder / section.file).unlink(missing_ok=True)
+    if not report.exported:
         with contextlib.suppress(OSError):
             folder.rmdir()
         report.archive = ""

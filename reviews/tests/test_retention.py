@@ -214,7 +214,9 @@ def test_the_export_copies_each_row_once_and_the_purge_deletes_only_what_it_copi
     by_target = {section.target: section.rows for section in first.exports}
     assert by_target["review_history"] == ReviewRequest.history.count()
     assert archive_export(actor=None, archive_dir=tmp_path / "a").exported == 0
-    assert len(list((tmp_path / "a").iterdir())) == 1  # nothing new: no second folder
+    (folder,) = (tmp_path / "a").iterdir()  # nothing new: no second folder
+    files = {path.name for path in folder.iterdir()}
+    assert files == {"manifest.json"} | {f"{s.target}.jsonl" for s in first.exports if s.rows}
 
     # A row the last export could not see (dated before its end, committed after it) is
     # past its window: the purge exports it before it deletes it.
