@@ -237,13 +237,23 @@ def schema_check(parsed: Proposal) -> Check:
 def evaluate_proposal(*, proposal: dict, version: str | None = None) -> PolicyDecision:
     """Validate a proposal (API shape) and decide it with the tenant's active version
     (or the version given by id or hash). Raises PolicyInputError; writes nothing."""
+    return evaluate_proposal_versioned(proposal=proposal, version=version)[0]
+
+
+def evaluate_proposal_versioned(
+    *, proposal: dict, version: str | None = None
+) -> tuple[PolicyDecision, int | None]:
+    """`evaluate_proposal`, and the id of the version that decided (None: no version), read
+    with it: the decision log names its version without looking the hash up again."""
     parsed = parse_proposal(proposal)
     checked = schema_check(parsed)
     pinned = (
         find_version(version) if version not in (None, "") else active_version_for(parsed.tenant)
     )
     decision = engine.evaluate(compiled_version(pinned), parsed)
-    return replace(decision, checks=(checked, *decision.checks))
+    return replace(decision, checks=(checked, *decision.checks)), (
+        pinned.pk if pinned is not None else None
+    )
 
 
 # --- the evaluation log and the simulation -------------------------------------------

@@ -4,13 +4,23 @@ Also simple-history's HistoricalRecords with its manager class built once per mo
 (see `hitl.internals.build_history_manager_once`).
 """
 
-from django.db import models
+from types import SimpleNamespace
+
+from django.conf import settings
+from django.db import connections, models, router
 from django.dispatch import receiver
+from django.utils import timezone
 from simple_history.models import HistoricalRecords as BaseHistoricalRecords
 from simple_history.signals import pre_create_historical_record
 from simple_history.utils import bulk_create_with_history
 
-from ..internals import build_history_manager_once, set_change_reason, set_history_user
+from ..internals import (
+    adopt_identity,
+    build_history_manager_once,
+    history_tracked_columns,
+    set_change_reason,
+    set_history_user,
+)
 from .actors import Actor
 
 
@@ -54,6 +64,74 @@ def create_with_history(objs: list, *, actor: Actor, reason: str) -> list:
     return bulk_create_with_history(
         objs, type(objs[0]), custom_historical_attrs={"history_actor": actor.label}
     )
+
+
+def insert_with_history(
+    objs: list, *, actor: Actor, reason: str, unless_taken: str | None = None
+) -> list:
+    """`create_with_history` in one statement on PostgreSQL: the history rows are copied
+    from the rows the INSERT returns (WITH ... INSERT ... SELECT), the same columns and
+    stamps simple-history writes. With `unless_taken` (a unique field), a row whose value
+    is taken is skipped without an error (ON CONFLICT DO NOTHING), so no savepoint is
+    needed. Returns the rows inserted, their primary keys set."""
+    if not objs:
+        return []
+    if unless_taken is not None and len(objs) != 1:
+        # Which rows were skipped is known only for one row at a time.
+        raise ValueError("unless_taken inserts one row at a time.")
+    model = type(objs[0])
+    connection = connections[router.db_for_write(model)]
+    # Histories off (simple-history's setting) are written by neither path.
+    in_one = connection.vendor == "postgresql" and getattr(settings, "SIMPLE_HISTORY_ENABLED", True)
+    if not in_one and unless_taken is None:
+        return create_with_history(objs, actor=actor, reason=reason)
+    for obj in objs:
+        stamp(obj, actor, reason)
+    meta, quote = model._meta, connection.ops.quote_name
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in objs for f in fields]
+    table, columns = quote(meta.db_table), ", ".join(quote(f.column) for f in fields)
+    rows = ", ".join([f"({', '.join(['%s'] * len(fields))})"] * len(objs))
+    # Names come from the models; every value is a parameter.
+    sql = f"INSERT INTO {table} ({columns}) VALUES {rows}"  # noqa: S608
+    if unless_taken is not None:
+        sql += f" ON CONFLICT ({quote(meta.get_field(unless_taken).column)}) DO NOTHING"
+    pk = quote(meta.pk.column)
+    if in_one:
+        sql, values = _with_history(model, sql, values, actor, reason, connection)
+    else:
+        sql += f" RETURNING {pk}"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        # Keys are drawn in VALUES order, so the n-th smallest is the n-th row's.
+        ids = sorted(found for (found,) in cursor.fetchall())
+    if len(ids) != len(objs):
+        return []  # the one row's value is taken
+    for obj, found in zip(objs, ids, strict=True):
+        # What adopt_identity reads of a saved instance: its key and its database (an
+        # instance loaded with only its key would read its deferred state fields back).
+        adopt_identity(obj, SimpleNamespace(pk=found, _state=SimpleNamespace(db=connection.alias)))
+    if not in_one:
+        model.history.bulk_history_create(
+            objs, custom_historical_attrs={"history_actor": actor.label}
+        )
+    return objs
+
+
+def _with_history(model, insert: str, values: list, actor: Actor, reason: str, connection):
+    """The INSERT of `model` rows wrapped so one statement also writes their history rows
+    and returns the new rows' keys."""
+    quote = connection.ops.quote_name
+    history = model.history.model
+    tracked = [quote(model._meta.get_field(name).column) for name in history_tracked_columns(model)]
+    stamps = ["history_user_id", "history_actor", "history_date", "history_change_reason"]
+    target = ", ".join([*tracked, *(quote(c) for c in stamps), quote("history_type")])
+    pk = quote(model._meta.pk.column)
+    table, copied = quote(history._meta.db_table), ", ".join(tracked)
+    sql = f"WITH new AS ({insert} RETURNING *) INSERT INTO {table} ({target}) "
+    sql += f"SELECT {copied}, %s, %s, %s, %s, '+' FROM new RETURNING {pk}"  # noqa: S608
+    user = actor.user.pk if actor.user is not None else None
+    return sql, [*values, user, actor.label, timezone.now(), reason]
 
 
 class HistoricalRecords(BaseHistoricalRecords):

@@ -284,11 +284,13 @@ def proposal_run_answer(result: ProposalResult, request) -> dict:
     only what the proposal wrote, so its reviews are the ones in hand, not read back."""
     if not result.new_run:
         return run_answer(result.run, request)
-    return _run_with_packets(result.run, list(result.opened), whole=True)
+    # Its calls too: the ones just written, in order.
+    calls = [call.call for call in result.calls]
+    return _run_with_packets(result.run, list(result.opened), whole=True, calls=calls)
 
 
-def _run_with_packets(run: AgentRun, reviews: list, *, whole: bool) -> dict:
-    body = selectors.run_body(run, reviews=reviews, whole=whole)
+def _run_with_packets(run: AgentRun, reviews: list, *, whole: bool, calls=None) -> dict:
+    body = selectors.run_body(run, reviews=reviews, whole=whole, calls=calls)
     body["reviews"] = s.ReviewPacketOut(reviews, many=True).data
     return body
 

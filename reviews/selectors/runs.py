@@ -32,19 +32,24 @@ _AGENTS_TURN = (RunStatus.RUNNING, RunStatus.RESUMABLE)
 WAIT_INTERVAL_SECONDS = 0.25
 
 
-def run_body(run: AgentRun, *, reviews: Iterable[ReviewRequest], whole: bool = True) -> dict:
+def run_body(
+    run: AgentRun,
+    *,
+    reviews: Iterable[ReviewRequest],
+    whole: bool = True,
+    calls: Iterable[RunCall] | None = None,
+) -> dict:
     """The run without its review packets: status, checkpoint, whether the agent may
     resume, and each call with its decision. `reviews` are the run's reviews the reader
     may see, loaded by `packet_queryset` in creation order; `whole` says they are all of
-    them (the checkpoint and the calls no reader's review decides are shown only then).
-    A fixed number of queries, however many calls."""
+    them (the checkpoint and the calls no reader's review decides are shown only then);
+    `calls`, when given, are all of the run's calls in creation order (a new run's, just
+    written), else they are read. A fixed number of queries, however many calls."""
     reviews = list(reviews)
     by_pk = {review.pk: review for review in reviews}
-    calls = [
-        call
-        for call in RunCall.objects.filter(run=run).order_by("created_at", "id")
-        if whole or call.review_id in by_pk
-    ]
+    if calls is None:
+        calls = RunCall.objects.filter(run=run).order_by("created_at", "id")
+    calls = [call for call in calls if whole or call.review_id in by_pk]
     pending = [r.review_id for r in reviews if r.state in OPEN_STATES and not r.audit]
     return {
         "run_id": run.run_id,

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from hitl.internals import cache_related, set_prefetched
 from hitl.kernel import Actor
+from hitl.kernel.history import insert_with_history
 from policies.engine import HUMAN_REVIEW
 
 from ..exceptions import (
@@ -32,9 +33,7 @@ from ..models import (
 )
 from ..signals import review_opened, send_on_commit
 from ._common import (
-    create_with_history,
     full_clean_or_refuse,
-    stamp,
     summarise,
 )
 from ._input import clean_call, clean_evidence, clean_resources, enum_value, validate_choices
@@ -300,10 +299,13 @@ def _insert(
         **{name: value for name, value in cleaned.items() if name != "evidence"},
     )
     full_clean_or_refuse(review, exclude=["run", "queue", "review_id", "state"])
-    stamp(review, actor, f"created by {actor.label}: {review.action_name}")
-    review.save()
+    # With its history row, in one statement on PostgreSQL. Built just above, it is
+    # pending (ReviewRequest.save's check for a new row); transitions move it afterwards.
+    insert_with_history(
+        [review], actor=actor, reason=f"created by {actor.label}: {review.action_name}"
+    )
     index_resources(review)
-    items = create_with_history(
+    items = insert_with_history(
         [
             Evidence(review=review, position=position, supplied_at=now, **row)
             for position, row in enumerate(cleaned["evidence"])

@@ -16,9 +16,8 @@ from hitl.db import for_update
 from hitl.kernel import Actor
 from policies.engine import AUTO_EXECUTE, HUMAN_REVIEW, POLICY_KEYS, PolicyDecision
 from policies.exceptions import PolicyInputError
-from policies.selectors import action_type_for, default_queue, evaluate_proposal
+from policies.selectors import action_type_for, default_queue, evaluate_proposal_versioned
 from policies.selectors import render_consequence as catalogue_consequence
-from policies.services import Evaluated, evaluations_record
 
 from ..choices import Choice, default_choices, narrow, possible_choices
 from ..exceptions import (
@@ -37,9 +36,13 @@ from ..models import (
 )
 from ._common import summarise
 from ._input import clean_call
-from .creation import CallDraft, ReviewDraft, agent_trace, review_open
+from .creation import CallDraft, ReviewDraft, agent_trace
+from .proposal_writes import (
+    Planned,
+    audit_sampled,  # noqa: F401  (re-exported)
+    proposal_write,
+)
 from .rechecks import TrustedFacts, read_trusted_facts
-from .runs import calls_record, run_lock_or_create
 
 # The most calls one proposal may carry (a model's turn rarely has more than a few).
 MAX_ACTIONS = 20
@@ -83,21 +86,6 @@ class ProposalResult:
         return self.calls[0].outcome
 
 
-@dataclass(frozen=True)
-class _Planned:
-    """One action of a proposal, decided by the policy, before anything is written."""
-
-    path: str
-    action: Mapping[str, Any]
-    decision: PolicyDecision
-    policy_input: dict[str, Any]
-    call: CallDraft
-    queue: Queue | None = None
-    draft: ReviewDraft | None = None
-    # An auto-executed action's after-the-fact review, opened if the sample draws it.
-    audit: ReviewDraft | None = None
-
-
 def action_propose(*, agent: Agent, proposal: Mapping[str, Any]) -> ProposalResult:
     """Decide each action of an agent's proposal (one `action`, or a batch of `actions`)
     by policy on its own, open a review for each that needs a person, and record every
@@ -111,42 +99,19 @@ def action_propose(*, agent: Agent, proposal: Mapping[str, Any]) -> ProposalResu
     principal = _principal(proposal)
     proposal = {**proposal, "trace": agent_trace(proposal.get("trace"))}
     planned = [_plan(proposal, path, action, tenant) for path, action in _actions(proposal)]
-    actor = Actor.of_agent(agent)
-    reviewed = [item.draft for item in planned if item.draft is not None]
-    with transaction.atomic():
-        evaluations_record(
-            actor_label=actor.label,
-            items=[
-                Evaluated(json.loads(json.dumps(i.policy_input, default=str)), i.decision)
-                for i in planned
-            ],
-        )
-        run, new_run = run_lock_or_create(
-            run_id=proposal.get("run_id") or "",
-            agent=agent,
-            tenant=tenant,
-            thread_id=proposal.get("thread_id") or "",
-            versions=dict(proposal.get("versions") or {}),
-            actor=actor,
-            reason=_run_reason(planned),
-            pending_tool_call=reviewed[-1].pending_tool_call() if reviewed else None,
-            checkpoint=proposal.get("checkpoint"),
-        )
-        opened = [_open(run, item, principal) for item in planned]
-        calls = calls_record(
-            run=run,
-            calls=[row for _review, row, _audit in opened],
-            actor=actor,
-            paths=[item.path for item in planned],
-        )
+    written = proposal_write(
+        agent=agent, tenant=tenant, proposal=proposal, planned=planned, principal=principal
+    )
     return ProposalResult(
-        run=run,
+        run=written.run,
         calls=tuple(
             CallResult(decision=item.decision, review=review, call=call)
-            for item, (review, _row, _audit), call in zip(planned, opened, calls, strict=True)
+            for item, (review, _row, _audit), call in zip(
+                planned, written.opened, written.calls, strict=True
+            )
         ),
-        new_run=new_run,
-        opened=tuple(r for review, _row, audit in opened for r in (review, audit) if r),
+        new_run=written.new_run,
+        opened=tuple(r for review, _row, audit in written.opened for r in (review, audit) if r),
     )
 
 
@@ -183,17 +148,20 @@ def _actions(proposal: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]
 
 def _plan(
     proposal: Mapping[str, Any], path: str, action: Mapping[str, Any], tenant: str
-) -> _Planned:
+) -> Planned:
     """One action decided by the policy, with its review's draft when a person decides."""
-    decision, policy_input, trusted = _decide(proposal, path, action, tenant)
+    decision, policy_input, trusted, version_id = _decide(proposal, path, action, tenant)
     call = _call_draft(action, path)
     proposal = {**proposal, "action": action, "trusted_facts": trusted}
+    decided = {"version_id": version_id}
     if decision.outcome == AUTO_EXECUTE and decision.audit_sample_rate:
         audit = _audit_draft(proposal, decision, call)
         queue = _routed_queue(proposal, tenant, decision)
-        return _Planned(path, action, decision, policy_input, call, queue=queue, audit=audit)
+        return Planned(
+            path, action, decision, policy_input, call, queue=queue, audit=audit, **decided
+        )
     if decision.outcome != HUMAN_REVIEW:
-        return _Planned(path, action, decision, policy_input, call)
+        return Planned(path, action, decision, policy_input, call, **decided)
     kind, action_type = _review_kind(proposal, decision)
     draft = _draft(proposal, decision, kind, action_type, call)
     if not draft.choices:
@@ -202,7 +170,7 @@ def _plan(
             "be offered for its review.",
             field_errors={f"{path}.allowed_decisions": ["No choice of its review is allowed."]},
         )
-    return _Planned(
+    return Planned(
         path,
         action,
         decision,
@@ -210,14 +178,16 @@ def _plan(
         call,
         queue=_routed_queue(proposal, tenant, decision),
         draft=draft,
+        **decided,
     )
 
 
 def _decide(
     proposal: Mapping[str, Any], path: str, action: Mapping[str, Any], tenant: str
-) -> tuple[PolicyDecision, dict[str, Any], TrustedFacts | None]:
+) -> tuple[PolicyDecision, dict[str, Any], TrustedFacts | None, int | None]:
     """The policy's decision on the action, on the trusted facts where a fact provider
-    gives them (they win over what the agent claims), and those facts."""
+    gives them (they win over what the agent claims), those facts, and the id of the
+    policy version that decided."""
     shared = {key: proposal[key] for key in POLICY_KEYS if proposal.get(key) is not None}
     policy_input = {**shared, "action": action, "tenant": tenant}
     trusted = _trusted_facts(proposal, action, tenant)
@@ -225,7 +195,7 @@ def _decide(
     if trusted is not None and not trusted.error and isinstance(claimed or {}, Mapping):
         policy_input["facts"] = {**dict(claimed or {}), **trusted.facts}
     try:
-        decision = evaluate_proposal(proposal=policy_input)
+        decision, version_id = evaluate_proposal_versioned(proposal=policy_input)
     except PolicyInputError as exc:
         # The policy names an action's fields `action.*`; a batch names each one's place.
         errors = {
@@ -235,7 +205,7 @@ def _decide(
         raise InvalidReviewInput(summarise(errors), field_errors=errors) from exc
     if trusted is not None and trusted.error and decision.outcome == AUTO_EXECUTE:
         decision = _unverified(decision, trusted)
-    return decision, policy_input, trusted
+    return decision, policy_input, trusted, version_id
 
 
 def _trusted_facts(
@@ -300,51 +270,6 @@ def _review_kind(proposal: Mapping[str, Any], decision: PolicyDecision) -> tuple
     return kind, action_type
 
 
-def _open(
-    run: AgentRun, item: _Planned, principal
-) -> tuple[ReviewRequest | None, RunCall, ReviewRequest | None]:
-    """The review an action opens (none unless a person decides), its call's row, and
-    the after-the-fact audit review an auto-executed call may open."""
-    if item.draft is None:
-        audit = None
-        if item.audit is not None and audit_sampled(
-            run_id=run.run_id,
-            call_key=item.call.tool_call_id or item.path,
-            action_name=str(item.action["name"]),
-            rate=item.decision.audit_sample_rate,
-        ):
-            # Not the call's review: the agent runs the call now, whatever the audit finds.
-            audit, _row = review_open(
-                run=run,
-                queue=item.queue,
-                draft=item.audit,
-                call=item.call,
-                proposed_by_user=principal,
-            )
-        return (
-            None,
-            item.call.row(
-                action_name=str(item.action["name"]).strip(),
-                target_system=item.action.get("target_system") or "",
-                args=item.action.get("args") or {},
-                outcome=item.decision.outcome,
-                explanation=item.decision.explanation,
-            ),
-            audit,
-        )
-    review, row = review_open(
-        run=run, queue=item.queue, draft=item.draft, call=item.call, proposed_by_user=principal
-    )
-    return review, row, None
-
-
-def audit_sampled(*, run_id: str, call_key: str, action_name: str, rate: float) -> bool:
-    """Whether an auto-executed call is audited: a stable draw from its run and call, so
-    the same proposal is always in or out of the sample, whoever replays it."""
-    digest = hashlib.sha256(f"{run_id}\x1f{call_key}\x1f{action_name}".encode()).hexdigest()
-    return int(digest[:8], 16) / 2**32 < rate
-
-
 def _audit_draft(
     proposal: Mapping[str, Any], decision: PolicyDecision, call: CallDraft
 ) -> ReviewDraft:
@@ -359,13 +284,6 @@ def _audit_draft(
         due_at=None,
         audit=True,
     )
-
-
-def _run_reason(planned: list[_Planned]) -> str:
-    names = ", ".join(dict.fromkeys(item.action["name"] for item in planned))
-    if any(item.draft is not None for item in planned):
-        return f"paused for a review of {names}"
-    return f"proposed {names}"
 
 
 def _routed_queue(proposal: Mapping[str, Any], tenant: str, decision: PolicyDecision) -> Queue:

@@ -3,14 +3,15 @@
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
 from hitl.db import for_update
 from hitl.kernel import Actor
+from hitl.kernel.history import insert_with_history
 
 from ..exceptions import CheckpointConflict, InvalidReviewInput, NotAuthorized, RunHasOpenReviews
 from ..models import OPEN_STATES, Agent, AgentRun, ReviewRequest, RunCall, RunStatus
-from ._common import create_with_history, full_clean_or_refuse, stamp, summarise
+from ._common import full_clean_or_refuse, stamp, summarise
 from .lifecycle import cancel_locked
 
 FINISHED = (RunStatus.COMPLETED, RunStatus.STOPPED)
@@ -37,28 +38,34 @@ def run_lock_or_create(
     given, running again otherwise, and with a new checkpoint (its version raised) when
     one is given. A run's first proposal creates it so, in one write; True when this
     call created it (nothing else is in it yet)."""
-    run = for_update(AgentRun.objects.all()).filter(run_id=run_id).first()
-    if run is None:
-        run = AgentRun(
-            run_id=run_id,
-            agent=agent,
-            tenant=tenant,
-            thread_id=thread_id,
-            agent_version=versions.get("agent", ""),
-            model_version=versions.get("model", ""),
-            prompt_version=versions.get("prompt", ""),
-        )
-        _apply(run, pending_tool_call, checkpoint)
+    run = AgentRun(
+        run_id=run_id,
+        agent=agent,
+        tenant=tenant,
+        thread_id=thread_id,
+        agent_version=versions.get("agent", ""),
+        model_version=versions.get("model", ""),
+        prompt_version=versions.get("prompt", ""),
+    )
+    _apply(run, pending_tool_call, checkpoint)
+    try:
         # The agent is the authenticated one: no need to look it up again.
         full_clean_or_refuse(run, validate_unique=False, exclude=["agent"])
-        try:
-            with transaction.atomic():
-                stamp(run, actor, f"run started, {reason}")
-                run.save()
+    except InvalidReviewInput:
+        # Only a new run is refused for them: an existing one keeps what it has.
+        existing = for_update(AgentRun.objects.all()).filter(run_id=run_id).first()
+        if existing is None:
+            raise
+        run = existing
+    else:
+        # One statement (on PostgreSQL, with its history row); a run_id that is taken is
+        # no error, so no savepoint and no read first; the same run's first proposal
+        # arriving twice at once waits for the other's transaction, then finds its run.
+        started = f"run started, {reason}"
+        if insert_with_history([run], actor=actor, reason=started, unless_taken="run_id"):
             return run, True
-        except IntegrityError:
-            # The same run's first proposal arrived twice at once; the other one created it.
-            run = for_update(AgentRun.objects.all()).get(run_id=run_id)
+        # The run exists (or its first proposal, arriving twice at once, just created it).
+        run = for_update(AgentRun.objects.all()).get(run_id=run_id)
     if run.agent_id != agent.pk or run.tenant != tenant:
         # A run id is the agent's own; another agent or tenant never writes into it.
         raise InvalidReviewInput(
@@ -101,8 +108,14 @@ def calls_record(
     (for the field errors)."""
     paths = paths or [f"calls[{index}]" for index in range(len(calls))]
     ids = [call.tool_call_id for call in calls if call.tool_call_id]
-    used = set(
-        RunCall.objects.filter(run=run, tool_call_id__in=ids).values_list("tool_call_id", flat=True)
+    used = (
+        set(
+            RunCall.objects.filter(run=run, tool_call_id__in=ids).values_list(
+                "tool_call_id", flat=True
+            )
+        )
+        if ids
+        else set()
     )
     errors: dict[str, list[str]] = {}
     seen: set[str] = set()
@@ -117,7 +130,7 @@ def calls_record(
         raise InvalidReviewInput(summarise(errors), field_errors=errors)
     for call in calls:
         call.run = run
-    return create_with_history(calls, actor=actor, reason="proposed")
+    return insert_with_history(calls, actor=actor, reason="proposed")
 
 
 def checkpoint_save(
