@@ -266,12 +266,18 @@ def server_row(actor_label: str, proposal: Any, decision: engine.PolicyDecision)
         "proposal": proposal,
         "decision": decision.to_dict(),
         "tool_call_id": str(action.get("tool_call_id") or "")[:200],
-        "created_at": timezone.now().isoformat(),
+        "decided_at": timezone.now().isoformat(),
     }
 
 
+# Keys of a row that are not set as given: created_at is when the row is written (what the
+# archive export reads, so a row written late by the worker is still exported), decided_at
+# when the server decided ("created_at" in rows queued before it was renamed).
+NOT_COLUMNS = frozenset({"created_at", "decided_at", "version_id"})
+
+
 def when(value: str | None) -> datetime:
-    """A row's created_at: when the server decided, also for a row written later."""
+    """A row's decided_at: when the server decided, also for a row written later."""
     return (parse_datetime(value) if value else None) or timezone.now()
 
 

@@ -344,6 +344,7 @@ class Evaluated:
 
     proposal: dict
     decision: PolicyDecision
+    version_id: int | None = None  # the deciding version's, if read with the decision
 
 
 def evaluation_record(
@@ -362,6 +363,8 @@ def evaluations_record(*, actor_label: str, items: Sequence[Evaluated]) -> list[
     for item in items:
         row = decision_log.server_row(actor_label, item.proposal, item.decision)
         wait = deferred and decision_log.is_read(item.proposal, item.decision)
+        if item.version_id is not None and not wait:
+            row["version_id"] = item.version_id  # not looked up again
         (later if wait else rows).append(row)
     if later:
         transaction.on_commit(lambda: decision_log.defer(later))
@@ -370,19 +373,19 @@ def evaluations_record(*, actor_label: str, items: Sequence[Evaluated]) -> list[
 
 def evaluations_insert(*, rows: Sequence[Mapping[str, Any]]) -> list[PolicyEvaluation]:
     """Insert log rows in bulk (the deferred task calls this): rows are JSON-safe dicts of
-    the log's columns, the version named by ``decision["policy_version"]``."""
+    the log's columns, the version named by ``version_id`` or ``decision["policy_version"]``."""
     if not rows:
         return []
-    hashes = {row["decision"].get("policy_version") for row in rows} - {None, ""}
-    with transaction.atomic():
-        versions = dict(
-            PolicyVersion.objects.filter(content_hash__in=hashes).values_list("content_hash", "pk")
-        )
+    hashes = {r["decision"].get("policy_version") for r in rows if not r.get("version_id")}
+    with transaction.atomic(savepoint=False):  # nothing here catches a database error
+        found = PolicyVersion.objects.filter(content_hash__in=hashes - {None, ""})
+        versions = dict(found.values_list("content_hash", "pk"))
         return PolicyEvaluation.objects.bulk_create(
             PolicyEvaluation(
-                **{k: v for k, v in row.items() if k != "created_at"},
-                created_at=decision_log.when(row.get("created_at")),
-                version_id=versions.get(row["decision"].get("policy_version")),
+                **{k: v for k, v in row.items() if k not in decision_log.NOT_COLUMNS},
+                decided_at=decision_log.when(row.get("decided_at") or row.get("created_at")),
+                version_id=row.get("version_id")
+                or versions.get(row["decision"].get("policy_version")),
             )
             for row in rows
         )
