@@ -49,7 +49,9 @@ def run_body(
     by_pk = {review.pk: review for review in reviews}
     if calls is None:
         calls = RunCall.objects.filter(run=run).order_by("created_at", "id")
-    calls = [call for call in calls if whole or call.review_id in by_pk]
+    # A call whose review is not in hand was written after the reviews were read (another
+    # proposal to the run committed in between): it shows in the next answer, with it.
+    calls = [c for c in calls if c.review_id in by_pk or (whole and c.review_id is None)]
     pending = [r.review_id for r in reviews if r.state in OPEN_STATES and not r.audit]
     return {
         "run_id": run.run_id,
