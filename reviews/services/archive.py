@@ -58,8 +58,7 @@ class Section:
 
     def manifest(self) -> dict[str, Any]:
         """This section as the manifest lists it."""
-        entry = {"target": self.target, "rows": self.rows, "file": self.file}
-        entry["sha256"] = self.sha256
+        entry = {"target": self.target, "rows": self.rows, "file": self.file, "sha256": self.sha256}
         if self.through:
             entry["since"] = self.since.isoformat() if self.since else None
             entry["through"] = self.through.isoformat()

@@ -37,11 +37,7 @@ from ..models import (
 from ._common import summarise
 from ._input import clean_call
 from .creation import CallDraft, ReviewDraft, agent_trace
-from .proposal_writes import (
-    Planned,
-    audit_sampled,  # noqa: F401  (re-exported)
-    proposal_write,
-)
+from .proposal_writes import Planned, proposal_write
 from .rechecks import TrustedFacts, read_trusted_facts
 
 # The most calls one proposal may carry (a model's turn rarely has more than a few).
@@ -153,15 +149,15 @@ def _plan(
     decision, policy_input, trusted, version_id = _decide(proposal, path, action, tenant)
     call = _call_draft(action, path)
     proposal = {**proposal, "action": action, "trusted_facts": trusted}
-    decided = {"version_id": version_id}
     if decision.outcome == AUTO_EXECUTE and decision.audit_sample_rate:
         audit = _audit_draft(proposal, decision, call)
         queue = _routed_queue(proposal, tenant, decision)
         return Planned(
-            path, action, decision, policy_input, call, queue=queue, audit=audit, **decided
-        )
+            path, action, decision, policy_input, call, queue=queue, audit=audit,
+            version_id=version_id,
+        )  # fmt: skip
     if decision.outcome != HUMAN_REVIEW:
-        return Planned(path, action, decision, policy_input, call, **decided)
+        return Planned(path, action, decision, policy_input, call, version_id=version_id)
     kind, action_type = _review_kind(proposal, decision)
     draft = _draft(proposal, decision, kind, action_type, call)
     if not draft.choices:
@@ -178,7 +174,7 @@ def _plan(
         call,
         queue=_routed_queue(proposal, tenant, decision),
         draft=draft,
-        **decided,
+        version_id=version_id,
     )
 
 

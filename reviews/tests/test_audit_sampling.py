@@ -12,7 +12,8 @@ from policies.services import rule_set_publish, rule_update
 from reviews.exceptions import ChoiceNotOffered
 from reviews.models import AgentRun, Execution, ReviewRequest, RunCall
 from reviews.services import review_decide, run_finish
-from reviews.services.proposals import action_propose, audit_sampled
+from reviews.services.proposal_writes import audit_sampled
+from reviews.services.proposals import action_propose
 
 pytestmark = pytest.mark.django_db
 
