@@ -79,12 +79,19 @@ def _agent_key() -> str:
     return key
 
 
+# Redis as production's broker and cache, on a database of the bench's own, emptied after.
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+
+
 @contextmanager
 def serving(settings_module: str = "hitl.settings"):
-    """gunicorn, 2 workers, as production runs it (DEBUG off, kept DB connections)."""
+    """gunicorn as docs/deployment.md runs it in production: 2 sync workers, DEBUG off,
+    kept DB connections, Redis as the task broker and cache."""
+    redis = _redis()
     env = {
         **os.environ,
         "DATABASE_URL": database_url(),
+        "REDIS_URL": REDIS_URL,
         "DJANGO_SETTINGS_MODULE": settings_module,
         "DEBUG": "0",
         "SECRET_KEY": "bench-only",
@@ -103,6 +110,19 @@ def serving(settings_module: str = "hitl.settings"):
     finally:
         server.terminate()
         server.wait(timeout=20)
+        # The notices the proposals queued: no worker runs here to take them.
+        redis.flushdb()
+
+
+def _redis():
+    import redis
+
+    connection = redis.Redis.from_url(REDIS_URL)
+    try:
+        connection.ping()
+    except redis.ConnectionError as exc:
+        raise SystemExit(f"B1 serves as production does, with Redis at {REDIS_URL}: {exc}") from exc
+    return connection
 
 
 def post_all(n: int, path: str, key: str) -> tuple[float, int]:

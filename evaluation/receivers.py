@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.dispatch import receiver
 
+from hitl.tasks import enqueue
 from reviews.signals import review_decided
 
 
@@ -16,6 +17,4 @@ def queue_capture(sender, review_id: str, decision_id: int, **kwargs) -> None:
 
         capture_decision(decision_id=decision_id)
         return
-    from django_q.tasks import async_task
-
-    async_task("evaluation.tasks.capture", decision_id, task_name=f"capture-{decision_id}")
+    enqueue("evaluation.tasks.capture", decision_id, task_name=f"capture-{decision_id}")

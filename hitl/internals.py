@@ -17,6 +17,7 @@ from django.db.models.lookups import In
 from django.db.models.signals import post_init, pre_init
 from django.forms.fields import InvalidJSONInput
 from django_fsm import FSMFieldMixin
+from rest_framework.fields import _UnvalidatedField
 from simple_history.manager import HistoryDescriptor
 from simple_history.utils import get_history_manager_for_model
 
@@ -25,6 +26,7 @@ CHECKED_AGAINST = {
     "Django": "5.2.19",
     "django-fsm-2": "4.2.4",
     "django-simple-history": "3.13.0",
+    "djangorestframework": "3.18.3",
 }
 
 
@@ -162,6 +164,52 @@ def raw_delete(queryset) -> int:
     return queryset._raw_delete(queryset.db)
 
 
+def prepared_cursor(connection):
+    """A cursor whose statements PostgreSQL prepares once per connection and then runs
+    without parsing or planning them again (on other databases, `connection.cursor()`).
+
+    Private (Django 5.2.19): repeats `BaseDatabaseWrapper._cursor` (health check, connect,
+    `_prepare_cursor` for the query log and thread checks) with a psycopg cursor that binds
+    on the server and prepares every statement, instead of `create_cursor`'s client-side
+    binding. Why: the hot path's statements (an agent's key, the policy activation, the rows
+    of a proposal) are the same text on every request; planning them was half of
+    PostgreSQL's time per proposal. Off when the connection disables preparing
+    (`OPTIONS["prepare_threshold"] = None`, for a transaction-pooling PgBouncer).
+    """
+    if connection.vendor != "postgresql":
+        return connection.cursor()
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    if connection.connection.prepare_threshold is None:
+        return connection.cursor()
+    with connection.wrap_database_errors:
+        return connection._prepare_cursor(_prepared_class()(connection.connection))
+
+
+@cache
+def _prepared_class():
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    class PreparedCursor(ServerBindingCursor):
+        def execute(self, query, params=None, *, prepare=True, binary=None):
+            return super().execute(query, params, prepare=prepare, binary=binary)
+
+    return PreparedCursor
+
+
+def column_converters(field, alias: str, connection) -> tuple[list, object]:
+    """What the ORM applies to a raw value of `field` read as `alias`.<column> (SQLite's
+    dates, JSON documents), and the column expression the converters take.
+
+    Private (Django 5.2.19): `Field.get_col` and the two `get_db_converters` (the backend's,
+    then the expression's), gathered in that order as `SQLCompiler.get_converters` does.
+    Why: a composed read (hitl.kernel.rows.Read) must give the values the ORM gives.
+    """
+    column = field.get_col(alias)
+    converters = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+    return converters, column
+
+
 # --- the admin ---------------------------------------------------------------------------
 
 
@@ -241,6 +289,28 @@ def mark_response_logged(response) -> None:
     a server error with what matters; Django would log it a second time.
     """
     response._has_been_logged = True
+
+
+# --- Django REST framework ----------------------------------------------------------------
+
+
+def writable_fields(serializer) -> list:
+    """The fields a serializer validates input with, in order.
+
+    Private (DRF 3.18.3): `Serializer._writable_fields`, what `to_internal_value` loops on.
+    Why: reviews.api.fastpath compiles a serializer's checks from the same fields.
+    """
+    return list(serializer._writable_fields)
+
+
+def takes_any_value(field) -> bool:
+    """Whether `field` is DRF's pass-through child (a DictField's or ListField's values
+    taken as they are, None included).
+
+    Private (DRF 3.18.3): `rest_framework.fields._UnvalidatedField`, the default child.
+    Why: a DictField whose values are not checked is compiled to a copy of the dict.
+    """
+    return type(field) is _UnvalidatedField
 
 
 # --- django-fsm --------------------------------------------------------------------------

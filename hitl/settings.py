@@ -93,6 +93,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"timeout": 20, "transaction_mode": "IMMEDIATE"}
     )
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The hot path's statements are prepared (hitl.internals.prepared_cursor); planned
+    # once, not again on every run as PostgreSQL's "auto" mode kept doing for them. The
+    # ORM's own statements are not prepared, so this setting leaves them alone.
+    # prepare_threshold: psycopg prepares only what asks for it (the ORM's client-side
+    # binding never does); None turns preparing off, for a transaction-pooling PgBouncer.
+    options = DATABASES["default"].setdefault("OPTIONS", {})
+    options.setdefault("options", "-c plan_cache_mode=force_generic_plan")
+    options.setdefault("prepare_threshold", 1_000_000)
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 # Keep each worker's connection between requests: a new one per request costs PostgreSQL a
 # backend process each time and halved the proposals per second (bench B1). Health checks

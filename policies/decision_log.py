@@ -33,6 +33,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from hitl.tasks import enqueue
 from policies import engine
 from policies.exceptions import PolicyInputError
 from policies.models import SOURCE_LOCAL, PolicyEvaluation, PolicyVersion
@@ -108,12 +109,10 @@ def _interval() -> float:
 
 
 def _hand_over(rows: list[dict[str, Any]]) -> None:
-    from django_q.tasks import async_task
-
     from policies.services import evaluations_insert
 
     try:
-        async_task("reviews.tasks.log_decisions", rows, task_name="decision-log")
+        enqueue("reviews.tasks.log_decisions", rows, task_name="decision-log")
     except Exception:
         # A broker that is down must not lose the entries: write them from here.
         logger.warning("decision log: the broker refused the task; inserting %d rows", len(rows))
@@ -279,6 +278,16 @@ NOT_COLUMNS = frozenset({"created_at", "decided_at", "version_id"})
 def when(value: str | None) -> datetime:
     """A row's decided_at: when the server decided, also for a row written later."""
     return (parse_datetime(value) if value else None) or timezone.now()
+
+
+def evaluation(row: Mapping[str, Any], versions: dict[str, int]) -> PolicyEvaluation:
+    """The log's row for a JSON-safe row dict; `versions` maps hashes to version ids for a
+    row that names its version by hash only."""
+    return PolicyEvaluation(
+        **{k: v for k, v in row.items() if k not in NOT_COLUMNS},
+        decided_at=when(row.get("decided_at") or row.get("created_at")),
+        version_id=row.get("version_id") or versions.get(row["decision"].get("policy_version")),
+    )
 
 
 def is_read(proposal: Any, decision: engine.PolicyDecision) -> bool:

@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 from jsonschema import Draft202012Validator
 
+from hitl.kernel.rows import Read
 from policies import consequences, engine
 from policies.engine import Check, PolicyDecision, Proposal
 from policies.exceptions import PolicyInputError
@@ -123,15 +124,18 @@ def routed_queues(version: PolicyVersion | None) -> set[str]:
     return {q for q in named if q} | {default_queue()}
 
 
+_ACTIVATIONS = Read(
+    PolicyActivation,
+    '"t0"."tenant" IN (%s, \'\')',
+    related=("version", "version__rule_set"),
+    defer=("version.snapshot",),
+)
+
+
 def active_version_for(tenant: str) -> PolicyVersion | None:
     """The version deciding for a tenant: its own, else the default (""), else None."""
-    rows = {
-        a.tenant: a.version
-        for a in PolicyActivation.objects.filter(tenant__in={tenant, ""})
-        .select_related("version", "version__rule_set")
-        .defer("version__snapshot")
-        .order_by()  # at most two rows, picked by tenant; sorting them costs every proposal
-    }
+    # At most two rows, picked by tenant; read on every proposal, so composed once.
+    rows = {a.tenant: a.version for a in _ACTIVATIONS.all(tenant)}
     return rows.get(tenant) or rows.get("")
 
 

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from hitl.db import for_update
 from hitl.kernel import Actor, as_actor, stamp
+from hitl.kernel.rows import insert_rows
 from policies import decision_log, engine, gates
 from policies.engine import PolicyDecision
 from policies.models import (
@@ -377,18 +378,11 @@ def evaluations_insert(*, rows: Sequence[Mapping[str, Any]]) -> list[PolicyEvalu
     if not rows:
         return []
     hashes = {r["decision"].get("policy_version") for r in rows if not r.get("version_id")}
+    hashes -= {None, ""}
     with transaction.atomic(savepoint=False):  # nothing here catches a database error
-        found = PolicyVersion.objects.filter(content_hash__in=hashes - {None, ""})
-        versions = dict(found.values_list("content_hash", "pk"))
-        return PolicyEvaluation.objects.bulk_create(
-            PolicyEvaluation(
-                **{k: v for k, v in row.items() if k not in decision_log.NOT_COLUMNS},
-                decided_at=decision_log.when(row.get("decided_at") or row.get("created_at")),
-                version_id=row.get("version_id")
-                or versions.get(row["decision"].get("policy_version")),
-            )
-            for row in rows
-        )
+        found = PolicyVersion.objects.filter(content_hash__in=hashes) if hashes else ()
+        versions = dict(found.values_list("content_hash", "pk")) if hashes else {}
+        return insert_rows([decision_log.evaluation(row, versions) for row in rows])
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ def queue_notice(review_id: str, event: str) -> None:
 
         notify(review_id=review_id, event=event)
         return
-    from django_q.tasks import async_task
+    from hitl.tasks import enqueue
 
-    async_task("reviews.tasks.notify", review_id, event, task_name=f"notify-{event}-{review_id}")
+    enqueue("reviews.tasks.notify", review_id, event, task_name=f"notify-{event}-{review_id}")
 
 
 def on_review_opened(sender, review_id: str, **kwargs) -> None:

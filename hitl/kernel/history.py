@@ -4,7 +4,7 @@ Also simple-history's HistoricalRecords with its manager class built once per mo
 (see `hitl.internals.build_history_manager_once`).
 """
 
-from types import SimpleNamespace
+from functools import cache
 
 from django.conf import settings
 from django.db import connections, models, router
@@ -15,13 +15,14 @@ from simple_history.signals import pre_create_historical_record
 from simple_history.utils import bulk_create_with_history
 
 from ..internals import (
-    adopt_identity,
     build_history_manager_once,
     history_tracked_columns,
+    prepared_cursor,
     set_change_reason,
     set_history_user,
 )
 from .actors import Actor
+from .rows import insert_statement, insert_values, take_keys
 
 
 class HistoryActorMixin(models.Model):
@@ -87,51 +88,47 @@ def insert_with_history(
         return create_with_history(objs, actor=actor, reason=reason)
     for obj in objs:
         stamp(obj, actor, reason)
-    meta, quote = model._meta, connection.ops.quote_name
-    fields = [f for f in meta.concrete_fields if not f.primary_key]
-    values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in objs for f in fields]
-    table, columns = quote(meta.db_table), ", ".join(quote(f.column) for f in fields)
-    rows = ", ".join([f"({', '.join(['%s'] * len(fields))})"] * len(objs))
-    # Names come from the models; every value is a parameter.
-    sql = f"INSERT INTO {table} ({columns}) VALUES {rows}"  # noqa: S608
-    if unless_taken is not None:
-        sql += f" ON CONFLICT ({quote(meta.get_field(unless_taken).column)}) DO NOTHING"
-    pk = quote(meta.pk.column)
+    sql, fields = insert_statement(model, len(objs), connection.alias, unless_taken)
+    values = insert_values(objs, fields, connection)
     if in_one:
         sql, values = _with_history(model, sql, values, actor, reason, connection)
     else:
-        sql += f" RETURNING {pk}"
-    with connection.cursor() as cursor:
+        sql += f" RETURNING {connection.ops.quote_name(model._meta.pk.column)}"
+    with prepared_cursor(connection) as cursor:
         cursor.execute(sql, values)
-        # Keys are drawn in VALUES order, so the n-th smallest is the n-th row's.
-        ids = sorted(found for (found,) in cursor.fetchall())
-    if len(ids) != len(objs):
-        return []  # the one row's value is taken
-    for obj, found in zip(objs, ids, strict=True):
-        # What adopt_identity reads of a saved instance: its key and its database (an
-        # instance loaded with only its key would read its deferred state fields back).
-        adopt_identity(obj, SimpleNamespace(pk=found, _state=SimpleNamespace(db=connection.alias)))
-    if not in_one:
+        # [] when the one row's value is taken.
+        inserted = take_keys(objs, cursor.fetchall(), connection)
+    if inserted and not in_one:
         model.history.bulk_history_create(
             objs, custom_historical_attrs={"history_actor": actor.label}
         )
-    return objs
+    return inserted
 
 
 def _with_history(model, insert: str, values: list, actor: Actor, reason: str, connection):
     """The INSERT of `model` rows wrapped so one statement also writes their history rows
     and returns the new rows' keys."""
-    quote = connection.ops.quote_name
+    user = actor.user.pk if actor.user is not None else None
+    sql = f"WITH new AS ({insert} RETURNING *) {_history_copy(model, connection.alias)}"
+    return sql, [*values, user, actor.label, timezone.now(), reason]
+
+
+@cache
+def _history_copy(model, alias: str) -> str:
+    """`INSERT INTO <history> ... SELECT ... FROM new RETURNING <key>`: the columns and
+    stamps simple-history writes, copied from the rows `new` returns."""
+    quote = connections[alias].ops.quote_name
     history = model.history.model
     tracked = [quote(model._meta.get_field(name).column) for name in history_tracked_columns(model)]
     stamps = ["history_user_id", "history_actor", "history_date", "history_change_reason"]
     target = ", ".join([*tracked, *(quote(c) for c in stamps), quote("history_type")])
     pk = quote(model._meta.pk.column)
     table, copied = quote(history._meta.db_table), ", ".join(tracked)
-    sql = f"WITH new AS ({insert} RETURNING *) INSERT INTO {table} ({target}) "
-    sql += f"SELECT {copied}, %s, %s, %s, %s, '+' FROM new RETURNING {pk}"  # noqa: S608
-    user = actor.user.pk if actor.user is not None else None
-    return sql, [*values, user, actor.label, timezone.now(), reason]
+    # Names come from the models; every value is a parameter.
+    return (
+        f"INSERT INTO {table} ({target}) "  # noqa: S608
+        f"SELECT {copied}, %s, %s, %s, %s, '+' FROM new RETURNING {pk}"
+    )
 
 
 class HistoricalRecords(BaseHistoricalRecords):

@@ -35,6 +35,7 @@ from hitl.internals import (
     admin_column_field,
     adopt_identity,
     cache_related,
+    column_converters,
     fsm_state_fields,
     history_tracked_columns,
     instance_from_db_row,
@@ -51,6 +52,8 @@ from hitl.internals import (
     set_history_user,
     set_prefetched,
     share_history_manager,
+    takes_any_value,
+    writable_fields,
 )
 from reviews.models import (
     ApprovalReview,
@@ -80,7 +83,8 @@ PRIVATE_USES = re.compile(
     r"|related_fkey_lookups|_get_obj_does_not_exist_redirect|_has_been_logged"
     r"|_update_initial_state|simple_history_manager_attribute|\.tracked_fields\b"
     r"|\._registry\b|\._history_user\b|\._change_reason\b|class \w+\(In\)"
-    r"|\._state\.(adding|db) = |\b(meta|_meta)\.__dict__"
+    r"|\._state\.(adding|db) = |\b(meta|_meta)\.__dict__|_writable_fields|_UnvalidatedField"
+    r"|_prepare_cursor|\.get_col\(|\.get_db_converters\("
 )
 
 
@@ -274,6 +278,24 @@ def test_queryset_sql_runs_as_the_queryset():
             assert cursor.fetchone()[0]
 
 
+@pytest.mark.django_db
+def test_column_converters_are_the_ones_the_compiler_applies():
+    queryset = ReviewRequest.objects.values_list("created_at", "policy")
+    compiler = queryset.query.get_compiler(using=connection.alias)
+    compiler.setup_query()
+    compilers = {
+        index: converters
+        for index, (converters, _expr) in compiler.get_converters(
+            [column for column, _alias, _sql in compiler.select]
+        ).items()
+    }
+    for index, name in enumerate(("created_at", "policy")):
+        field = ReviewRequest._meta.get_field(name)
+        ours, column = column_converters(field, "t0", connection)
+        assert ours == compilers.get(index, [])
+        assert column.target is field
+
+
 # --- the admin ---------------------------------------------------------------------------
 
 
@@ -444,3 +466,23 @@ def test_a_history_manager_built_once_is_simple_historys_own():
         assert list(built.all()) == list(expected.all())
     assert review.history.count() == ReviewRequest.history.filter(id=review.pk).count() > 0
     assert hasattr(review.history, "as_of")
+
+
+# --- Django REST framework ----------------------------------------------------------------
+
+
+def test_writable_fields_are_the_ones_drf_validates_input_with():
+    from reviews.api.serializers import ProposalIn
+
+    serializer = ProposalIn()
+    names = [f.field_name for f in writable_fields(serializer)]
+    assert names == [name for name, f in serializer.fields.items() if not f.read_only]
+    assert {"run_id", "action", "actions", "evidence"} <= set(names)
+
+
+def test_takes_any_value_is_drfs_pass_through_child():
+    from rest_framework import serializers
+
+    assert takes_any_value(serializers.DictField().child)
+    assert takes_any_value(serializers.ListField().child)
+    assert not takes_any_value(serializers.DictField(child=serializers.CharField()).child)

@@ -6,8 +6,13 @@ from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
+from hitl.kernel.rows import Read
+
 from ..models import AgentKey
 from ..services import key_digest
+
+# Every agent request reads its key: the statement is composed once (see hitl.kernel.rows).
+LIVE_KEY = Read(AgentKey, '"t0"."prefix" = %s AND "t0"."revoked_at" IS NULL', related=("agent",))
 
 
 class AgentKeyAuthentication(authentication.BaseAuthentication):
@@ -28,11 +33,7 @@ class AgentKeyAuthentication(authentication.BaseAuthentication):
         pieces = key.split("_", 2)
         if len(pieces) != 3 or pieces[0] != "hitl":
             raise exceptions.AuthenticationFailed("Malformed API key.")
-        record = (
-            AgentKey.objects.select_related("agent")
-            .filter(prefix=pieces[1], revoked_at__isnull=True)
-            .first()
-        )
+        record = LIVE_KEY.first(pieces[1])
         if record is None or not hmac.compare_digest(record.digest, key_digest(key)):
             raise exceptions.AuthenticationFailed("Unknown or revoked API key.")
         if not record.agent.is_active:

@@ -15,6 +15,7 @@ from django.utils import timezone
 from hitl.internals import cache_related, set_prefetched
 from hitl.kernel import Actor
 from hitl.kernel.history import insert_with_history
+from hitl.kernel.rows import insert_rows
 from policies.engine import HUMAN_REVIEW
 
 from ..exceptions import (
@@ -326,7 +327,7 @@ def index_resources(review: ReviewRequest) -> None:
     keys = dict.fromkeys(
         (str(r["type"]), str(r["id"])) for r in review.affected_resources or [] if r.get("id")
     )
-    ResourceRef.objects.bulk_create(
+    insert_rows(
         [
             ResourceRef(
                 review=review,

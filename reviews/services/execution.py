@@ -440,9 +440,7 @@ def queue_executor_on_commit(review: ReviewRequest) -> None:
     review_id = review.review_id
 
     def enqueue() -> None:
-        from django_q.tasks import async_task
-
-        async_task("reviews.tasks.execute_review", review_id, task_name=f"execute-{review_id}")
+        enqueue("reviews.tasks.execute_review", review_id, task_name=f"execute-{review_id}")
 
     transaction.on_commit(enqueue)
 

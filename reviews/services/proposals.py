@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from hitl.db import for_update
 from hitl.kernel import Actor
+from hitl.kernel.rows import Read
 from policies.engine import AUTO_EXECUTE, HUMAN_REVIEW, POLICY_KEYS, PolicyDecision
 from policies.exceptions import PolicyInputError
 from policies.selectors import action_type_for, default_queue, evaluate_proposal_versioned
@@ -39,6 +40,9 @@ from ._input import clean_call
 from .creation import CallDraft, ReviewDraft, agent_trace
 from .proposal_writes import Planned, proposal_write
 from .rechecks import TrustedFacts, read_trusted_facts
+
+# Read for every review a proposal opens: composed once (see hitl.kernel.rows).
+_QUEUE = Read(Queue, '"t0"."tenant" = %s AND "t0"."slug" = %s')
 
 # The most calls one proposal may carry (a model's turn rarely has more than a few).
 MAX_ACTIONS = 20
@@ -285,7 +289,7 @@ def _audit_draft(
 def _routed_queue(proposal: Mapping[str, Any], tenant: str, decision: PolicyDecision) -> Queue:
     slug = decision.queue or default_queue()
     # Only the tenant's own queue: another tenant's queue of the same name is never a home.
-    queue = Queue.objects.filter(tenant=tenant, slug=slug).first()
+    queue = _QUEUE.first(tenant, slug)
     if queue is None:
         raise NoQueueForTenant(
             f"The policy routes {proposal['action']['name']} to queue '{slug}', and tenant "

@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from hitl.db import for_update
+from hitl.tasks import enqueue
 
 from .. import selectors
 from ..models import Agent, AgentRun, DeliveryStatus, ReviewRequest, WebhookDelivery
@@ -80,9 +81,7 @@ def _record(
 
 
 def _enqueue(delivery_id: int) -> None:
-    from django_q.tasks import async_task
-
-    async_task("reviews.tasks.deliver_webhook", delivery_id, task_name=f"webhook-{delivery_id}")
+    enqueue("reviews.tasks.deliver_webhook", delivery_id, task_name=f"webhook-{delivery_id}")
 
 
 def webhook_deliver(*, delivery_id: int) -> WebhookDelivery | None:
