@@ -17,7 +17,12 @@ from types import SimpleNamespace
 
 from django.db import connections, router
 
-from ..internals import adopt_identity, column_converters, prepared_cursor
+from ..internals import (
+    adopt_identity,
+    column_converters,
+    instance_from_db_row,
+    prepared_cursor,
+)
 
 # The root table is t0 in a WHERE clause; each related path is t1, t2, ... in order.
 ROOT = "t0"
@@ -95,13 +100,19 @@ class Read:
                     values[index] = converter(values[index], column, connection)
             pk_value = values[names.index(model._meta.pk.attname)]
             # A nullable foreign key with no row joined: the relation is None.
-            made[path] = None if pk_value is None else model.from_db(alias, names, values)
+            made[path] = None if pk_value is None else _from_row(model, alias, names, values)
             if path:
                 parent, _, name = path.rpartition("__")
                 if made[parent] is not None:
                     # The descriptor caches it, as select_related does (no query on access).
                     setattr(made[parent], name, made[path])
         return made[""]
+
+
+def _from_row(model, alias: str, names: list[str], values: list):
+    # Model.__init__ walks every field for every row: skipped where no receiver needs it.
+    instance = instance_from_db_row(model, alias, names, values)
+    return model.from_db(alias, names, values) if instance is None else instance
 
 
 # Keyed by row count too: a few hundred statements at most (insert_rows batches by BATCH).

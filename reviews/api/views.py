@@ -94,7 +94,7 @@ class ActionsView(APIView):
             run = proposal_run_answer(result, request)
             opened = any(call.review is not None for call in result.calls)
             if "actions" in data:
-                return (201 if opened else 200), _jsonable(run)
+                return (201 if opened else 200), run
             packets = {packet["review_id"]: packet for packet in run["reviews"]}
             body = {
                 "outcome": result.outcome,
@@ -104,17 +104,22 @@ class ActionsView(APIView):
                 "policy": result.decision.to_dict(),
                 "run": run,
             }
-            return (201 if opened else 200), _jsonable(body)
+            return (201 if opened else 200), body
 
         key = request.headers.get("Idempotency-Key")
         if key is None:
             code, body = produce()
             return Response(body, status=code)
+
+        def stored():
+            code, body = produce()
+            return code, _jsonable(body)
+
         code, body, replayed = idempotent_call(
             actor=Actor.of_agent(agent),
             key=key,
             body_fingerprint=fingerprint(request.data),
-            produce=produce,
+            produce=stored,
         )
         return Response(body, status=code, headers={"Idempotent-Replayed": str(replayed).lower()})
 
