@@ -20,6 +20,7 @@ from django_fsm import TransitionNotAllowed as FSMTransitionNotAllowed
 
 from hitl.db import for_update
 from hitl.kernel import Actor
+from hitl.tasks import enqueue
 from policies.selectors import action_type_for
 
 from .. import selectors
@@ -439,10 +440,10 @@ def queue_executor_on_commit(review: ReviewRequest) -> None:
         return
     review_id = review.review_id
 
-    def enqueue() -> None:
+    def execute_later() -> None:
         enqueue("reviews.tasks.execute_review", review_id, task_name=f"execute-{review_id}")
 
-    transaction.on_commit(enqueue)
+    transaction.on_commit(execute_later)
 
 
 def _json_safe(value: Any) -> Any:
