@@ -114,9 +114,10 @@ def _serializer_check(serializer: serializers.Serializer) -> Check:
     own = type(serializer).validate is not serializers.Serializer.validate
 
     def check(data):
-        # A QueryDict (form or query string) reads as DRF's html input does: DRF's to judge.
         if type(data) is not dict:
-            raise _Declined
+            # A QueryDict (a query string) reads as DRF's html input does: DRF's own
+            # validation, on this serializer built once.
+            return _guarded(serializer.run_validation, data)
         out: dict[str, Any] = {}
         for entry in entries:
             entry(data, out)
