@@ -79,7 +79,8 @@ def _agent_key() -> str:
     return key
 
 
-# Redis as production's broker and cache, on a database of the bench's own, emptied after.
+# Redis as production's broker and cache, on an empty database of the bench's own, emptied
+# after.
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 
@@ -119,10 +120,49 @@ def _redis():
 
     connection = redis.Redis.from_url(REDIS_URL)
     try:
-        connection.ping()
+        used = connection.dbsize()
     except redis.ConnectionError as exc:
         raise SystemExit(f"B1 serves as production does, with Redis at {REDIS_URL}: {exc}") from exc
+    if used:
+        # Emptied after the run: it must hold nothing of anyone else's.
+        raise SystemExit(
+            f"B1 needs an empty Redis database of its own; {REDIS_URL} holds {used} keys "
+            "(set BENCH_REDIS_URL, or empty it if a crashed run left them)."
+        )
     return connection
+
+
+def cpu_seconds() -> dict[int, tuple[str, float]]:
+    """Per process: its kind (the web server, PostgreSQL, the bench's own HTTP clients) and
+    the CPU seconds it used so far, read from /proc (Linux; {} elsewhere)."""
+    found, tick = {}, os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            comm = (entry / "comm").read_text().strip()
+            command = (entry / "cmdline").read_bytes()
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        pid = int(entry.name)
+        if pid == os.getpid():
+            kind = "clients"
+        elif comm.startswith("postgres"):
+            kind = "postgres"
+        elif b"gunicorn" in command:
+            kind = "server"
+        else:
+            continue
+        found[pid] = (kind, (int(fields[11]) + int(fields[12])) / tick)  # utime + stime
+    return found
+
+
+def cpu_spent(before: dict, after: dict) -> dict[str, float]:
+    """CPU seconds each kind of process used between two `cpu_seconds()`: a process that
+    started meanwhile counts whole, one that ended meanwhile is lost (never negative)."""
+    spent: dict[str, float] = {}
+    for pid, (kind, seconds) in after.items():
+        spent[kind] = spent.get(kind, 0.0) + seconds - before.get(pid, (kind, 0.0))[1]
+    return spent
 
 
 def post_all(n: int, path: str, key: str) -> tuple[float, int]:
@@ -272,8 +312,12 @@ def run(*, n: int) -> None:
         # Warmed up as the peer is (its pausing() runs one invocation first): each worker's
         # first requests import and build what every later request reuses.
         post_all(WARM_UP, "/api/v1/actions/", key)
+        cpu: dict[str, float] = {}
         for _ in range(ROUNDS):
+            before = cpu_seconds()
             seconds, answered = post_all(n // ROUNDS, "/api/v1/actions/", key)
+            for kind, spent in cpu_spent(before, cpu_seconds()).items():
+                cpu[kind] = cpu.get(kind, 0.0) + spent
             ours_s, created = ours_s + seconds, created + answered
             peer_s += pauses(n // ROUNDS)
             paused += n // ROUNDS // CLIENTS * CLIENTS
@@ -294,6 +338,11 @@ def run(*, n: int) -> None:
             "n": created,
             "created": created,
         }
+    )
+    # Where a proposal's CPU goes, over our rounds only (the peer idles meanwhile).
+    emit(
+        {"bench": "B1 cpu", "unit": "CPU ms per proposal", "n": created}
+        | {kind: round(spent * 1000 / max(created, 1), 2) for kind, spent in sorted(cpu.items())}
     )
     # What limits the ratio: the same requests stopped after each layer, same server.
     with serving("bench.floor_settings"):

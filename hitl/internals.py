@@ -174,7 +174,7 @@ def prepared_cursor(connection):
     binding. Why: the hot path's statements (an agent's key, the policy activation, the rows
     of a proposal) are the same text on every request; planning them was half of
     PostgreSQL's time per proposal. Off when the connection disables preparing
-    (`OPTIONS["prepare_threshold"] = None`, for a transaction-pooling PgBouncer).
+    (`DB_PREPARED_STATEMENTS=0` in hitl.settings, for a transaction-pooling PgBouncer).
     """
     if connection.vendor != "postgresql":
         return connection.cursor()
@@ -189,10 +189,22 @@ def prepared_cursor(connection):
 @cache
 def _prepared_class():
     from django.db.backends.postgresql.base import ServerBindingCursor
+    from psycopg import errors
+    from psycopg.pq import TransactionStatus
 
     class PreparedCursor(ServerBindingCursor):
         def execute(self, query, params=None, *, prepare=True, binary=None):
-            return super().execute(query, params, prepare=prepare, binary=binary)
+            try:
+                return super().execute(query, params, prepare=prepare, binary=binary)
+            except (errors.FeatureNotSupported, errors.InvalidSqlStatementName):
+                # A migration changed what a prepared statement returns ("cached plan must
+                # not change result type"), or a pooler lost it. In a transaction the
+                # error stands and its ROLLBACK makes psycopg forget what it prepared;
+                # in autocommit nothing would, so forget it all now and run it afresh.
+                if self.connection.info.transaction_status != TransactionStatus.IDLE:
+                    raise
+                self.connection.execute("DEALLOCATE ALL")
+                return super().execute(query, params, prepare=prepare, binary=binary)
 
     return PreparedCursor
 

@@ -93,12 +93,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"timeout": 20, "transaction_mode": "IMMEDIATE"}
     )
-elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # The hot path's statements are prepared (hitl.internals.prepared_cursor); planned
-    # once, not again on every run as PostgreSQL's "auto" mode kept doing for them. The
-    # ORM's own statements are not prepared, so this setting leaves them alone.
-    # prepare_threshold: psycopg prepares only what asks for it (the ORM's client-side
-    # binding never does); None turns preparing off, for a transaction-pooling PgBouncer.
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.bool(
+    "DB_PREPARED_STATEMENTS", default=True
+):
+    # The hot path's statements are prepared (hitl.internals.prepared_cursor) and planned
+    # once, not again on every run as PostgreSQL's "auto" mode kept doing for them; the
+    # ORM's own statements are never prepared, so neither setting touches them. psycopg
+    # prepares only what asks (prepare_threshold); left at Django's None, nothing is
+    # prepared: DB_PREPARED_STATEMENTS=0 behind a PgBouncer, which also refuses `options`.
     options = DATABASES["default"].setdefault("OPTIONS", {})
     options.setdefault("options", "-c plan_cache_mode=force_generic_plan")
     options.setdefault("prepare_threshold", 1_000_000)

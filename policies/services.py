@@ -380,8 +380,8 @@ def evaluations_insert(*, rows: Sequence[Mapping[str, Any]]) -> list[PolicyEvalu
     hashes = {r["decision"].get("policy_version") for r in rows if not r.get("version_id")}
     hashes -= {None, ""}
     with transaction.atomic(savepoint=False):  # nothing here catches a database error
-        found = PolicyVersion.objects.filter(content_hash__in=hashes) if hashes else ()
-        versions = dict(found.values_list("content_hash", "pk")) if hashes else {}
+        found = PolicyVersion.objects.filter(content_hash__in=hashes) if hashes else None
+        versions = dict(found.values_list("content_hash", "pk")) if found is not None else {}
         return insert_rows([decision_log.evaluation(row, versions) for row in rows])
 
 

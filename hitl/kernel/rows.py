@@ -16,6 +16,8 @@ from functools import cached_property, lru_cache
 from types import SimpleNamespace
 
 from django.db import connections, router
+from django.db.models import Model
+from django.db.models.fields import AutoFieldMixin
 
 from ..internals import (
     adopt_identity,
@@ -39,23 +41,27 @@ class Read:
     related: tuple[str, ...] = ()
     defer: tuple[str, ...] = ()
     order_by: str = ""
-    limit: int | None = None
 
     @cached_property
     def _composed(self) -> tuple[str, list[tuple[str, type, list[str]]]]:
         connection = connections[router.db_for_read(self.model)]
         quote = connection.ops.quote_name
         plan = [("", self.model, ROOT)]
-        joins = []
+        joins, optional = [], {""}  # paths that may have no row: the root is always there
         for index, path in enumerate(self.related, start=1):
             parent_path, _, name = path.rpartition("__")
-            parent_model, parent_alias = next((m, a) for p, m, a in plan if p == parent_path)
+            # A parent names its relations before they are named (KeyError otherwise).
+            parent_model, parent_alias = {p: (m, a) for p, m, a in plan}[parent_path]
             fk = parent_model._meta.get_field(name)
             alias, target = f"t{index}", fk.related_model
-            kind = "LEFT JOIN" if fk.null else "JOIN"
+            # Under a parent that may be missing, a child may be missing too (as
+            # select_related joins it).
+            if fk.null or (parent_path and parent_path in optional):
+                optional.add(path)
+            kind = "LEFT JOIN" if path in optional else "JOIN"
             joins.append(
                 f"{kind} {quote(target._meta.db_table)} {alias} ON {alias}."
-                f"{quote(target._meta.pk.column)} = {parent_alias}.{quote(fk.column)}"
+                f"{quote(fk.target_field.column)} = {parent_alias}.{quote(fk.column)}"
             )
             plan.append((path, target, alias))
         columns, loaded = [], []
@@ -71,8 +77,6 @@ class Read:
         sql += " ".join(joins) + f" WHERE {self.where}"
         if self.order_by:
             sql += f" ORDER BY {self.order_by}"
-        if self.limit is not None:
-            sql += f" LIMIT {int(self.limit)}"
         return sql, loaded
 
     def all(self, *params) -> list:
@@ -110,9 +114,13 @@ class Read:
 
 
 def _from_row(model, alias: str, names: list[str], values: list):
-    # Model.__init__ walks every field for every row: skipped where no receiver needs it.
-    instance = instance_from_db_row(model, alias, names, values)
-    return model.from_db(alias, names, values) if instance is None else instance
+    # Model.__init__ walks every field for every row: skipped where no receiver needs it
+    # and the model keeps Django's own from_db (a state machine's remembers its state).
+    if model.from_db.__func__ is Model.from_db.__func__:
+        instance = instance_from_db_row(model, alias, names, values)
+        if instance is not None:
+            return instance
+    return model.from_db(alias, names, values)
 
 
 # Keyed by row count too: a few hundred statements at most (insert_rows batches by BATCH).
@@ -156,16 +164,19 @@ BATCH = 100
 
 def insert_rows(objs: list) -> list:
     """Insert new rows of one model (no history), BATCH rows a statement; returns them,
-    keys set."""
+    keys set. For models keyed by an automatic id, with plain values (no expressions), in
+    the caller's transaction: narrower than bulk_create, and all the hot path needs."""
     if not objs:
         return []
     model = type(objs[0])
+    if not isinstance(model._meta.pk, AutoFieldMixin) or any(o.pk is not None for o in objs):
+        raise ValueError(f"insert_rows writes new {model.__name__} rows keyed by the database.")
     connection = connections[router.db_for_write(model)]
     returning = f" RETURNING {connection.ops.quote_name(model._meta.pk.column)}"
     with prepared_cursor(connection) as cursor:
         for start in range(0, len(objs), BATCH):
             batch = objs[start : start + BATCH]
-            sql, fields = insert_statement(model, len(batch), connection.alias)
+            sql, fields = insert_statement(model, len(batch), connection.alias, None)
             cursor.execute(sql + returning, insert_values(batch, fields, connection))
             take_keys(batch, cursor.fetchall(), connection)
     return objs

@@ -142,3 +142,38 @@ def test_the_product_queues_tasks_only_through_enqueue():
         if re.search(r"\basync_task\(", line)
     ]
     assert offenders == []
+
+
+def test_a_relation_under_a_missing_one_is_missing_too():
+    # Queue -> owner (nullable) -> ... : a queue with no owner keeps its row.
+    reads = Read(Queue, '"t0"."tenant" = %s', related=("owner", "fallback", "fallback__owner"))
+    QueueFactory(slug="lone", tenant="acme", owner=None, fallback=None)
+    QueueFactory(slug="other", tenant="globex", owner=None, fallback=None)
+    (queue,) = reads.all("acme")
+    assert (queue.slug, queue.owner, queue.fallback) == ("lone", None, None)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_prepared_read_survives_a_migration_that_changes_its_columns():
+    QueueFactory(slug="ops", tenant="acme")
+    QueueFactory(slug="ops", tenant="globex")
+    by_slug = Read(Queue, '"t0"."tenant" = %s AND "t0"."slug" = %s')
+    assert by_slug.first("acme", "ops").tenant == "acme"
+    # What a migration does from another process while this one still runs.
+    _elsewhere("ALTER TABLE reviews_queue ALTER COLUMN name TYPE varchar(300)")
+    try:
+        assert by_slug.first("globex", "ops").tenant == "globex"
+        assert by_slug.first("acme", "ops").tenant == "acme"
+    finally:
+        _elsewhere("ALTER TABLE reviews_queue ALTER COLUMN name TYPE varchar(200)")
+
+
+def _elsewhere(statement: str) -> None:
+    import psycopg
+
+    db = connection.settings_dict
+    with psycopg.connect(
+        dbname=db["NAME"], user=db["USER"], host=db["HOST"], port=db["PORT"] or 5432
+    ) as other:
+        other.execute(statement)

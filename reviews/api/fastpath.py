@@ -103,12 +103,42 @@ def _as_drf(field, base: type, *methods: str) -> bool:
     )
 
 
+# Where DRF reads a field's value from a JSON object as `data.get(name, empty)` (the
+# others differ only for HTML form input), and handles a missing or null value as Field does.
+_READ_PLAINLY = (
+    fields.Field,
+    fields.ListField,
+    fields.DictField,
+    serializers.Serializer,
+    serializers.ListSerializer,
+)
+_EMPTY_AS_FIELD = (fields.Field, fields.DecimalField)  # DecimalField differs only for ""
+
+
+def _reads_plainly(field) -> bool:
+    """Whether a field takes its input as `_entry` reads it (not a HiddenField, nor a field
+    with another source)."""
+
+    def owner(name: str) -> type:
+        return next(k for k in type(field).__mro__ if name in vars(k))
+
+    return (
+        field.source == field.field_name
+        and owner("get_value") in _READ_PLAINLY
+        and owner("validate_empty_values") in _EMPTY_AS_FIELD
+    )
+
+
 def _serializer_check(serializer: serializers.Serializer) -> Check:
-    if not _as_drf(serializer, serializers.Serializer, "run_validation", "to_internal_value"):
+    own = ("run_validation", "to_internal_value", "run_validators", "validate_empty_values")
+    writable = writable_fields(serializer)
+    if not _as_drf(serializer, serializers.Serializer, *own) or not all(
+        _reads_plainly(field) for field in writable
+    ):
         return _drf_check(serializer)
     entries = [
         _entry(field, getattr(serializer, f"validate_{field.field_name}", None))
-        for field in writable_fields(serializer)
+        for field in writable
     ]
     # The serializer's own validate(), if it has one (Serializer's returns its input).
     own = type(serializer).validate is not serializers.Serializer.validate
@@ -129,8 +159,6 @@ def _serializer_check(serializer: serializers.Serializer) -> Check:
 def _entry(field, validate_method) -> Callable[[dict, dict], None]:
     """One field of a serializer: missing (its default, or nothing), null, or checked."""
     name, check = field.field_name, _compile(field)
-    if field.source != name:
-        raise ValueError(f"{name}: fields with another source are not compiled")
 
     def entry(data: dict, out: dict) -> None:
         value = data.get(name, empty)
@@ -151,7 +179,14 @@ def _entry(field, validate_method) -> Callable[[dict, dict], None]:
 
 
 def _list_check(field: serializers.ListSerializer) -> Check:
-    methods = ("run_validation", "to_internal_value", "run_child_validation", "validate")
+    methods = (
+        "run_validation",
+        "to_internal_value",
+        "run_child_validation",
+        "validate",
+        "run_validators",
+        "validate_empty_values",
+    )
     if not _as_drf(field, serializers.ListSerializer, *methods):
         return _drf_check(field)
     child = _compile(field.child)

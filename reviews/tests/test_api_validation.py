@@ -5,6 +5,7 @@ import json
 from datetime import timedelta
 
 import pytest
+from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 
 from conftest import clock_start
@@ -135,3 +136,22 @@ def test_input_drf_would_coerce_is_left_to_drf():
     with pytest.raises(fastpath._Declined):
         fastpath._compiled(ProposalIn)(EDGES[-1])
     assert validated(ProposalIn, EDGES[-1])["summary"] == "17"
+
+
+class _Unusual(serializers.Serializer):
+    """Fields DRF reads otherwise than `data.get(name)`: the compiled checks leave the
+    whole serializer to DRF."""
+
+    fixed = serializers.HiddenField(default="server's own")
+    renamed = serializers.CharField(source="other", required=False)
+    text = serializers.CharField(max_length=5)
+
+
+@pytest.mark.parametrize(
+    "data", [{"fixed": "client's", "renamed": " r ", "text": "t"}, {"text": "t"}]
+)
+def test_fields_drf_reads_otherwise_are_left_to_drf(data):
+    expected = _Unusual(data=data)
+    expected.is_valid(raise_exception=True)
+    assert validated(_Unusual, data) == expected.validated_data
+    assert validated(_Unusual, data)["fixed"] == "server's own"
