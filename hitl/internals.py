@@ -169,12 +169,14 @@ def prepared_cursor(connection):
     without parsing or planning them again (on other databases, `connection.cursor()`).
 
     Private (Django 5.2.19): repeats `BaseDatabaseWrapper._cursor` (health check, connect,
-    `_prepare_cursor` for the query log and thread checks) with a psycopg cursor that binds
-    on the server and prepares every statement, instead of `create_cursor`'s client-side
-    binding. Why: the hot path's statements (an agent's key, the policy activation, the rows
-    of a proposal) are the same text on every request; planning them was half of
-    PostgreSQL's time per proposal. Off when the connection disables preparing
-    (`DB_PREPARED_STATEMENTS=0` in hitl.settings, for a transaction-pooling PgBouncer).
+    `_prepare_cursor` for the thread checks) with a psycopg cursor that binds on the server
+    and prepares every statement, instead of `create_cursor`'s client-side binding. Where
+    queries are logged (DEBUG, tests) its wrapper logs each statement composed with its
+    values through `CursorDebugWrapper.debug_sql`: psycopg keeps no text of a prepared run
+    for `last_executed_query` to read back. Why: the hot path's statements (an agent's
+    key, the policy activation, the rows of a proposal) are the same text on every
+    request; planning them was half of PostgreSQL's time per proposal. Off when the
+    connection disables preparing (`DB_PREPARED_STATEMENTS=0`, for a PgBouncer).
     """
     if connection.vendor != "postgresql":
         return connection.cursor()
@@ -183,7 +185,30 @@ def prepared_cursor(connection):
     if connection.connection.prepare_threshold is None:
         return connection.cursor()
     with connection.wrap_database_errors:
-        return connection._prepare_cursor(_prepared_class()(connection.connection))
+        cursor = _prepared_class()(connection.connection)
+    if connection.queries_logged:
+        connection.validate_thread_sharing()
+        return _logged_prepared_class()(cursor, connection)
+    return connection._prepare_cursor(cursor)
+
+
+@cache
+def _logged_prepared_class():
+    from django.db.backends.postgresql.base import CursorDebugWrapper
+    from django.db.backends.utils import CursorWrapper
+
+    class LoggedPrepared(CursorDebugWrapper):
+        # psycopg keeps no text of a statement run prepared for Django's query log to read
+        # back (it logged None): the log shows it composed with its values instead.
+        def execute(self, sql, params=None):
+            try:
+                shown = self.db.ops.compose_sql(sql, params)
+            except Exception:  # the log must never fail the statement
+                shown = sql
+            with self.debug_sql(shown, params):
+                return CursorWrapper.execute(self, sql, params)
+
+    return LoggedPrepared
 
 
 @cache

@@ -108,6 +108,8 @@ def test_the_hot_paths_statements_are_prepared_and_still_logged():
         for _ in range(3):
             assert KEYS.first("p-prepared").agent.name == "bot"
     assert len(queries) == 3  # counted as every other statement is
+    # Logged with its values, as the ORM's statements are.
+    assert all("= 'p-prepared'" in query["sql"] for query in queries.captured_queries)
     # One prepared statement, run with its one plan (plan_cache_mode=force_generic_plan).
     assert _plans_of("reviews_agentkey") == [before + 3]
 
