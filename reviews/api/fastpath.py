@@ -130,9 +130,9 @@ def _reads_plainly(field) -> bool:
 
 
 def _serializer_check(serializer: serializers.Serializer) -> Check:
-    own = ("run_validation", "to_internal_value", "run_validators", "validate_empty_values")
+    methods = ("run_validation", "to_internal_value", "run_validators", "validate_empty_values")
     writable = writable_fields(serializer)
-    if not _as_drf(serializer, serializers.Serializer, *own) or not all(
+    if not _as_drf(serializer, serializers.Serializer, *methods) or not all(
         _reads_plainly(field) for field in writable
     ):
         return _drf_check(serializer)
