@@ -6,7 +6,6 @@ reviewer's rejection reason included). The tools write every call to a ledger in
 directory, so a test can count what ran.
 """
 
-import fcntl
 import json
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.tools import tool
+
+from examples.json_store import changing
 
 REQUEST = "Order 17 arrived damaged: refund the 20.00 EUR and tell the customer."
 TOOL_CALLS = [
@@ -89,14 +90,6 @@ def ledger(workdir: Path) -> list[dict]:
 
 
 def _record(workdir: Path, name: str, args: dict[str, Any]) -> dict:
-    path = Path(workdir) / "ledger.json"
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        handle.seek(0)
-        raw = handle.read()
-        entries = json.loads(raw) if raw.strip() else []
+    with changing(Path(workdir) / "ledger.json", list) as entries:
         entries.append({"tool": name, "args": args})
-        handle.seek(0)
-        handle.truncate()
-        json.dump(entries, handle)
     return {"ok": True, "tool": name, "ledger_entry": len(entries)}

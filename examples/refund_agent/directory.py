@@ -6,13 +6,14 @@ whether the subject exists and already holds the requested access, and shows the
 reviewer the subject's current access and who else holds it.
 """
 
-import fcntl
 import json
 import os
 import tempfile
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from examples.json_store import changing
 
 SOURCE = "identity directory"
 
@@ -47,18 +48,9 @@ def _initial_users() -> dict:
 
 @contextmanager
 def _directory():
-    path = directory_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        handle.seek(0)
-        raw = handle.read()
-        data = json.loads(raw) if raw.strip() else {}
+    with changing(directory_path(), dict) as data:
         data.setdefault("users", _initial_users())
         yield data
-        handle.seek(0)
-        handle.truncate()
-        json.dump(data, handle, indent=2, sort_keys=True)
 
 
 def state() -> dict:

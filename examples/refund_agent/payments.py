@@ -4,7 +4,6 @@ It deduplicates by idempotency key like real payment APIs do, and counts every r
 call, so a test can prove an approved refund was paid exactly once.
 """
 
-import fcntl
 import json
 import os
 import tempfile
@@ -12,6 +11,8 @@ import time
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
+
+from examples.json_store import changing
 
 # Order 17 has more than the broken mug on it (60.00 EUR): the README's walkthrough refunds
 # it once per example agent, and the refund facts keep the sum within the total.
@@ -33,20 +34,11 @@ def ledger_path() -> Path:
 
 @contextmanager
 def _ledger():
-    path = ledger_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        handle.seek(0)
-        raw = handle.read()
-        data = json.loads(raw) if raw.strip() else {}
+    with changing(ledger_path(), dict) as data:
         data.setdefault("orders", json.loads(json.dumps(DEFAULT_ORDERS)))
         data.setdefault("refunds", {})
         data.setdefault("calls", 0)
         yield data
-        handle.seek(0)
-        handle.truncate()
-        json.dump(data, handle, indent=2, sort_keys=True)
 
 
 def state() -> dict:
