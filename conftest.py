@@ -5,7 +5,10 @@ import fcntl
 import io
 import json
 import os
+import shutil
+import subprocess
 import tempfile
+import time
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -61,6 +64,50 @@ def pytest_runtest_makereport(item, call):
 def _fast_password_hashing(settings):
     # PBKDF2's deliberate slowness protects real passwords, not test users.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    # Every test starts at the same instant: one test's requests must not use another's rate.
+    from hitl import ratelimit
+
+    ratelimit.reset()
+    yield
+    ratelimit.reset()
+
+
+REDIS_TESTS = "redis://127.0.0.1:6379/15"
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """The machine's Redis (its database 15, so nothing else's keys are touched) if it
+    answers, else one started for the tests (port 8167)."""
+    redis = pytest.importorskip("redis")
+    try:
+        redis.Redis.from_url(REDIS_TESTS, socket_timeout=1).ping()
+    except redis.RedisError:
+        pass
+    else:
+        yield REDIS_TESTS
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("no Redis at 127.0.0.1:6379 and no redis-server to start")
+    options = ["--port", "8167", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    server = subprocess.Popen([binary, *options], stdout=subprocess.DEVNULL)  # noqa: S603
+    url = "redis://127.0.0.1:8167/0"
+    try:
+        for _ in range(50):
+            try:
+                redis.Redis.from_url(url, socket_timeout=1).ping()
+                break
+            except redis.RedisError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 @pytest.fixture(autouse=True)

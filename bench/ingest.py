@@ -79,7 +79,7 @@ def _agent_key() -> str:
     return key
 
 
-# Redis as production's broker and cache, on an empty database of the bench's own, emptied
+# Redis as production's task broker and rate limits, on an empty database of the bench's own, emptied
 # after.
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 
@@ -87,7 +87,7 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 @contextmanager
 def serving(settings_module: str = "hitl.settings"):
     """gunicorn as docs/deployment.md runs it in production: 2 sync workers, DEBUG off,
-    kept DB connections, Redis as the task broker and cache."""
+    kept DB connections, Redis as the task broker and rate limits."""
     redis = _redis()
     env = {
         **os.environ,

@@ -237,14 +237,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {"ReviewStateEnum": "reviews.models.ReviewState"},
 }
 
-# Throttle counters; Redis when available so several web processes share them.
-CACHES = {
-    "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": env("REDIS_URL")}
-        if env("REDIS_URL", default="")
-        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
-    )
-}
+# The API's rate limits (hitl.ratelimit): in Redis, so that every web process counts
+# the same requests; without it, each process counts its own.
+HITL_RATE_LIMIT_REDIS_URL = env("REDIS_URL", default="")
 
 HITL_MAX_BODY_BYTES = env.int("HITL_MAX_BODY_BYTES", default=256 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = HITL_MAX_BODY_BYTES

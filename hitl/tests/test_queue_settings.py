@@ -1,8 +1,5 @@
 """django-q2's settings per broker, and the Redis broker's at-least-once delivery."""
 
-import shutil
-import subprocess
-import time
 import uuid
 
 import pytest
@@ -10,8 +7,6 @@ from django.core.exceptions import ImproperlyConfigured
 
 from hitl.settings import q_cluster
 
-# A database of its own on the machine's Redis, so nothing else's keys are touched.
-SHARED = "redis://127.0.0.1:6379/15"
 DEFAULTS = {"workers": 2, "timeout": 60, "retry": 120, "max_attempts": 5}
 
 
@@ -42,36 +37,6 @@ def test_redis_url_selects_the_broker_that_keeps_tasks_of_a_dead_cluster():
 def test_a_retry_that_would_run_a_task_twice_at_once_is_refused(changes, message):
     with pytest.raises(ImproperlyConfigured, match=message):
         q_cluster(redis_url="", **{**DEFAULTS, **changes})
-
-
-@pytest.fixture(scope="module")
-def redis_url():
-    """The machine's Redis if it answers, else one started for these tests (port 8167)."""
-    redis = pytest.importorskip("redis")
-    try:
-        redis.Redis.from_url(SHARED, socket_timeout=1).ping()
-    except redis.RedisError:
-        pass
-    else:
-        yield SHARED
-        return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("no Redis at 127.0.0.1:6379 and no redis-server to start")
-    options = ["--port", "8167", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    server = subprocess.Popen([binary, *options], stdout=subprocess.DEVNULL)  # noqa: S603
-    url = "redis://127.0.0.1:8167/0"
-    try:
-        for _ in range(50):
-            try:
-                redis.Redis.from_url(url, socket_timeout=1).ping()
-                break
-            except redis.RedisError:
-                time.sleep(0.1)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 @pytest.fixture
