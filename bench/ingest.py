@@ -79,8 +79,8 @@ def _agent_key() -> str:
     return key
 
 
-# Redis as production's task broker and rate limits, on an empty database of the bench's own, emptied
-# after.
+# Redis as production uses it (task broker, rate limits), on an empty database of the
+# bench's own, emptied after.
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 
