@@ -20,7 +20,7 @@ from typing import Any
 @contextmanager
 def changing(path: Path, empty: Callable[[], Any]) -> Iterator[Any]:
     """Yield the file's contents (`empty()` when there is none yet) for the caller to change,
-    one process at a time; write them back unless the block raised."""
+    one process at a time; write them back, if changed, unless the block raised."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # The lock lives on its own file: the data file is replaced, so a lock on it would
@@ -30,11 +30,21 @@ def changing(path: Path, empty: Callable[[], Any]) -> Iterator[Any]:
         raw = path.read_text() if path.exists() else ""
         data = json.loads(raw) if raw.strip() else empty()
         yield data
-        fd, fresh = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".new")
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(data, handle, indent=2, sort_keys=True)
-            os.replace(fresh, path)
-        except BaseException:
-            os.unlink(fresh)
-            raise
+        text = json.dumps(data, indent=2, sort_keys=True)
+        if text != raw:
+            _replace(path, text)
+
+
+def _replace(path: Path, text: str) -> None:
+    # Under the lock, a new file left beside it can only be a killed writer's.
+    for orphan in path.parent.glob(path.name + ".*.new"):
+        orphan.unlink(missing_ok=True)
+    fd, fresh = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".new")
+    try:
+        os.fchmod(fd, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(fresh, path)
+    except BaseException:
+        os.unlink(fresh)
+        raise

@@ -2,22 +2,27 @@
 
 With `REDIS_URL` they live in Redis, shared by every web process: a sorted set per caller,
 trimmed, counted and added to by one script, so a request costs one round trip and
-simultaneous requests in several processes are each counted once. Without it each process
-keeps its own: fine for one process, not for several.
+simultaneous requests in several processes are each counted once. The times are the web
+hosts' clocks (keep them in sync, as for anything else here). Without Redis, or while it
+cannot be reached, each process counts its own: fine for one process, not for several.
 """
 
 import logging
-import os
 import threading
+import time
 import uuid
 from collections import deque
 from functools import cache
 
+import redis
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
 PREFIX = "hitl:rate"
+# After Redis failed, this process counts alone for a while: no request waits on a Redis
+# that hangs, and the log gets one error per pause, not one per request.
+PAUSE_SECONDS = 5.0
 
 # KEYS[1] the caller's times; ARGV: now, seconds, limit, a member unique to this request.
 # Returns -1 when the request was counted, else the seconds until one more would fit.
@@ -34,42 +39,51 @@ if #oldest == 0 then return tostring(seconds) end
 return tostring(tonumber(oldest[2]) + seconds - now)
 """
 
+# Retry-After is rounded up, and DRF leaves it out when the wait is 0.
+SHORTEST_WAIT = 0.001
+
 
 def take(key: str, *, limit: int, seconds: int, now: float) -> float | None:
     """Count a request of `key` at `now` unless `limit` requests were already counted in
     the `seconds` before it. None: counted, it may go ahead; else the seconds until one
-    more would fit (a refused request is not counted). Redis unreachable: None, logged (a
-    rate limit must not stop the API)."""
-    script = _shared()
-    if script is None:
+    more would fit (a refused request is not counted)."""
+    url = settings.HITL_RATE_LIMIT_REDIS_URL
+    if not url or time.monotonic() < _redis_down.until:
         return _LOCAL.take(key, limit, seconds, now)
     member = f"{now!r}:{uuid.uuid4().hex[:12]}"
     try:
-        answer = float(script(keys=[f"{PREFIX}:{key}"], args=[repr(now), seconds, limit, member]))
-    except Exception:
-        logger.exception("Rate limits unreachable at REDIS_URL; %s not limited", key)
-        return None
-    return None if answer < 0 else max(answer, 0.0)
+        answer = float(
+            _script(url)(keys=[f"{PREFIX}:{key}"], args=[repr(now), seconds, limit, member])
+        )
+    except redis.RedisError:
+        _redis_down.until = time.monotonic() + PAUSE_SECONDS
+        logger.exception(
+            "Rate limits: Redis failed; each process counts its own for %s s", PAUSE_SECONDS
+        )
+        return _LOCAL.take(key, limit, seconds, now)
+    return None if answer < 0 else max(answer, SHORTEST_WAIT)
 
 
 def reset() -> None:
-    """Forget this process's counts (tests; Redis keys expire on their own)."""
+    """Forget this process's counts and any Redis failure (tests; Redis keys expire on
+    their own)."""
     _LOCAL.reset()
+    _redis_down.until = 0.0
+
+
+class _Down:
+    until = 0.0
+
+
+_redis_down = _Down()
 
 
 @cache
-def _script(url: str, pid: int):
-    import redis
-
-    # Short timeouts: a Redis that hangs must not hold every request for long.
+def _script(url: str):
+    # One client per URL and process; redis-py's pool reconnects in a forked child.
+    # Short timeouts: a Redis that hangs must not hold requests for long.
     client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
     return client.register_script(_TAKE)
-
-
-def _shared():
-    url = settings.HITL_RATE_LIMIT_REDIS_URL
-    # One client (and its pool of connections) per process: a pool is not shared by a fork.
-    return _script(url, os.getpid()) if url else None
 
 
 class _Local:
@@ -80,22 +94,26 @@ class _Local:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._times: dict[str, deque[float]] = {}
+        self._prune_at = self.KEYS
 
     def take(self, key: str, limit: int, seconds: int, now: float) -> float | None:
         with self._lock:
-            if len(self._times) > self.KEYS:
+            if len(self._times) > self._prune_at:
                 self._times = {k: t for k, t in self._times.items() if t and t[-1] > now - seconds}
+                # Callers all still active: prune again only once they doubled.
+                self._prune_at = max(self.KEYS, 2 * len(self._times))
             times = self._times.setdefault(key, deque())
             while times and times[0] <= now - seconds:
                 times.popleft()
             if len(times) < limit:
                 times.append(now)
                 return None
-            return times[0] + seconds - now if times else float(seconds)
+            return max(times[0] + seconds - now, SHORTEST_WAIT) if times else float(seconds)
 
     def reset(self) -> None:
         with self._lock:
             self._times.clear()
+            self._prune_at = self.KEYS
 
 
 _LOCAL = _Local()
