@@ -23,6 +23,7 @@ PREFIX = "hitl:rate"
 # After Redis failed, this process counts alone for a while: no request waits on a Redis
 # that hangs, and the log gets one error per pause, not one per request.
 PAUSE_SECONDS = 5.0
+_redis_down_until = 0.0  # time.monotonic() until which Redis is left alone
 
 # KEYS[1] the caller's times; ARGV: now, seconds, limit, a member unique to this request.
 # Returns -1 when the request was counted, else the seconds until one more would fit.
@@ -47,8 +48,9 @@ def take(key: str, *, limit: int, seconds: int, now: float) -> float | None:
     """Count a request of `key` at `now` unless `limit` requests were already counted in
     the `seconds` before it. None: counted, it may go ahead; else the seconds until one
     more would fit (a refused request is not counted)."""
+    global _redis_down_until
     url = settings.HITL_RATE_LIMIT_REDIS_URL
-    if not url or time.monotonic() < _redis_down.until:
+    if not url or time.monotonic() < _redis_down_until:
         return _LOCAL.take(key, limit, seconds, now)
     member = f"{now!r}:{uuid.uuid4().hex[:12]}"
     try:
@@ -56,7 +58,7 @@ def take(key: str, *, limit: int, seconds: int, now: float) -> float | None:
             _script(url)(keys=[f"{PREFIX}:{key}"], args=[repr(now), seconds, limit, member])
         )
     except redis.RedisError:
-        _redis_down.until = time.monotonic() + PAUSE_SECONDS
+        _redis_down_until = time.monotonic() + PAUSE_SECONDS
         logger.exception(
             "Rate limits: Redis failed; each process counts its own for %s s", PAUSE_SECONDS
         )
@@ -67,15 +69,9 @@ def take(key: str, *, limit: int, seconds: int, now: float) -> float | None:
 def reset() -> None:
     """Forget this process's counts and any Redis failure (tests; Redis keys expire on
     their own)."""
+    global _redis_down_until
     _LOCAL.reset()
-    _redis_down.until = 0.0
-
-
-class _Down:
-    until = 0.0
-
-
-_redis_down = _Down()
+    _redis_down_until = 0.0
 
 
 @cache

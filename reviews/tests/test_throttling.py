@@ -1,6 +1,7 @@
 """Per-agent rate limits: each agent its own budget, Retry-After that holds, refused
 requests costing nothing, one count across every web process."""
 
+import threading
 import uuid
 from datetime import timedelta
 
@@ -81,8 +82,6 @@ def test_any_window_holds_at_most_the_rate(seeded, agent_client, three_a_minute,
 def test_simultaneous_requests_sharing_redis_are_each_counted_once(redis_url, settings):
     """Web processes are separate clients of Redis, as these threads are (each takes its
     own connection from the pool): none overwrites another's count."""
-    import threading
-
     settings.HITL_RATE_LIMIT_REDIS_URL = redis_url
     key = f"test-{uuid.uuid4().hex}"
     answers: list[float | None] = []
